@@ -1,0 +1,29 @@
+# Two entry points: `make demo` (the main job) and `make test` (the suite). Each creates
+# .venv on first use with the exact versions CI installs (constraints.txt).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt torch torchvision
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev,bench]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(OFFLINE) $(BIN)/python examples/foundation_demo.py --output outputs/demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(OFFLINE) $(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(OFFLINE) $(BIN)/python bench/bench_text_encoding.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

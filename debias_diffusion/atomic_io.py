@@ -1,0 +1,68 @@
+"""Write outputs atomically: readers see the old output or the complete new one, never half."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .errors import OutputExistsError
+
+
+@contextmanager
+def atomic_directory(destination: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a scratch folder beside ``destination``; on success it becomes ``destination``.
+
+    On any exception the scratch folder is removed and ``destination`` is left untouched.
+    """
+    destination = Path(destination)
+    if destination.exists() and not overwrite and (destination.is_file() or any(destination.iterdir())):
+        raise OutputExistsError(f"{destination} already exists and is not empty; pass overwrite=True / --overwrite")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
+    try:
+        yield scratch
+        _replace(scratch, destination)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _replace(scratch: Path, destination: Path) -> None:
+    if not destination.exists():
+        os.replace(scratch, destination)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{destination.name}.old-", dir=destination.parent))
+    os.replace(destination, retired / "previous")
+    try:
+        os.replace(scratch, destination)
+    except BaseException:
+        os.replace(retired / "previous", destination)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)

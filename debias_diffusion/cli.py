@@ -1,0 +1,111 @@
+"""The ``debias-diffusion`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .errors import DebiasDiffusionError
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code (0 ok, 2 bad input)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except DebiasDiffusionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="debias-diffusion", description="Long-prompt text encoders for Stable Diffusion."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_convert(commands)
+    _add_count_tokens(commands)
+    return parser
+
+
+def _add_convert(commands) -> None:
+    p = commands.add_parser(
+        "convert",
+        help="convert a CLIP checkpoint to Hugging Face format",
+        description=(
+            "Convert a Long-CLIP .pt, an open_clip model/training checkpoint, or an OpenAI-layout "
+            "state dict to a Hugging Face folder, checked against open_clip's forward."
+        ),
+    )
+    p.add_argument("src", help="checkpoint file (.pt/.pth/.bin/.ckpt/.safetensors) or open_clip:ARCH/PRETRAINED")
+    p.add_argument("dst", help="output folder (written atomically)")
+    p.add_argument("--stretch", type=int, metavar="N", help="apply knowledge-preserved stretching to N positions (e.g. 248)")
+    p.add_argument("--keep", type=int, default=20, help="positions KPS copies unchanged (default: 20)")
+    p.add_argument("--text-only", action="store_true", help="write only the text encoder + tokenizer")
+    p.add_argument("--num-heads", type=int, help="text attention heads (default: width // 64, as OpenAI)")
+    p.add_argument("--vision-num-heads", type=int, help="image attention heads (default: width // 64)")
+    p.add_argument("--hidden-act", choices=("quick_gelu", "gelu"), default="quick_gelu",
+                   help="MLP activation: quick_gelu for OpenAI/Long-CLIP weights, gelu for LAION open_clip")  # fmt: skip
+    p.add_argument("--dtype", choices=DTYPES, default="float32", help="dtype of the saved weights")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="max abs difference allowed vs open_clip")
+    p.add_argument("--no-verify", action="store_true", help="skip the equivalence check against open_clip")
+    p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    p.set_defaults(run=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    import torch
+
+    from .conversion import convert_to_hf
+
+    result = convert_to_hf(
+        args.src,
+        args.dst,
+        stretch_to=args.stretch,
+        keep=args.keep,
+        text_only=args.text_only,
+        num_heads=args.num_heads,
+        vision_num_heads=args.vision_num_heads,
+        hidden_act=args.hidden_act,
+        dtype=getattr(torch, args.dtype),
+        verify=not args.no_verify,
+        tolerance=args.tolerance,
+        overwrite=args.overwrite,
+    )
+    text = result.text
+    kind = "text encoder (CLIPTextModelWithProjection)" if result.vision is None else "CLIPModel"
+    print(f"wrote {kind} to {result.destination}")
+    print(f"  text tower: width {text.width}, {text.layers} layers, {text.heads} heads, {text.positions} positions")
+    if result.stretched_from:
+        print(f"  stretched {result.stretched_from} -> {text.positions} positions (KPS, keep {args.keep})")
+    if result.equivalence:
+        print(f"  max |difference| vs open_clip forward: {result.equivalence.worst:.2e} (float32)")
+    return 0
+
+
+def _add_count_tokens(commands) -> None:
+    p = commands.add_parser("count-tokens", help="count a prompt's CLIP tokens and show what a limit would drop")
+    p.add_argument("prompt", help="prompt text, or @FILE to read it from a file")
+    p.add_argument("--max-length", type=int, default=248, help="encoder positions incl. SOT/EOT (default: 248)")
+    p.set_defaults(run=_run_count_tokens)
+
+
+def _run_count_tokens(args: argparse.Namespace) -> int:
+    from .prompt_files import read_prompt_argument
+    from .tokenization import build_clip_tokenizer, count_tokens, truncate_prompt
+
+    prompt = read_prompt_argument(args.prompt)
+    tokenizer = build_clip_tokenizer(model_max_length=args.max_length)
+    print(f"{count_tokens(tokenizer, prompt)} tokens (limit {args.max_length - 2} + SOT/EOT)")
+    cut = truncate_prompt(prompt, tokenizer)
+    if cut.was_truncated:
+        print(cut.warning_message())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""One in-memory form for every CLIP source: canonical OpenAI-layout weights plus their shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from ..errors import CheckpointError
+from ..stretching import LONG_CLIP_KEEP, LONG_CLIP_RATIO, stretch_position_table
+from .openai_layout import (
+    TextTowerSpec,
+    VisionTowerSpec,
+    canonical_openai_state_dict,
+    text_tower_spec,
+    vision_tower_spec,
+)
+
+OPENAI_IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class CanonicalCLIP:
+    """CLIP weights in canonical OpenAI layout (float32), with the towers' shapes.
+
+    ``vision`` is ``None`` for text-only sources or when only the text tower is wanted.
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    text: TextTowerSpec
+    vision: VisionTowerSpec | None
+    source: str
+    image_mean: tuple[float, ...] = OPENAI_IMAGE_MEAN
+    image_std: tuple[float, ...] = OPENAI_IMAGE_STD
+
+    def text_only(self) -> CanonicalCLIP:
+        """Drop the image tower (and ``logit_scale``)."""
+        kept = {k: v for k, v in self.state_dict.items() if not k.startswith("visual.") and k != "logit_scale"}
+        return replace(self, state_dict=kept, vision=None)
+
+    def stretched(self, keep: int = LONG_CLIP_KEEP, ratio: int = LONG_CLIP_RATIO) -> CanonicalCLIP:
+        """Apply knowledge-preserved stretching to the text position table."""
+        table = stretch_position_table(self.state_dict["positional_embedding"], keep, ratio)
+        return replace(
+            self,
+            state_dict={**self.state_dict, "positional_embedding": table},
+            text=replace(self.text, positions=int(table.shape[0])),
+        )
+
+    def stretched_to(self, positions: int, keep: int = LONG_CLIP_KEEP) -> CanonicalCLIP:
+        """Stretch to exactly ``positions`` rows (e.g. 77 -> 248), or return self if already there."""
+        have = self.text.positions
+        if have == positions:
+            return self
+        ratio, rem = divmod(positions - keep, have - keep) if have > keep else (0, 1)
+        if rem or ratio < 2:
+            raise CheckpointError(
+                f"cannot stretch a {have}-position text tower to {positions} positions with "
+                f"keep={keep}: KPS gives keep + ratio*({have} - keep) rows for an integer ratio >= 2 "
+                f"(e.g. 77 -> {keep + 4 * (77 - keep)} with ratio 4)"
+            )
+        return self.stretched(keep, ratio)
+
+
+def from_state_dict(
+    state_dict: dict[str, torch.Tensor],
+    *,
+    source: str = "checkpoint",
+    num_heads: int | None = None,
+    vision_num_heads: int | None = None,
+    hidden_act: str = "quick_gelu",
+    text_only: bool = False,
+) -> CanonicalCLIP:
+    """Build from an OpenAI / Long-CLIP / open_clip-training state dict.
+
+    Heads default to width // 64 (every OpenAI and Long-CLIP model); ``hidden_act`` defaults to
+    ``quick_gelu`` (OpenAI weights). open_clip's LAION models use ``gelu``.
+    """
+    sd = canonical_openai_state_dict(state_dict, source)
+    text = text_tower_spec(sd, num_heads=num_heads, hidden_act=hidden_act)
+    clip = CanonicalCLIP(state_dict=sd, text=text, vision=None, source=source)
+    if text_only:
+        return clip.text_only()
+    vision = vision_tower_spec(sd, num_heads=vision_num_heads or num_heads, hidden_act=hidden_act)
+    return replace(clip, vision=vision)

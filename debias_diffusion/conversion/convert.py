@@ -1,0 +1,129 @@
+"""Convert a CLIP source into a Hugging Face folder, verified against open_clip's forward."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..atomic_io import atomic_directory
+from ..errors import CheckpointError
+from ..stretching import LONG_CLIP_KEEP
+from ..tokenization import build_clip_tokenizer
+from .canonical import CanonicalCLIP
+from .equivalence import EquivalenceReport, compare_image_encoder, compare_text_encoder
+from .hf_models import build_clip_model, build_text_encoder
+from .openai_layout import TextTowerSpec, VisionTowerSpec
+from .sources import ClipSource, read_clip_source
+
+DEFAULT_TOLERANCE = 1e-4
+PROVENANCE_FILE = "debias_diffusion_conversion.json"
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """What :func:`convert_to_hf` wrote and how closely it matches the source."""
+
+    destination: Path
+    source: str
+    text: TextTowerSpec
+    vision: VisionTowerSpec | None
+    stretched_from: int | None
+    equivalence: EquivalenceReport | None
+
+
+def convert_to_hf(
+    source: ClipSource,
+    destination: str | Path,
+    *,
+    stretch_to: int | None = None,
+    keep: int = LONG_CLIP_KEEP,
+    text_only: bool = False,
+    num_heads: int | None = None,
+    vision_num_heads: int | None = None,
+    hidden_act: str = "quick_gelu",
+    dtype: torch.dtype = torch.float32,
+    verify: bool = True,
+    tolerance: float = DEFAULT_TOLERANCE,
+    overwrite: bool = False,
+) -> ConversionResult:
+    """Write ``source`` as a Hugging Face model folder (safetensors, config, tokenizer).
+
+    ``text_only`` writes ``CLIPTextModelWithProjection`` (loadable by ``CLIPTextModel`` and as a
+    diffusers ``text_encoder``); otherwise a full ``CLIPModel`` with its image processor.
+    ``stretch_to`` applies knowledge-preserved stretching first (e.g. 77 -> 248). With
+    ``verify`` the converted model must match open_clip's forward within ``tolerance``
+    (float32) or nothing is written.
+    """
+    clip = read_clip_source(
+        source, num_heads=num_heads, vision_num_heads=vision_num_heads, hidden_act=hidden_act, text_only=text_only
+    )
+    original_positions = clip.text.positions
+    if stretch_to is not None:
+        clip = clip.stretched_to(stretch_to, keep=keep)
+    model = build_text_encoder(clip) if clip.vision is None else build_clip_model(clip)
+    report = _verify(clip, model, tolerance) if verify else None
+    tokenizer = build_clip_tokenizer(model_max_length=clip.text.positions)
+    result = ConversionResult(
+        destination=Path(destination),
+        source=clip.source,
+        text=clip.text,
+        vision=clip.vision,
+        stretched_from=original_positions if clip.text.positions != original_positions else None,
+        equivalence=report,
+    )
+    with atomic_directory(destination, overwrite=overwrite) as scratch:
+        model.to(dtype).save_pretrained(scratch)
+        tokenizer.save_pretrained(scratch)
+        if clip.vision is not None:
+            _image_processor(clip).save_pretrained(scratch)
+        (scratch / PROVENANCE_FILE).write_text(json.dumps(_provenance(result), indent=2) + "\n")
+    return result
+
+
+def _verify(clip: CanonicalCLIP, model: torch.nn.Module, tolerance: float) -> EquivalenceReport:
+    if clip.vision is None:
+        report = compare_text_encoder(clip, model)
+    else:
+        text = _compare_full_text(clip, model)
+        report = EquivalenceReport(text.hidden_states, text.pooled, compare_image_encoder(clip, model))
+    if report.worst > tolerance:
+        raise CheckpointError(
+            f"converted model differs from open_clip's forward of {clip.source} by {report.worst:.3g} "
+            f"(> tolerance {tolerance:g}); nothing was written. Check num_heads / hidden_act "
+            f"(got heads={clip.text.heads}, act={clip.text.hidden_act})"
+        )
+    return report
+
+
+def _compare_full_text(clip: CanonicalCLIP, model: torch.nn.Module) -> EquivalenceReport:
+    from transformers import CLIPTextModelWithProjection
+
+    encoder = CLIPTextModelWithProjection(model.config.text_config)
+    encoder.text_model.load_state_dict(model.text_model.state_dict())
+    encoder.text_projection.load_state_dict(model.text_projection.state_dict())
+    return compare_text_encoder(clip, encoder.eval())
+
+
+def _image_processor(clip: CanonicalCLIP):
+    from transformers import CLIPImageProcessor
+
+    size = clip.vision.image_size
+    return CLIPImageProcessor(
+        size={"shortest_edge": size},
+        crop_size={"height": size, "width": size},
+        image_mean=list(clip.image_mean),
+        image_std=list(clip.image_std),
+    )
+
+
+def _provenance(result: ConversionResult) -> dict:
+    return {
+        "source": result.source,
+        "text": asdict(result.text),
+        "vision": asdict(result.vision) if result.vision else None,
+        "stretched_from": result.stretched_from,
+        "equivalence_max_abs_diff": asdict(result.equivalence) if result.equivalence else None,
+    }

@@ -1,0 +1,31 @@
+"""Exceptions raised by debias-diffusion.
+
+Every error names what was wrong and what to do about it. They subclass ``ValueError``
+(bad input) or ``FileNotFoundError`` so callers that already catch those keep working.
+"""
+
+from __future__ import annotations
+
+
+class DebiasDiffusionError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class PromptError(DebiasDiffusionError, ValueError):
+    """A prompt is empty, not a string, or longer than the chosen policy allows."""
+
+
+class CheckpointError(DebiasDiffusionError, ValueError):
+    """A checkpoint file or folder cannot be read, has an unknown layout, or holds bad weights."""
+
+
+class EncoderMismatchError(DebiasDiffusionError, ValueError):
+    """A text encoder does not fit where it is being used (width, positions, layout)."""
+
+
+class ModelNotFoundError(DebiasDiffusionError, FileNotFoundError):
+    """A model is neither a local path nor reachable on (or cached from) the Hugging Face Hub."""
+
+
+class OutputExistsError(DebiasDiffusionError, FileExistsError):
+    """The output path already exists and overwriting was not asked for."""

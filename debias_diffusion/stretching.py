@@ -1,0 +1,108 @@
+"""Knowledge-preserved stretching (KPS) of CLIP's learned position embeddings.
+
+Long-CLIP stretches CLIP's 77 positions to 248 without retraining the early ones: the first
+``keep`` rows are copied, the rest are linearly interpolated ``ratio`` times more densely, and
+the last row is extrapolated. ``keep=20, ratio=4`` turns 77 rows into 4*77 - 3*20 = 248, the
+length every published long-context checkpoint (Long-CLIP, DeBias-CLIP) uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import EncoderMismatchError
+from .text_model_layout import text_embeddings, text_transformer
+
+LONG_CLIP_KEEP = 20
+LONG_CLIP_RATIO = 4
+LONG_CLIP_POSITIONS = 248
+
+
+def stretched_length(num_positions: int, keep: int = LONG_CLIP_KEEP, ratio: int = LONG_CLIP_RATIO) -> int:
+    """Length of a table of ``num_positions`` rows after stretching with (keep, ratio)."""
+    _check_stretch_args(num_positions, keep, ratio)
+    return keep + ratio * (num_positions - keep)
+
+
+def stretch_position_table(
+    table: torch.Tensor, keep: int = LONG_CLIP_KEEP, ratio: int = LONG_CLIP_RATIO
+) -> torch.Tensor:
+    """Return the KPS-stretched copy of a ``[positions, width]`` table (computed in float64).
+
+    ``new[keep + ratio*i + k] = (1 - k/ratio) * old[keep + i] + (k/ratio) * old[keep + i + 1]``
+    for the interior rows, and the last ``ratio`` rows extrapolate the final old step.
+    """
+    if table.ndim != 2:
+        raise EncoderMismatchError(
+            f"a position table must be 2-D [positions, width]; got shape {tuple(table.shape)}"
+        )
+    n = int(table.shape[0])
+    _check_stretch_args(n, keep, ratio)
+    old = table.detach().to(torch.float64)
+    frac = torch.arange(ratio, dtype=torch.float64).div(ratio).view(1, ratio, 1)
+    start, end = old[keep:-1].unsqueeze(1), old[keep + 1 :].unsqueeze(1)
+    interior = ((1 - frac) * start + frac * end).reshape(-1, old.shape[1])
+    tail = old[-1] + frac.view(ratio, 1) * (old[-1] - old[-2])
+    stretched = torch.cat([old[:keep], interior, tail], dim=0)
+    return stretched.to(table.dtype)
+
+
+def stretch_text_encoder(
+    model: nn.Module,
+    tokenizer: Any | None = None,
+    *,
+    keep: int = LONG_CLIP_KEEP,
+    ratio: int = LONG_CLIP_RATIO,
+) -> nn.Module:
+    """Stretch a transformers CLIP text model in place and return it.
+
+    Works on ``CLIPTextModel`` (flattened or not), ``CLIPTextModelWithProjection`` and
+    ``CLIPModel``. Resizes, together: the position-embedding table, the non-persistent
+    ``position_ids`` buffer, ``config.max_position_embeddings`` and, when given, the
+    tokenizer's ``model_max_length``.
+    """
+    embeddings = text_embeddings(model)
+    old = embeddings.position_embedding
+    new_table = stretch_position_table(old.weight.data, keep, ratio)
+    new_len = int(new_table.shape[0])
+    replacement = nn.Embedding(new_len, new_table.shape[1], device=old.weight.device, dtype=old.weight.dtype)
+    replacement.weight.data.copy_(new_table)
+    replacement.weight.requires_grad_(old.weight.requires_grad)
+    embeddings.position_embedding = replacement
+    set_position_count(model, new_len)
+    if tokenizer is not None:
+        tokenizer.model_max_length = new_len
+    return model
+
+
+def set_position_count(model: nn.Module, num_positions: int) -> None:
+    """Re-register ``position_ids`` and update every config that records the length."""
+    embeddings = text_embeddings(model)
+    device = embeddings.position_embedding.weight.device
+    ids = torch.arange(num_positions, device=device).unsqueeze(0)
+    embeddings.register_buffer("position_ids", ids, persistent=False)
+    for config in _text_configs(model):
+        config.max_position_embeddings = num_positions
+
+
+def _text_configs(model: nn.Module) -> list[Any]:
+    configs = []
+    for owner in (model, text_transformer(model)):
+        config = getattr(owner, "config", None)
+        config = getattr(config, "text_config", config)
+        if config is not None and all(config is not c for c in configs):
+            configs.append(config)
+    return configs
+
+
+def _check_stretch_args(num_positions: int, keep: int, ratio: int) -> None:
+    if not isinstance(ratio, int) or ratio < 1:
+        raise EncoderMismatchError(f"stretch ratio must be a positive integer; got {ratio!r}")
+    if not isinstance(keep, int) or keep < 0 or keep > num_positions - 2:
+        raise EncoderMismatchError(
+            f"stretch keep must be an integer in [0, {num_positions - 2}] for a table of "
+            f"{num_positions} rows (the stretched part needs at least two rows); got {keep!r}"
+        )

@@ -1,0 +1,366 @@
+"""The CLIP BPE tokenizer, built offline from open_clip's vocabulary, and prompt-length helpers.
+
+``build_clip_tokenizer`` derives ``vocab.json``/``merges.txt`` from the
+``bpe_simple_vocab_16e6.txt.gz`` that ships inside open_clip, exactly as OpenAI's CLIP and the
+Hugging Face CLIP checkpoints do, so no download is needed.
+
+Text cleaning: open_clip (like OpenAI's CLIP) runs ``ftfy.fix_text``, ``html.unescape`` (twice)
+and whitespace collapsing before lower-casing. The fast Hugging Face ``CLIPTokenizer`` only
+applies NFC, whitespace collapsing and lower-casing, so on its own it differs from open_clip on
+HTML entities ("&amp;"), curly quotes and apostrophes ("dog’s"), ligatures ("ﬁ"), full-width
+letters, mojibake ("donâ€™t"), control characters and a few titlecase digraphs ("ǅ"). The
+tokenizer built here (``OpenCLIPTokenizer``) runs open_clip's cleaning (``clean_text``) on every
+string before encoding, so its ids equal open_clip's; pass ``clean=False`` for the stock class.
+Special-token strings typed into a prompt ("<|endoftext|>") and the pad token ("!" for SD 2.x) are
+tokenized as plain text (``split_special_tokens=True``), as open_clip does. Offsets returned with
+``return_offsets_mapping`` refer to the cleaned text. Only with ``use_fast=False`` (transformers
+< 5) do literal "<|startoftext|>"/"<|endoftext|>" strings still become special tokens.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import gzip
+import html
+import importlib.util
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import ftfy
+import transformers
+from transformers import PreTrainedTokenizerBase
+
+from .errors import EncoderMismatchError, PromptError
+from .sentences import split_sentences
+
+__all__ = [
+    "OpenCLIPTokenizer",
+    "PromptTruncation",
+    "build_clip_tokenizer",
+    "clean_text",
+    "clip_vocab_path",
+    "count_tokens",
+    "encoder_capacity",
+    "split_into_chunks",
+    "truncate_prompt",
+]
+
+VOCAB_FILE_NAME = "bpe_simple_vocab_16e6.txt.gz"
+BOS_TOKEN = "<|startoftext|>"
+EOS_TOKEN = "<|endoftext|>"
+_NUM_MERGES = 49152 - 256 - 2
+# transformers < 5 has a slow CLIPTokenizer and a CLIPTokenizerFast; 5.x aliases the latter.
+_FAST_CLIP = getattr(transformers, "CLIPTokenizerFast", transformers.CLIPTokenizer)
+_HAS_SLOW_CLIP = _FAST_CLIP is not transformers.CLIPTokenizer
+
+
+_OPEN_CLIP_WORDS = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+
+
+def clean_text(text: str) -> str:
+    """open_clip's cleaning (ftfy, HTML unescaping, whitespace collapsing), without lower-casing."""
+    text = html.unescape(html.unescape(ftfy.fix_text(text)))
+    return " ".join(text.split())
+
+
+def _clean_input(value: Any) -> Any:
+    """``clean_text`` applied to a string, or to every string inside lists/tuples of them."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_clean_input(item) for item in value)
+    return value
+
+
+if _HAS_SLOW_CLIP:
+    import regex  # a dependency of transformers < 5
+
+    class OpenCLIPTokenizer(_FAST_CLIP):
+        """Fast CLIP tokenizer that cleans text exactly like open_clip before encoding."""
+
+        def _batch_encode_plus(self, batch_text_or_text_pairs, *args, **kwargs):
+            batch = _clean_input(batch_text_or_text_pairs)
+            return super()._batch_encode_plus(batch, *args, **kwargs)
+
+    class OpenCLIPTokenizerSlow(transformers.CLIPTokenizer):
+        """Slow (Python) CLIP tokenizer that cleans text exactly like open_clip before BPE."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # _tokenize runs whitespace_clean(self.fix_text(text)).lower(), then splits with
+            # self.pat; drop the special-token alternatives from it, as split_special_tokens asks.
+            self.fix_text = clean_text
+            self.pat = regex.compile(_OPEN_CLIP_WORDS, regex.IGNORECASE)
+            self.cache = {}
+
+else:
+
+    class OpenCLIPTokenizer(transformers.CLIPTokenizer):
+        """CLIP tokenizer that cleans text exactly like open_clip before encoding."""
+
+        def _encode_plus(self, text, text_pair=None, *args, **kwargs):
+            return super()._encode_plus(
+                _clean_input(text), _clean_input(text_pair), *args, **kwargs
+            )
+
+    OpenCLIPTokenizerSlow = None
+
+
+def clip_vocab_path() -> Path:
+    """Path of the ``bpe_simple_vocab_16e6.txt.gz`` shipped inside open_clip.
+
+    The package is located without being imported (importing open_clip imports torch).
+    """
+    spec = importlib.util.find_spec("open_clip")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        path = Path(location) / VOCAB_FILE_NAME
+        if path.is_file():
+            return path
+    where = f" (looked in {', '.join(locations)})" if locations else ""
+    raise FileNotFoundError(
+        f"CLIP BPE vocabulary {VOCAB_FILE_NAME} not found{where}; "
+        "install open_clip, which ships it: pip install open_clip_torch"
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _clip_bpe() -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
+    """vocab.json and merges.txt contents of OpenAI's CLIP, derived from open_clip's file."""
+    lines = gzip.decompress(clip_vocab_path().read_bytes()).decode("utf-8").split("\n")
+    merges = tuple(tuple(line.split()) for line in lines[1 : _NUM_MERGES + 1])
+    byte_chars = list(_bytes_to_unicode().values())
+    tokens = byte_chars + [char + "</w>" for char in byte_chars]
+    tokens += ["".join(merge) for merge in merges] + [BOS_TOKEN, EOS_TOKEN]
+    return {token: index for index, token in enumerate(tokens)}, merges
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP map from bytes to printable characters, in CLIP's vocabulary order."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    codes = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + extra)
+            extra += 1
+    return {byte: chr(code) for byte, code in zip(printable, codes, strict=True)}
+
+
+@functools.lru_cache(maxsize=1)
+def _clip_bpe_files() -> tuple[str, str]:
+    """vocab.json and merges.txt written once per process (transformers < 5 reads files)."""
+    vocab, merges = _clip_bpe()
+    folder = Path(tempfile.mkdtemp(prefix="debias-diffusion-clip-bpe-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    vocab_file, merges_file = folder / "vocab.json", folder / "merges.txt"
+    vocab_file.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    lines = ["#version: 0.2", *(" ".join(merge) for merge in merges)]
+    merges_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(vocab_file), str(merges_file)
+
+
+def build_clip_tokenizer(
+    model_max_length: int = 248,
+    *,
+    pad_token: str = EOS_TOKEN,
+    use_fast: bool = True,
+    clean: bool = True,
+) -> PreTrainedTokenizerBase:
+    """CLIP's BPE tokenizer built offline, with ids equal to ``open_clip.tokenize``.
+
+    ``pad_token`` is ``"<|endoftext|>"`` for SD 1.x and ``"!"`` (id 0, like open_clip's zero
+    padding) for SD 2.x. ``use_fast=False`` asks for the slow Python tokenizer, which only
+    transformers < 5 has. ``clean=False`` returns the stock transformers class, which skips
+    open_clip's ftfy/HTML cleaning (see the module docstring for what then differs).
+    """
+    if isinstance(model_max_length, bool) or not isinstance(model_max_length, int):
+        raise TypeError(f"model_max_length must be an int, got {type(model_max_length).__name__}")
+    if model_max_length < 3:
+        raise ValueError(
+            f"model_max_length must be at least 3 (SOT, a token, EOT), got {model_max_length}"
+        )
+    kwargs: dict[str, Any] = dict(
+        model_max_length=model_max_length,
+        pad_token=pad_token,
+        split_special_tokens=True,
+    )
+    if not use_fast:
+        if OpenCLIPTokenizerSlow is None:
+            raise ValueError(
+                f"use_fast=False needs transformers < 5: transformers {transformers.__version__} "
+                "ships only the fast (tokenizers-backed) CLIPTokenizer; use use_fast=True"
+            )
+        cls = OpenCLIPTokenizerSlow if clean else transformers.CLIPTokenizer
+        return cls(*_clip_bpe_files(), **kwargs)
+    if _HAS_SLOW_CLIP:
+        cls = OpenCLIPTokenizer if clean else _FAST_CLIP
+        return cls(*_clip_bpe_files(), **kwargs)
+    vocab, merges = _clip_bpe()
+    cls = OpenCLIPTokenizer if clean else transformers.CLIPTokenizer
+    return cls(vocab=dict(vocab), merges=list(merges), **kwargs)
+
+
+def _check_prompt(text: object) -> str:
+    if not isinstance(text, str):
+        raise PromptError(f"prompt must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise PromptError("prompt is empty or only whitespace; give some text to encode")
+    return text
+
+
+def _token_count(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
+    encoded = tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)
+    return len(encoded["input_ids"])
+
+
+def count_tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
+    """Number of BPE tokens in ``text``, without SOT/EOT and without truncation."""
+    return _token_count(tokenizer, _check_prompt(text))
+
+
+def encoder_capacity(tokenizer: PreTrainedTokenizerBase) -> int:
+    """Tokens of text that fit: ``model_max_length`` less the SOT and EOT tokens."""
+    length = getattr(tokenizer, "model_max_length", None)
+    if not isinstance(length, int) or not 3 <= length <= 1_000_000:
+        raise EncoderMismatchError(
+            f"tokenizer has no usable model_max_length ({length!r}); "
+            "build it with build_clip_tokenizer(model_max_length=...) or pass max_tokens"
+        )
+    return length - 2
+
+
+CutKind = Literal["none", "sentence", "word"]
+
+
+@dataclass(frozen=True)
+class PromptTruncation:
+    """What ``truncate_prompt`` kept and dropped (texts have whitespace collapsed)."""
+
+    text: str
+    dropped: str
+    kept_tokens: int
+    total_tokens: int
+    cut_at: CutKind
+
+    @property
+    def was_truncated(self) -> bool:
+        return self.cut_at != "none"
+
+    def warning_message(self) -> str:
+        """A sentence telling how many tokens were dropped and quoting (briefly) what."""
+        if not self.was_truncated:
+            return f"Prompt fits: {self.kept_tokens} tokens, nothing dropped."
+        dropped_tokens = self.total_tokens - self.kept_tokens
+        return (
+            f"Prompt truncated from {self.total_tokens} to {self.kept_tokens} tokens at a "
+            f'{self.cut_at} boundary; dropped {dropped_tokens} tokens: "{_abbreviate(self.dropped)}"'
+        )
+
+
+def _abbreviate(text: str, limit: int = 80) -> str:
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 3]
+    if " " in head:
+        head = head.rsplit(" ", 1)[0]
+    return head + "..."
+
+
+def truncate_prompt(
+    text: str, tokenizer: PreTrainedTokenizerBase, max_tokens: int | None = None
+) -> PromptTruncation:
+    """Keep the longest prefix of whole sentences (else whole words) that fits in ``max_tokens``.
+
+    ``max_tokens`` defaults to ``encoder_capacity(tokenizer)``. Words are never cut; a prompt
+    whose first word alone is too long raises ``PromptError``.
+    """
+    text = _check_prompt(text)
+    limit = _resolve_max_tokens(tokenizer, max_tokens)
+    sentences = split_sentences(text)
+    total = _token_count(tokenizer, " ".join(sentences))
+    kept, kept_tokens, rest, cut_at = _take_prefix(sentences, tokenizer, limit)
+    return PromptTruncation(
+        text=kept,
+        dropped=" ".join(rest),
+        kept_tokens=kept_tokens,
+        total_tokens=total,
+        cut_at=cut_at if rest else "none",
+    )
+
+
+def split_into_chunks(
+    text: str, tokenizer: PreTrainedTokenizerBase, max_tokens: int | None = None
+) -> list[str]:
+    """Split ``text`` into consecutive chunks of at most ``max_tokens`` tokens each.
+
+    Chunks end at sentence boundaries where possible, else between words; joined with spaces they
+    give ``text`` with whitespace collapsed. ``max_tokens`` defaults to ``encoder_capacity``.
+    """
+    text = _check_prompt(text)
+    limit = _resolve_max_tokens(tokenizer, max_tokens)
+    units = split_sentences(text)
+    chunks: list[str] = []
+    while units:
+        chunk, _, units, _ = _take_prefix(units, tokenizer, limit)
+        chunks.append(chunk)
+    return chunks
+
+
+def _resolve_max_tokens(tokenizer: PreTrainedTokenizerBase, max_tokens: int | None) -> int:
+    if max_tokens is None:
+        return encoder_capacity(tokenizer)
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+        raise TypeError(f"max_tokens must be an int or None, got {type(max_tokens).__name__}")
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+    return max_tokens
+
+
+def _take_prefix(
+    sentences: Sequence[str], tokenizer: PreTrainedTokenizerBase, limit: int
+) -> tuple[str, int, list[str], CutKind]:
+    """Longest prefix that fits: whole sentences, else whole words of the first sentence.
+
+    Returns the kept text, its token count, the remaining sentences (a cut sentence's remaining
+    words first) and where the cut fell.
+    """
+    kept, kept_tokens, taken = "", 0, 0
+    for sentence in sentences:
+        candidate = f"{kept} {sentence}" if kept else sentence
+        tokens = _token_count(tokenizer, candidate)
+        if tokens > limit:
+            break
+        kept, kept_tokens, taken = candidate, tokens, taken + 1
+    if taken:
+        return kept, kept_tokens, list(sentences[taken:]), "sentence"
+
+    words = sentences[0].split(" ")
+    fits, fits_tokens = 0, 0
+    low, high = 1, len(words) - 1  # the whole first sentence is known not to fit
+    while low <= high:
+        middle = (low + high) // 2
+        tokens = _token_count(tokenizer, " ".join(words[:middle]))
+        if tokens <= limit:
+            fits, fits_tokens, low = middle, tokens, middle + 1
+        else:
+            high = middle - 1
+    if not fits:
+        first = words[0]
+        raise PromptError(
+            f"the word {_abbreviate(first, 40)!r} alone is {_token_count(tokenizer, first)} "
+            f"tokens, more than the {limit} allowed; it cannot be kept without cutting it"
+        )
+    rest = [" ".join(words[fits:]), *sentences[1:]]
+    return " ".join(words[:fits]), fits_tokens, rest, "word"

@@ -1,0 +1,41 @@
+"""Shared fixtures. Tests never touch the network: the Hub is switched off before any import."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+from debias_diffusion.tokenization import build_clip_tokenizer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def clip_tokenizer():
+    """The real CLIP tokenizer (built offline from open_clip's vocabulary), 248 positions."""
+    return build_clip_tokenizer(model_max_length=248)
+
+
+@pytest.fixture
+def clip_tokenizer_factory():
+    """Fresh tokenizers of a given length, for tests that change ``model_max_length``."""
+    return lambda length=77: build_clip_tokenizer(model_max_length=length)
+
+
+# --- tokenization fixtures (tests/test_tokenization.py) -------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def open_clip_tokenizer():
+    """open_clip's own tokenizer for ViT-L-14: the reference the built tokenizer must match."""
+    import open_clip
+
+    return open_clip.get_tokenizer("ViT-L-14")
+
+
+@pytest.fixture(scope="session")
+def clip_tokenizer_77_zero_pad():
+    """A 77-position tokenizer padding with "!" (id 0), like SD 2.x and open_clip.tokenize."""
+    return build_clip_tokenizer(model_max_length=77, pad_token="!")

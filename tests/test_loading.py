@@ -1,0 +1,73 @@
+"""load_text_encoder: one entry point for folders, pipeline folders, checkpoint files and Hub ids."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from clip_builders import long_clip_state_dict, open_clip_text_outputs, tiny_openai_clip, token_batch
+from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+from debias_diffusion import load_text_encoder
+from debias_diffusion.conversion import convert_to_hf
+from debias_diffusion.errors import EncoderMismatchError, ModelNotFoundError
+
+
+@pytest.fixture(scope="module")
+def long_clip_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("longclip")
+    state, reference = long_clip_state_dict()
+    torch.save(state, root / "longclip.pt")
+    convert_to_hf(root / "longclip.pt", root / "hf", text_only=True, num_heads=2)
+    return root, reference
+
+
+def test_from_hf_folder_keeps_projection_and_sizes_tokenizer(long_clip_folder):
+    root, reference = long_clip_folder
+    loaded = load_text_encoder(root / "hf")
+    assert isinstance(loaded.text_encoder, CLIPTextModelWithProjection)
+    assert loaded.max_length == 248 == loaded.tokenizer.model_max_length
+    assert loaded.width == 32
+    ids = token_batch(248)
+    with torch.no_grad():
+        out = loaded.text_encoder(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(out, open_clip_text_outputs(reference, ids)["last"], atol=1e-5, rtol=0)
+
+
+def test_from_checkpoint_file_as_sd1_text_model(long_clip_folder):
+    root, reference = long_clip_folder
+    loaded = load_text_encoder(root / "longclip.pt", with_projection=False, num_heads=2)
+    assert type(loaded.text_encoder) is CLIPTextModel
+    ids = token_batch(248)
+    with torch.no_grad():
+        out = loaded.text_encoder(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(out, open_clip_text_outputs(reference, ids)["last"], atol=1e-5, rtol=0)
+
+
+def test_from_diffusers_pipeline_folder_reads_text_encoder_and_tokenizer(long_clip_folder, tmp_path):
+    root, _ = long_clip_folder
+    (tmp_path / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    shutil.copytree(root / "hf", tmp_path / "text_encoder")
+    tokenizer_dir = tmp_path / "tokenizer"
+    tokenizer_dir.mkdir()
+    for name in ("tokenizer_config.json", "tokenizer.json"):
+        shutil.move(tmp_path / "text_encoder" / name, tokenizer_dir / name)
+    loaded = load_text_encoder(tmp_path, torch_dtype=torch.float16)
+    assert loaded.max_length == 248 == loaded.tokenizer.model_max_length
+    assert loaded.text_encoder.dtype == torch.float16
+
+
+def test_stretch_on_load_and_expected_positions(tmp_path):
+    model = tiny_openai_clip(77)
+    torch.save(model.state_dict(), tmp_path / "clip.pt")
+    with pytest.raises(EncoderMismatchError, match="77-row position table where 248 was expected; pass stretch_to=248"):
+        load_text_encoder(tmp_path / "clip.pt", num_heads=2, expected_positions=248)
+    loaded = load_text_encoder(tmp_path / "clip.pt", num_heads=2, stretch_to=248, expected_positions=248)
+    assert loaded.max_length == 248 == loaded.tokenizer.model_max_length
+
+
+def test_hub_id_offline_says_how_to_get_it(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="HF_HUB_OFFLINE is set.*hf download no-such-owner/no-such-model"):
+        load_text_encoder("no-such-owner/no-such-model")
