@@ -17,9 +17,9 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection
 from .conversion.hf_models import HFTextEncoder, build_text_encoder
 from .conversion.sources import OPEN_CLIP_PREFIX, ClipSource, read_clip_source
 from .errors import CheckpointError, EncoderMismatchError, ModelNotFoundError
-from .stretching import LONG_CLIP_KEEP, stretch_text_encoder
+from .stretching import LONG_CLIP_KEEP, stretch_ratio, stretch_text_encoder
 from .text_model_layout import hidden_width, position_count, text_transformer
-from .tokenization import build_clip_tokenizer
+from .tokenization import OpenCLIPTokenizer, build_clip_tokenizer
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
@@ -69,7 +69,8 @@ def load_text_encoder(
     """
     encoder, tokenizer, label = _load(source, subfolder, with_projection, num_heads, hidden_act, revision)
     if stretch_to is not None and position_count(encoder) < stretch_to:
-        _stretch_to(encoder, stretch_to, label)
+        ratio = stretch_ratio(position_count(encoder), stretch_to, LONG_CLIP_KEEP)
+        stretch_text_encoder(encoder, keep=LONG_CLIP_KEEP, ratio=ratio)
     _check_finite(encoder, label)
     _check_expectations(encoder, label, expected_positions, expected_width)
     tokenizer.model_max_length = position_count(encoder)
@@ -184,20 +185,7 @@ def _tokenizer_folder(root: Path, model_folder: Path) -> Path | None:
 def _tokenizer(folder: Path | None, max_length: int):
     if folder is None:
         return build_clip_tokenizer(model_max_length=max_length)
-    from transformers import CLIPTokenizer
-
-    return CLIPTokenizer.from_pretrained(str(folder), model_max_length=max_length)
-
-
-def _stretch_to(encoder: HFTextEncoder, positions: int, label: str) -> None:
-    have = position_count(encoder)
-    ratio, rem = divmod(positions - LONG_CLIP_KEEP, have - LONG_CLIP_KEEP)
-    if rem or ratio < 2:
-        raise EncoderMismatchError(
-            f"{label}: cannot stretch {have} positions to {positions} with keep={LONG_CLIP_KEEP} "
-            "(KPS needs keep + ratio*(positions - keep) for an integer ratio, e.g. 77 -> 248)"
-        )
-    stretch_text_encoder(encoder, keep=LONG_CLIP_KEEP, ratio=ratio)
+    return OpenCLIPTokenizer.from_pretrained(str(folder), model_max_length=max_length)
 
 
 def _check_finite(encoder: nn.Module, label: str) -> None:

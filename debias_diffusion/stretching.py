@@ -27,6 +27,18 @@ def stretched_length(num_positions: int, keep: int = LONG_CLIP_KEEP, ratio: int 
     return keep + ratio * (num_positions - keep)
 
 
+def stretch_ratio(num_positions: int, target: int, keep: int = LONG_CLIP_KEEP) -> int:
+    """The integer ratio that stretches ``num_positions`` rows to exactly ``target`` (77 -> 248: 4)."""
+    ratio, remainder = divmod(target - keep, num_positions - keep) if num_positions > keep else (0, 1)
+    if remainder or ratio < 2:
+        raise EncoderMismatchError(
+            f"cannot stretch a {num_positions}-position text tower to {target} positions with "
+            f"keep={keep}: KPS gives keep + ratio*({num_positions} - keep) rows for an integer "
+            f"ratio >= 2 (e.g. 77 -> {keep + 4 * (77 - keep)} with ratio 4)"
+        )
+    return ratio
+
+
 def stretch_position_table(
     table: torch.Tensor, keep: int = LONG_CLIP_KEEP, ratio: int = LONG_CLIP_RATIO
 ) -> torch.Tensor:

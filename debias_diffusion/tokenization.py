@@ -13,8 +13,11 @@ tokenizer built here (``OpenCLIPTokenizer``) runs open_clip's cleaning (``clean_
 string before encoding, so its ids equal open_clip's; pass ``clean=False`` for the stock class.
 Special-token strings typed into a prompt ("<|endoftext|>") and the pad token ("!" for SD 2.x) are
 tokenized as plain text (``split_special_tokens=True``), as open_clip does. Offsets returned with
-``return_offsets_mapping`` refer to the cleaned text. Only with ``use_fast=False`` (transformers
-< 5) do literal "<|startoftext|>"/"<|endoftext|>" strings still become special tokens.
+``return_offsets_mapping`` refer to the cleaned text. A saved tokenizer records
+``tokenizer_class: CLIPTokenizer`` so that any loader reads it; only
+``OpenCLIPTokenizer.from_pretrained`` brings the cleaning back. One known difference remains:
+open_clip turns its own special-token names typed into text ("<start_of_text>", "<end_of_text>")
+into SOT/EOT ids, while here they are plain text.
 """
 
 from __future__ import annotations
@@ -78,30 +81,49 @@ def _clean_input(value: Any) -> Any:
     return value
 
 
+class _SavesAsCLIPTokenizer:
+    """Saves ``tokenizer_class: CLIPTokenizer``, so any transformers loader can read the folder.
+
+    Reloading with ``CLIPTokenizer``/``AutoTokenizer`` gives the stock class (no cleaning);
+    ``OpenCLIPTokenizer.from_pretrained`` keeps it. Upload with ``push_to_hub()``, which saves
+    through this method, rather than ``save_pretrained(..., push_to_hub=True)``.
+    """
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        saved = super().save_pretrained(save_directory, *args, **kwargs)
+        for name in saved:
+            if str(name).endswith("tokenizer_config.json"):
+                path = Path(name)
+                config = json.loads(path.read_text(encoding="utf-8"))
+                config["tokenizer_class"] = "CLIPTokenizer"
+                path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", "utf-8")
+        return saved
+
+
 if _HAS_SLOW_CLIP:
     import regex  # a dependency of transformers < 5
 
-    class OpenCLIPTokenizer(_FAST_CLIP):
+    class OpenCLIPTokenizer(_SavesAsCLIPTokenizer, _FAST_CLIP):
         """Fast CLIP tokenizer that cleans text exactly like open_clip before encoding."""
 
         def _batch_encode_plus(self, batch_text_or_text_pairs, *args, **kwargs):
             batch = _clean_input(batch_text_or_text_pairs)
             return super()._batch_encode_plus(batch, *args, **kwargs)
 
-    class OpenCLIPTokenizerSlow(transformers.CLIPTokenizer):
+    class OpenCLIPTokenizerSlow(_SavesAsCLIPTokenizer, transformers.CLIPTokenizer):
         """Slow (Python) CLIP tokenizer that cleans text exactly like open_clip before BPE."""
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             # _tokenize runs whitespace_clean(self.fix_text(text)).lower(), then splits with
-            # self.pat; drop the special-token alternatives from it, as split_special_tokens asks.
+            # self.pat; drop its special-token alternatives, as open_clip has none for these.
             self.fix_text = clean_text
             self.pat = regex.compile(_OPEN_CLIP_WORDS, regex.IGNORECASE)
             self.cache = {}
 
 else:
 
-    class OpenCLIPTokenizer(transformers.CLIPTokenizer):
+    class OpenCLIPTokenizer(_SavesAsCLIPTokenizer, transformers.CLIPTokenizer):
         """CLIP tokenizer that cleans text exactly like open_clip before encoding."""
 
         def _encode_plus(self, text, text_pair=None, *args, **kwargs):
@@ -182,8 +204,9 @@ def build_clip_tokenizer(
 
     ``pad_token`` is ``"<|endoftext|>"`` for SD 1.x and ``"!"`` (id 0, like open_clip's zero
     padding) for SD 2.x. ``use_fast=False`` asks for the slow Python tokenizer, which only
-    transformers < 5 has. ``clean=False`` returns the stock transformers class, which skips
-    open_clip's ftfy/HTML cleaning (see the module docstring for what then differs).
+    transformers < 5 has. ``clean=False`` returns the stock transformers class (still with
+    ``split_special_tokens=True``), which skips open_clip's ftfy/HTML cleaning (see the module
+    docstring for what then differs).
     """
     if isinstance(model_max_length, bool) or not isinstance(model_max_length, int):
         raise TypeError(f"model_max_length must be an int, got {type(model_max_length).__name__}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 from clip_builders import tiny_openai_clip
@@ -33,5 +34,7 @@ def test_count_tokens_reads_files_and_reports_truncation(tmp_path, capsys):
 
 
 def test_console_script_entry_point_runs():
-    result = subprocess.run([sys.executable, "-m", "debias_diffusion.cli", "--help"], capture_output=True, text=True, check=True)
+    script = Path(sys.executable).with_name("debias-diffusion")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "debias_diffusion.cli"]
+    result = subprocess.run([*command, "--help"], capture_output=True, text=True, check=True)
     assert "convert" in result.stdout and "count-tokens" in result.stdout

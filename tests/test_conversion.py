@@ -166,3 +166,12 @@ def test_verification_refuses_a_broken_mapping(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="differs from open_clip's forward .* nothing was written"):
         convert_to_hf(tmp_path / "clip.pt", tmp_path / "hf", text_only=True, num_heads=2)
     assert not (tmp_path / "hf").exists()
+
+
+def test_text_tower_only_checkpoint_needs_no_flag(tmp_path):
+    state, reference = long_clip_state_dict(seed=8)
+    text_only = {k: v for k, v in state.items() if not k.startswith("visual.") and k != "logit_scale"}
+    torch.save(text_only, tmp_path / "text.pt")
+    result = convert_to_hf(tmp_path / "text.pt", tmp_path / "hf", num_heads=2)
+    assert result.vision is None
+    assert_text_equivalent(CLIPTextModelWithProjection.from_pretrained(tmp_path / "hf").eval(), reference, 248)

@@ -71,3 +71,14 @@ def test_hub_id_offline_says_how_to_get_it(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError, match="HF_HUB_OFFLINE is set.*hf download no-such-owner/no-such-model"):
         load_text_encoder("no-such-owner/no-such-model")
+
+
+def test_folder_tokenizer_keeps_open_clip_cleaning(long_clip_folder):
+    import open_clip
+
+    root, _ = long_clip_folder
+    loaded = load_text_encoder(root / "hf")
+    prompt = "a dog\u2019s toy &amp; a cat\u2019s bowl"  # curly apostrophes and an HTML entity
+    ids = loaded.tokenizer(prompt, padding="max_length", max_length=248, truncation=True, return_tensors="pt").input_ids
+    expected = open_clip.tokenize([prompt], context_length=248)
+    assert torch.equal(ids[:, : int((expected != 0).sum())], expected[:, : int((expected != 0).sum())])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import json
 
 import pytest
 import torch
@@ -181,18 +182,36 @@ def test_clean_text(raw, cleaned):
     assert clean_text(raw) == cleaned
 
 
-def test_batches_and_pairs_are_cleaned_too(clip_tokenizer, open_clip_tokenizer):
+def test_open_clips_own_special_names_are_plain_text_here(clip_tokenizer, open_clip_tokenizer):
+    # The one documented difference: open_clip maps these literal strings to SOT/EOT.
+    text = "a <start_of_text> b <end_of_text> c"
+    assert open_clip_tokenizer.encode(text) == [320, SOT, 321, EOT, 322]
+    ids = clip_tokenizer(text, add_special_tokens=False).input_ids
+    assert SOT not in ids and EOT not in ids and len(ids) == 17
+
+
+def test_batches_are_cleaned_too(clip_tokenizer, open_clip_tokenizer):
     batch = clip_tokenizer(["Tom &amp; Jerry", "dog’s"]).input_ids
     assert batch == [open_clip_ids(open_clip_tokenizer, t) for t in ["Tom &amp; Jerry", "dog’s"]]
 
 
-def test_saved_tokenizer_reloads_with_cleaning(tmp_path, open_clip_tokenizer):
-    tokenizer = build_clip_tokenizer(77, pad_token="!")
-    tokenizer.save_pretrained(tmp_path)
-    reloaded = OpenCLIPTokenizer.from_pretrained(tmp_path)
+def test_saved_folder_loads_anywhere_and_keeps_cleaning_with_our_class(
+    tmp_path, open_clip_tokenizer
+):
+    build_clip_tokenizer(77, pad_token="!").save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "CLIPTokenizer"  # not our subclass: AutoTokenizer can load
+
     text = "Tom &amp; Jerry’s fine! <|endoftext|>"
+    reloaded = OpenCLIPTokenizer.from_pretrained(tmp_path)
     assert reloaded(text).input_ids == open_clip_ids(open_clip_tokenizer, text)
     assert (reloaded.model_max_length, reloaded.pad_token_id) == (77, 0)
+
+    stock = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert not isinstance(stock, OpenCLIPTokenizer)
+    plain = "wow! a cat on a mat, 3.5 m wide"
+    assert stock(plain).input_ids == open_clip_ids(open_clip_tokenizer, plain)
+    assert stock(text).input_ids != open_clip_ids(open_clip_tokenizer, text)  # no cleaning
 
 
 def test_use_fast_false(open_clip_tokenizer):

@@ -6,8 +6,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..errors import CheckpointError
-from ..stretching import LONG_CLIP_KEEP, LONG_CLIP_RATIO, stretch_position_table
+from ..stretching import LONG_CLIP_KEEP, LONG_CLIP_RATIO, stretch_position_table, stretch_ratio
 from .openai_layout import (
     TextTowerSpec,
     VisionTowerSpec,
@@ -50,17 +49,9 @@ class CanonicalCLIP:
 
     def stretched_to(self, positions: int, keep: int = LONG_CLIP_KEEP) -> CanonicalCLIP:
         """Stretch to exactly ``positions`` rows (e.g. 77 -> 248), or return self if already there."""
-        have = self.text.positions
-        if have == positions:
+        if self.text.positions == positions:
             return self
-        ratio, rem = divmod(positions - keep, have - keep) if have > keep else (0, 1)
-        if rem or ratio < 2:
-            raise CheckpointError(
-                f"cannot stretch a {have}-position text tower to {positions} positions with "
-                f"keep={keep}: KPS gives keep + ratio*({have} - keep) rows for an integer ratio >= 2 "
-                f"(e.g. 77 -> {keep + 4 * (77 - keep)} with ratio 4)"
-            )
-        return self.stretched(keep, ratio)
+        return self.stretched(keep, stretch_ratio(self.text.positions, positions, keep))
 
 
 def from_state_dict(
