@@ -144,25 +144,54 @@ def _from_hub(repo: str, subfolder, with_projection, num_heads, hidden_act, revi
             f"{repo!r} is not an existing file or folder, nor a Hugging Face Hub id (owner/name)"
         )
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HFValidationError
 
     repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
-    target = filename or f"{subfolder + '/' if subfolder else ''}config.json"
+    if filename:
+        local = _hub_call(repo, lambda: hf_hub_download(repo_id, filename, revision=revision))
+        return _from_canonical(Path(local), with_projection, num_heads, hidden_act)
+    is_pipeline = subfolder is None and _hub_has_file(repo_id, "model_index.json", revision)
+    subfolder = "text_encoder" if is_pipeline else subfolder
+    config_name = f"{subfolder}/config.json" if subfolder else "config.json"
+    config_file = _hub_call(repo, lambda: hf_hub_download(repo_id, config_name, revision=revision))
+    config = json.loads(Path(config_file).read_text())
+    encoder = _from_pretrained(repo_id, subfolder, config, with_projection, revision=revision)
     try:
-        local = Path(hf_hub_download(repo_id, target, revision=revision))
+        tokenizer = OpenCLIPTokenizer.from_pretrained(
+            repo_id, subfolder="tokenizer" if is_pipeline else (subfolder or ""), revision=revision
+        )
+        tokenizer.model_max_length = position_count(encoder)
+    except (OSError, ValueError):
+        tokenizer = build_clip_tokenizer(model_max_length=position_count(encoder))
+    return encoder, tokenizer, repo
+
+
+def _hub_has_file(repo_id: str, filename: str, revision: str | None) -> bool:
+    from huggingface_hub import hf_hub_download
+
+    try:
+        hf_hub_download(repo_id, filename, revision=revision)
+    except Exception:  # absent, offline and not cached, or unreachable: treat as "no"
+        return False
+    return True
+
+
+def _hub_call(repo: str, fetch):
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return fetch()
     except (OSError, ValueError, HFValidationError) as err:
         offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+        repo_id = "/".join(repo.split("/")[:2])
         hint = (
             "HF_HUB_OFFLINE is set, so only models already in the Hugging Face cache load: "
             f"run `hf download {repo_id}` on a machine with network, or pass a local path"
             if offline
             else "check the id and your network / HF token"
         )
-        raise ModelNotFoundError(f"{repo!r} is not a local path and could not be fetched from the Hub ({hint}): {err}") from err
-    if filename:
-        return _from_canonical(local, with_projection, num_heads, hidden_act)
-    root = local.parent.parent if subfolder else local.parent
-    return _from_folder(root, subfolder, with_projection)
+        raise ModelNotFoundError(
+            f"{repo!r} is not a local path and could not be fetched from the Hub ({hint}): {err}"
+        ) from err
 
 
 def _as_class(encoder: HFTextEncoder, with_projection: bool | None) -> HFTextEncoder:

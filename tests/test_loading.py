@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -82,3 +83,32 @@ def test_folder_tokenizer_keeps_open_clip_cleaning(long_clip_folder):
     ids = loaded.tokenizer(prompt, padding="max_length", max_length=248, truncation=True, return_tensors="pt").input_ids
     expected = open_clip.tokenize([prompt], context_length=248)
     assert torch.equal(ids[:, : int((expected != 0).sum())], expected[:, : int((expected != 0).sum())])
+
+
+def _fake_hub_cache(cache: Path, repo_id: str, files: dict[str, Path]) -> None:
+    """Lay files out the way huggingface_hub caches a downloaded snapshot (no network involved)."""
+    repo_dir = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo_dir / "snapshots" / ("0" * 40)
+    for name, source in files.items():
+        (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, snapshot / name)
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / "main").write_text("0" * 40)
+
+
+def test_hub_ids_load_from_the_cache_when_offline(long_clip_folder, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    root, reference = long_clip_folder
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    hf_files = {p.name: p for p in (root / "hf").iterdir()}
+    _fake_hub_cache(tmp_path, "someone/longclip-tiny-hf", hf_files)
+    _fake_hub_cache(tmp_path, "someone/longclip-tiny", {"longclip.pt": root / "longclip.pt"})
+
+    for source in ("someone/longclip-tiny-hf", "someone/longclip-tiny/longclip.pt"):
+        loaded = load_text_encoder(source, num_heads=2)
+        assert loaded.max_length == 248 == loaded.tokenizer.model_max_length
+        ids = token_batch(248)
+        with torch.no_grad():
+            out = loaded.text_encoder(input_ids=ids).last_hidden_state
+        torch.testing.assert_close(out, open_clip_text_outputs(reference, ids)["last"], atol=1e-5, rtol=0)
