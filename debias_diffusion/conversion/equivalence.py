@@ -86,7 +86,7 @@ def compare_text_encoder(clip: CanonicalCLIP, encoder: HFTextEncoder) -> Equival
     """Compare per-token final hidden states and pooled/projected output on probe tokens."""
     ids = probe_token_ids(clip.text)
     pooled_ref, tokens_ref = reference_text_tower(clip)(ids)
-    out = encoder.float()(input_ids=ids)
+    out = encoder(input_ids=ids)
     pooled = out.text_embeds if hasattr(out, "text_embeds") else out.pooler_output
     return EquivalenceReport(
         hidden_states=_max_diff(out.last_hidden_state, tokens_ref),
