@@ -155,11 +155,10 @@ def _from_hub(repo: str, subfolder, with_projection, num_heads, hidden_act, revi
     config_file = _hub_call(repo, lambda: hf_hub_download(repo_id, config_name, revision=revision))
     config = json.loads(Path(config_file).read_text())
     encoder = _from_pretrained(repo_id, subfolder, config, with_projection, revision=revision)
-    try:
+    try:  # load_text_encoder sizes the tokenizer to the encoder afterwards
         tokenizer = OpenCLIPTokenizer.from_pretrained(
             repo_id, subfolder="tokenizer" if is_pipeline else (subfolder or ""), revision=revision
         )
-        tokenizer.model_max_length = position_count(encoder)
     except (OSError, ValueError):
         tokenizer = build_clip_tokenizer(model_max_length=position_count(encoder))
     return encoder, tokenizer, repo
