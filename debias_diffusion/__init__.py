@@ -2,7 +2,8 @@
 
 The library: knowledge-preserved stretching of CLIP positions, the real CLIP tokenizer built
 offline with long-prompt helpers, converters from Long-CLIP / open_clip / OpenAI layouts to
-Hugging Face format, and one loader for all of them. Heavy submodules import lazily.
+Hugging Face format, one loader for all of them, and drop-in diffusers pipelines that condition
+on whole long prompts. Heavy submodules import lazily.
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ _EXPORTS = {
     "read_clip_source": "conversion",
     "load_text_encoder": "loading",
     "LoadedTextEncoder": "loading",
+    "DeBiasStableDiffusionPipeline": "pipelines",
+    "DeBiasStableDiffusionXLPipeline": "pipelines",
+    "use_long_text_encoder": "pipeline_components",
+    "LONG_CLIP_L": "pipeline_components",
+    "plan_prompt": "conditioning",
+    "PromptPlan": "conditioning",
+    "GenerationSettings": "generation",
+    "generate": "generation",
+    "load_pipeline": "generation",
     "DebiasDiffusionError": "errors",
     "PromptError": "errors",
     "CheckpointError": "errors",
@@ -37,6 +47,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from .conditioning import PromptPlan, plan_prompt
     from .conversion import convert_to_hf, read_clip_source
     from .errors import (
         CheckpointError,
@@ -46,7 +57,10 @@ if TYPE_CHECKING:
         OutputExistsError,
         PromptError,
     )
+    from .generation import GenerationSettings, generate, load_pipeline
     from .loading import LoadedTextEncoder, load_text_encoder
+    from .pipeline_components import LONG_CLIP_L, use_long_text_encoder
+    from .pipelines import DeBiasStableDiffusionPipeline, DeBiasStableDiffusionXLPipeline
     from .sentences import split_sentences
     from .stretching import stretch_position_table, stretch_text_encoder, stretched_length
     from .tokenization import PromptTruncation, build_clip_tokenizer, count_tokens, split_into_chunks, truncate_prompt

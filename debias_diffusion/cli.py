@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_convert(commands)
     _add_count_tokens(commands)
+    _add_generate(commands)
     return parser
 
 
@@ -104,6 +105,72 @@ def _run_count_tokens(args: argparse.Namespace) -> int:
     cut = truncate_prompt(prompt, tokenizer)
     if cut.was_truncated:
         print(cut.warning_message())
+    return 0
+
+
+def _size(text: str) -> tuple[int, int]:
+    from .generation import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def _add_generate(commands) -> None:
+    from .conditioning import LONG_PROMPT_POLICIES
+    from .generation import DEFAULT_ENCODER, DEFAULT_MODEL
+
+    p = commands.add_parser(
+        "generate",
+        help="generate images from a (long) prompt with a long-prompt pipeline",
+        description=(
+            "Generate images with a DeBias SD 1.x/2.x or SDXL pipeline. Writes seed-N.png and a seed-N.json "
+            "sidecar (every setting, the token count, what a long-prompt policy dropped) per image."
+        ),
+    )
+    p.add_argument("prompt", help="prompt text, or @FILE to read it from a file")
+    p.add_argument("-n", "--negative-prompt", help="negative prompt text, or @FILE")
+    p.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"diffusers pipeline folder or Hub id (default: {DEFAULT_MODEL})")
+    p.add_argument("-e", "--encoder", default=DEFAULT_ENCODER,
+                   help="long text encoder: folder, .pt/.safetensors, Hub id, 'longclip-l' (Long-CLIP-L, default) "
+                        "or 'none' to keep the model's own encoder")  # fmt: skip
+    p.add_argument("-o", "--output", default="outputs/generate", help="output folder (default: outputs/generate)")
+    p.add_argument("--steps", type=int, default=30, help="denoising steps (default: 30)")
+    p.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance scale (default: 7.5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first image; image i uses seed + i (default: 0)")
+    p.add_argument("--size", type=_size, metavar="WxH", help="image size, e.g. 512x512 (default: the model's)")
+    p.add_argument("--num-images", type=int, default=1, help="number of images (default: 1)")
+    p.add_argument("--long-prompt", choices=LONG_PROMPT_POLICIES, default="truncate",
+                   help="prompts longer than the encoder: truncate at a sentence, chunk, or error (default: truncate)")  # fmt: skip
+    p.add_argument("--dtype", choices=DTYPES, help="weights dtype (default: float16 on CUDA, float32 on CPU)")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--overwrite", action="store_true", help="replace images that already exist")
+    p.set_defaults(run=_run_generate)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from .generation import GenerationSettings, generate
+    from .prompt_files import read_prompt_argument
+
+    width, height = args.size or (None, None)
+    settings = GenerationSettings(
+        prompt=read_prompt_argument(args.prompt),
+        negative_prompt=read_prompt_argument(args.negative_prompt) if args.negative_prompt else None,
+        model=args.model,
+        encoder=args.encoder,
+        steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        seed=args.seed,
+        width=width,
+        height=height,
+        num_images=args.num_images,
+        long_prompt=args.long_prompt,
+        dtype=args.dtype,
+        device=args.device,
+    )
+    for path in generate(settings, args.output, overwrite=args.overwrite):
+        print(f"wrote {path} (+ {path.with_suffix('.json').name})")
     return 0
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from .errors import CheckpointError, EncoderMismatchError, ModelNotFoundError
 from .stretching import LONG_CLIP_KEEP, stretch_ratio, stretch_text_encoder
 from .text_model_layout import hidden_width, position_count, text_transformer
 from .tokenization import OpenCLIPTokenizer, build_clip_tokenizer
+from .transformers_logging import quiet_transformers
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
@@ -118,23 +117,11 @@ def _from_pretrained(repo: str, subfolder, config: dict, with_projection, **kwar
     cls = CLIPTextModelWithProjection if want_projection else CLIPTextModel
     try:
         if has_projection and not want_projection:
-            with _quiet_transformers():  # dropping the projection is intended, not worth a report
+            with quiet_transformers():  # dropping the projection is intended, not worth a report
                 return cls.from_pretrained(repo, subfolder=subfolder or "", **kwargs)
         return cls.from_pretrained(repo, subfolder=subfolder or "", **kwargs)
     except (OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"could not load a CLIP text encoder from {repo}: {err}") from err
-
-
-@contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    from transformers.utils import logging as hf_logging
-
-    previous = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(previous)
 
 
 def _from_hub(repo: str, subfolder, with_projection, num_heads, hidden_act, revision):
@@ -180,17 +167,20 @@ def _hub_call(repo: str, fetch):
     try:
         return fetch()
     except (OSError, ValueError, HFValidationError) as err:
-        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-        repo_id = "/".join(repo.split("/")[:2])
-        hint = (
-            "HF_HUB_OFFLINE is set, so only models already in the Hugging Face cache load: "
-            f"run `hf download {repo_id}` on a machine with network, or pass a local path"
-            if offline
-            else "check the id and your network / HF token"
-        )
-        raise ModelNotFoundError(
-            f"{repo!r} is not a local path and could not be fetched from the Hub ({hint}): {err}"
-        ) from err
+        raise missing_model_error(repo, err) from err
+
+
+def missing_model_error(repo: str, err: Exception) -> ModelNotFoundError:
+    """A ``ModelNotFoundError`` for a Hub id that could not be fetched, saying how to get it."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    repo_id = "/".join(str(repo).split("/")[:2])
+    hint = (
+        "HF_HUB_OFFLINE is set, so only models already in the Hugging Face cache load: "
+        f"run `hf download {repo_id}` on a machine with network, or pass a local path"
+        if offline
+        else "check the id and your network / HF token"
+    )
+    return ModelNotFoundError(f"{repo!r} is not a local path and could not be fetched from the Hub ({hint}): {err}")
 
 
 def _as_class(encoder: HFTextEncoder, with_projection: bool | None) -> HFTextEncoder:

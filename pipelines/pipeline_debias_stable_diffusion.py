@@ -1,0 +1,172 @@
+"""Stable Diffusion 1.x / 2.x with long prompts: the stock pipeline, with a 248-token prompt encoder.
+
+Installed as ``debias_diffusion.pipelines.pipeline_debias_stable_diffusion``; this file also works
+on its own as ``DiffusionPipeline.from_pretrained(..., custom_pipeline=<this file>,
+trust_remote_code=True)`` when ``debias_diffusion`` is installed.
+"""
+
+import functools
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers.loaders import StableDiffusionLoraLoaderMixin, TextualInversionLoaderMixin
+from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+from diffusers.schedulers import KarrasDiffusionSchedulers
+from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
+
+from debias_diffusion.conditioning import (
+    LongPromptPolicy,
+    OutputLayer,
+    check_long_prompt_policy,
+    common_length,
+    empty_prompt_states,
+    encode_plans,
+    negative_prompt_list,
+    plan_prompts,
+    repeat_for_images,
+    to_length,
+)
+from debias_diffusion.pipeline_components import (
+    check_cross_attention_width,
+    check_inputs_with_unequal_lengths,
+    lora_scale_applied,
+    record_tokenizers_as_clip,
+    resolve_encoder_kwargs,
+    sync_tokenizer_length,
+)
+from debias_diffusion.transformers_logging import quiet_transformers
+
+_ENCODER_KWARGS = (("text_encoder", "tokenizer", False),)
+
+
+class DeBiasStableDiffusionPipeline(StableDiffusionPipeline):
+    r"""``StableDiffusionPipeline`` whose prompts are encoded whole by a long (e.g. 248-token) text encoder.
+
+    Everything else is the stock pipeline: schedulers, LoRA, textual inversion, IP-Adapter,
+    callbacks, ``prompt_embeds``, CPU offload, attention processors, ``from_pipe``,
+    ``save_pretrained``. Differences in how prompts become embeddings:
+
+    - the tokenizer pads to the encoder's length (248 for Long-CLIP / DeBias-CLIP encoders);
+    - a prompt longer than that follows ``long_prompt``: ``"truncate"`` (at a sentence boundary,
+      with a warning naming what was dropped), ``"chunk"`` (sentence-aligned chunks encoded
+      separately and concatenated) or ``"error"``;
+    - positive and negative embeddings always have the same length, whatever mix of strings and
+      embeddings is passed (the shorter is padded with the empty prompt's states);
+    - ``clip_skip`` works on transformers >= 5.6 and applies to the negative prompt too.
+
+    With a 77-position encoder and prompts that fit, outputs equal the stock pipeline's bit for bit.
+
+    Args:
+        long_prompt: default policy for prompts longer than the encoder (overridable per call).
+        Other arguments: as ``StableDiffusionPipeline``.
+    """
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        unet: UNet2DConditionModel,
+        scheduler: KarrasDiffusionSchedulers,
+        safety_checker: StableDiffusionSafetyChecker,
+        feature_extractor: CLIPImageProcessor,
+        image_encoder: CLIPVisionModelWithProjection = None,
+        requires_safety_checker: bool = True,
+        long_prompt: str = "truncate",
+    ):
+        check_cross_attention_width(unet, [text_encoder])
+        super().__init__(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+            safety_checker=safety_checker,
+            feature_extractor=feature_extractor,
+            image_encoder=image_encoder,
+            requires_safety_checker=requires_safety_checker,
+        )
+        self.register_to_config(long_prompt=check_long_prompt_policy(long_prompt))
+        sync_tokenizer_length(tokenizer, text_encoder)
+        record_tokenizers_as_clip(self)
+        self._call_long_prompt: LongPromptPolicy | None = None
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        r"""Stock ``from_pretrained``; ``text_encoder`` may also be a folder, ``.pt``/``.safetensors``
+        file, Hub id or ``"longclip-l"`` (loaded with ``debias_diffusion.load_text_encoder``; its
+        tokenizer is used unless ``tokenizer`` is given; ``text_encoder_revision`` picks its revision).
+        """
+        resolve_encoder_kwargs(kwargs, _ENCODER_KWARGS)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
+    def from_pipe(cls, pipeline, **kwargs):
+        r"""Stock ``from_pipe`` (components shared, not copied); ``text_encoder`` may be a name as in
+        ``from_pretrained``. Like stock, the result is float32 unless ``torch_dtype`` is given."""
+        resolve_encoder_kwargs(kwargs, _ENCODER_KWARGS)
+        return super().from_pipe(pipeline, **kwargs)
+
+    def __call__(self, *args: Any, long_prompt: LongPromptPolicy | None = None, **kwargs: Any):
+        r"""Stock ``StableDiffusionPipeline.__call__``, plus ``long_prompt`` to override the policy
+        for this call."""
+        self._call_long_prompt = None if long_prompt is None else check_long_prompt_policy(long_prompt)
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            self._call_long_prompt = None
+
+    def check_inputs(self, *args: Any, **kwargs: Any) -> None:
+        check_inputs_with_unequal_lengths(super().check_inputs, *args, **kwargs)
+
+    def encode_prompt(
+        self,
+        prompt,
+        device,
+        num_images_per_prompt,
+        do_classifier_free_guidance,
+        negative_prompt=None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        lora_scale: float | None = None,
+        clip_skip: int | None = None,
+        long_prompt: LongPromptPolicy | None = None,
+    ):
+        r"""Encode prompts into text-encoder hidden states ``(prompt_embeds, negative_prompt_embeds)``.
+
+        Same arguments and results as the stock method, plus ``long_prompt``. Both outputs have
+        the same length: one encoder pass (e.g. 248 tokens) unless a prompt is chunked.
+        """
+        policy = long_prompt or self._call_long_prompt or getattr(self.config, "long_prompt", "truncate")
+        layer = OutputLayer.stable_diffusion(clip_skip)
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        batch_size = len(prompts) if prompts is not None else prompt_embeds.shape[0]
+        with lora_scale_applied(self, [self.text_encoder], lora_scale, StableDiffusionLoraLoaderMixin):
+            encode = functools.partial(self._encode_strings, device=device, layer=layer, policy=policy)
+            positive = prompt_embeds if prompt_embeds is not None else encode(prompts)
+            negative = None
+            if do_classifier_free_guidance:
+                negative = negative_prompt_embeds
+                if negative is None:
+                    negative = encode(negative_prompt_list(negative_prompt, batch_size))
+            length = common_length(positive, negative)
+            empty = functools.cache(
+                lambda: empty_prompt_states(self.text_encoder, self.tokenizer, device=device, layer=layer)
+            )
+            prompt_embeds = to_length(positive, length, empty)
+            if negative is not None:
+                negative_prompt_embeds = to_length(negative, length, empty)
+
+        dtype = self.text_encoder.dtype if self.text_encoder is not None else self.unet.dtype
+        prompt_embeds = repeat_for_images(prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt)
+        if do_classifier_free_guidance:
+            negative_prompt_embeds = repeat_for_images(negative_prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt)
+        return prompt_embeds, negative_prompt_embeds
+
+    def _encode_strings(self, prompts: list[str], *, device, layer: OutputLayer, policy: LongPromptPolicy):
+        if isinstance(self, TextualInversionLoaderMixin):
+            with quiet_transformers():  # it tokenizes without truncation: a long prompt would warn
+                prompts = self.maybe_convert_prompt(prompts, self.tokenizer)
+        plans = plan_prompts(prompts, self.tokenizer, policy)
+        return encode_plans(self.text_encoder, self.tokenizer, plans, device=device, layer=layer).hidden
