@@ -1,0 +1,59 @@
+"""Training data: annotation readers, CLIP image preprocessing, datasets, a resumable sampler, loaders.
+
+Captions stay strings here; tokenisation and caption augmentation live in ``train_encoder.augment``.
+"""
+
+from .batches import BadSample, Batch, Sample, collate_samples
+from .errors import AnnotationError, BadImageError, DataError, DataFileNotFoundError, ShardError
+from .images import (
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+    ClipImageTransform,
+    ImagePreprocessing,
+    image_transform,
+    load_image,
+)
+from .loader import build_dataloader, start_epoch
+from .map_dataset import CaptionImageDataset
+from .records import (
+    SHAREGPT4V_HOLDOUT,
+    CaptionRecord,
+    read_annotations,
+    read_csv,
+    read_jsonl,
+    read_sharegpt4v,
+)
+from .sampling import ResumableSampler
+from .shards import ShardLayout, TarShardDataset, expand_shards, split_shards
+
+__all__ = [
+    "OPENAI_CLIP_MEAN",
+    "OPENAI_CLIP_STD",
+    "SHAREGPT4V_HOLDOUT",
+    "AnnotationError",
+    "BadImageError",
+    "BadSample",
+    "Batch",
+    "CaptionImageDataset",
+    "CaptionRecord",
+    "ClipImageTransform",
+    "DataError",
+    "DataFileNotFoundError",
+    "ImagePreprocessing",
+    "ResumableSampler",
+    "Sample",
+    "ShardError",
+    "ShardLayout",
+    "TarShardDataset",
+    "build_dataloader",
+    "collate_samples",
+    "expand_shards",
+    "image_transform",
+    "load_image",
+    "read_annotations",
+    "read_csv",
+    "read_jsonl",
+    "read_sharegpt4v",
+    "split_shards",
+    "start_epoch",
+]

@@ -1,0 +1,123 @@
+"""Evaluation results: a JSON file (written atomically) and a markdown table.
+
+The table has one row per (dataset, probe) and one column per (checkpoint, metric), so several
+checkpoints sit side by side. JSON shape::
+
+    {"format": "train_encoder.evaluation/1",
+     "models": {NAME: {"source": str, "identity": str, "context_length": int}},
+     "results": [{"model": NAME, "dataset": str, "probe": str, "num_images": int, "num_texts": int,
+                  "t2i": {"R@1": float, "R@5": float, "R@10": float}, "i2t": {...}}]}
+
+Recalls are percentages.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from debias_diffusion.atomic_io import atomic_write_json, atomic_write_text
+
+__all__ = [
+    "DEFAULT_TABLE_METRICS",
+    "RESULTS_FORMAT",
+    "EvaluationResults",
+    "ResultRow",
+    "read_results",
+    "results_markdown",
+    "write_report",
+]
+
+RESULTS_FORMAT = "train_encoder.evaluation/1"
+DEFAULT_TABLE_METRICS = ("t2i/R@1", "i2t/R@1")
+JSON_NAME, MARKDOWN_NAME = "results.json", "results.md"
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """Retrieval recalls of one model on one dataset under one probe."""
+
+    model: str
+    dataset: str
+    probe: str
+    num_images: int
+    num_texts: int
+    t2i: dict[str, float]
+    i2t: dict[str, float]
+
+    def metric(self, spec: str) -> float | None:
+        """Value of ``"t2i/R@1"``-style metric, ``None`` if absent."""
+        direction, _, name = spec.partition("/")
+        values = {"t2i": self.t2i, "i2t": self.i2t}.get(direction)
+        if values is None:
+            raise ValueError(f"metric {spec!r} must look like 't2i/R@1' or 'i2t/R@5'")
+        return values.get(name)
+
+
+@dataclass
+class EvaluationResults:
+    """All rows of an evaluation run, with what each model was."""
+
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rows: list[ResultRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": RESULTS_FORMAT, "models": self.models, "results": [asdict(row) for row in self.rows]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvaluationResults:
+        if data.get("format") != RESULTS_FORMAT:
+            raise ValueError(
+                f"not an evaluation results file (format {data.get('format')!r}, expected {RESULTS_FORMAT!r})"
+            )
+        return cls(dict(data["models"]), [ResultRow(**row) for row in data["results"]])
+
+    def markdown(self, metrics: Sequence[str] = DEFAULT_TABLE_METRICS) -> str:
+        return results_markdown(self, metrics)
+
+
+def results_markdown(results: EvaluationResults, metrics: Sequence[str] = DEFAULT_TABLE_METRICS) -> str:
+    """Markdown table: rows = dataset / probe, columns = checkpoint x metric ("-" where missing)."""
+    models = list(results.models) or list(dict.fromkeys(row.model for row in results.rows))
+    cells = {(row.dataset, row.probe, row.model): row for row in results.rows}
+    lines = [
+        "| " + " | ".join(["dataset", "probe", *(f"{_cell(m)} {_label(s)}" for m in models for s in metrics)]) + " |",
+        "| " + " | ".join(["---", "---", *("---:" for _ in models for _ in metrics)]) + " |",
+    ]
+    for dataset, probe in dict.fromkeys((row.dataset, row.probe) for row in results.rows):
+        values = []
+        for model in models:
+            row = cells.get((dataset, probe, model))
+            for spec in metrics:
+                value = row.metric(spec) if row is not None else None
+                values.append("-" if value is None else f"{value:.1f}")
+        lines.append("| " + " | ".join([_cell(dataset), _cell(probe), *values]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    results: EvaluationResults, output_dir: str | Path, *, metrics: Sequence[str] = DEFAULT_TABLE_METRICS
+) -> tuple[Path, Path]:
+    """Write ``results.json`` and ``results.md`` into ``output_dir`` (each atomically); return their paths."""
+    output_dir = Path(output_dir)
+    json_path, markdown_path = output_dir / JSON_NAME, output_dir / MARKDOWN_NAME
+    atomic_write_json(json_path, results.to_dict())
+    atomic_write_text(markdown_path, results_markdown(results, metrics))
+    return json_path, markdown_path
+
+
+def read_results(path: str | Path) -> EvaluationResults:
+    """Read a ``results.json`` written by :func:`write_report`."""
+    return EvaluationResults.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _label(spec: str) -> str:
+    direction, _, name = spec.partition("/")
+    return f"{direction.upper()} {name}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
