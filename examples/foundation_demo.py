@@ -9,8 +9,12 @@ code path a user runs on Long-CLIP-L / OpenAI CLIP-L:
   3. ``load_text_encoder``: the folder back as a ready (encoder, tokenizer) pair;
   4. encode two long prompts that differ only after token 77, with the real CLIP tokenizer:
      the 248-position encoder sees the difference, a 77-token encoder (what stock Stable
-     Diffusion conditions on) cannot.
-With real weights: ``debias-diffusion convert longclip-L.pt longclip-L-hf --text-only``.
+     Diffusion conditions on) cannot;
+  5. put the encoder into a ``DeBiasStableDiffusionPipeline`` with a SMALL RANDOM UNet/VAE,
+     save it as a diffusers folder and run ``debias-diffusion generate`` on both prompts, at
+     248 tokens and at 77: the images (noise-like: nothing here is trained) differ only at 248.
+With real weights: ``debias-diffusion convert longclip-L.pt longclip-L-hf --text-only`` and
+``debias-diffusion generate @prompt.txt --model stable-diffusion-v1-5/stable-diffusion-v1-5``.
 """
 
 from __future__ import annotations
@@ -55,21 +59,21 @@ def main() -> int:
     )
     checkpoint = out / "random-clip-openai-layout.pt"
     torch.save(model.state_dict(), checkpoint)
-    print(f"[1/4] wrote an OpenAI-layout checkpoint with 77 positions: {checkpoint}")
+    print(f"[1/5] wrote an OpenAI-layout checkpoint with 77 positions: {checkpoint}")
 
     encoder_dir = out / "random-clip-248-hf"
-    print(f"[2/4] debias-diffusion convert {checkpoint} {encoder_dir} --stretch 248 --text-only --overwrite")
+    print(f"[2/5] debias-diffusion convert {checkpoint} {encoder_dir} --stretch 248 --text-only --overwrite")
     if cli(["convert", str(checkpoint), str(encoder_dir), "--stretch", "248", "--text-only", "--overwrite"]):
         return 1
 
     loaded = load_text_encoder(encoder_dir, with_projection=False, expected_positions=248)
-    print(f"[3/4] loaded {type(loaded.text_encoder).__name__}: {loaded.max_length} positions, width {loaded.width}")
+    print(f"[3/5] loaded {type(loaded.text_encoder).__name__}: {loaded.max_length} positions, width {loaded.width}")
 
     tokenizer = loaded.tokenizer
     prompts = [HEAD + tail for tail in TAILS]
     n_tokens = [count_tokens(tokenizer, p) for p in prompts]
     cut = truncate_prompt(prompts[0], tokenizer, max_tokens=75)
-    print(f"[4/4] two prompts of {n_tokens} tokens that differ only in their last sentence.")
+    print(f"[4/5] two prompts of {n_tokens} tokens that differ only in their last sentence.")
     print(f"      Fitting one into 77 positions (75 + SOT/EOT) without cutting a sentence: {cut.warning_message()}")
 
     def embed(max_length: int) -> torch.Tensor:
@@ -85,8 +89,19 @@ def main() -> int:
     verdict = "the last sentence reaches the conditioning" if long_gap > 0 and short_gap == 0 else "UNEXPECTED"
     print(f"      -> {verdict} only with the long encoder.")
 
+    images = _generate_with_pipeline(out, loaded, prompts)
+    same_at_77 = images[("77", 0)] == images[("77", 1)]
+    differ_at_248 = images[("248", 0)] != images[("248", 1)]
+    print(f"      generated images differ between the prompts: 248 tokens {differ_at_248}, 77 tokens {not same_at_77}")
+    if not (same_at_77 and differ_at_248):
+        verdict = "UNEXPECTED"
+
     report = {
-        "what_ran": "tiny random CLIP (no real weights); real conversion, stretching, loading and tokenisation",
+        "what_ran": "tiny random CLIP and UNet/VAE (no real weights); real conversion, stretching, loading, "
+        "tokenisation and the DeBias pipeline + generate CLI",
+        "images_differ_248": differ_at_248,
+        "images_differ_77": not same_at_77,
+        "image_grid": str(out / "generated" / "grid.png"),
         "prompt_tokens": n_tokens,
         "kept_by_sentence_aware_truncation_to_75": cut.kept_tokens,
         "max_abs_difference_248": long_gap,
@@ -96,6 +111,53 @@ def main() -> int:
     atomic_write_json(out / "demo_report.json", report)
     print(f"\nwrote {out / 'demo_report.json'}")
     return 0 if verdict != "UNEXPECTED" else 1
+
+
+def _generate_with_pipeline(out: Path, loaded, prompts: list[str]) -> dict[tuple[str, int], bytes]:
+    """Step 5: a tiny random SD-style pipeline around the encoder, saved and run through the CLI."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from PIL import Image
+
+    from debias_diffusion import DeBiasStableDiffusionPipeline
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=8, cross_attention_dim=loaded.width,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8, attention_head_dim=8,
+    )  # fmt: skip
+    vae = AutoencoderKL(
+        block_out_channels=(32, 32), latent_channels=4, norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+    )  # fmt: skip
+    pipe = DeBiasStableDiffusionPipeline(
+        vae=vae, unet=unet, text_encoder=loaded.text_encoder, tokenizer=loaded.tokenizer,
+        scheduler=DDIMScheduler(steps_offset=1, clip_sample=False), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )  # fmt: skip
+    pipeline_dir = out / "random-sd-248"
+    pipe.save_pretrained(pipeline_dir)
+    print(f"[5/5] saved a random SD-style pipeline with the 248-token encoder: {pipeline_dir}")
+    images, tiles = {}, []
+    encoder_77 = out / "random-clip-77-hf"  # the same weights unstretched: what stock SD conditions on
+    if cli(["convert", str(out / "random-clip-openai-layout.pt"), str(encoder_77), "--text-only", "--overwrite"]):
+        raise SystemExit(1)
+    for length, encoder in (("248", "none"), ("77", str(encoder_77))):
+        for index, prompt in enumerate(prompts):
+            folder = out / "generated" / f"{length}-tokens-prompt-{index}"
+            (out / "prompt.txt").write_text(prompt)
+            print(f"      debias-diffusion generate @prompt.txt --model {pipeline_dir} --encoder {encoder}")
+            args = ["generate", f"@{out / 'prompt.txt'}", "--model", str(pipeline_dir), "--encoder", encoder,
+                    "--steps", "4", "--size", "64x64", "--output", str(folder), "--overwrite"]  # fmt: skip
+            if cli(args):
+                raise SystemExit(1)
+            images[(length, index)] = (folder / "seed-0.png").read_bytes()
+            tiles.append(Image.open(folder / "seed-0.png").convert("RGB"))
+    grid = Image.new("RGB", (64 * 2, 64 * 2))
+    for position, tile in enumerate(tiles):
+        grid.paste(tile, ((position % 2) * 64, (position // 2) * 64))
+    grid.save(out / "generated" / "grid.png")  # rows: 248 tokens, 77 tokens; columns: the two prompts
+    return images
 
 
 if __name__ == "__main__":
