@@ -239,3 +239,18 @@ def test_textual_inversion_tokens_expand_in_long_prompts():
     embeds, _ = _encode(pipe, LONG_HEAD + "A <teapot> on the shelf.")
     plain, _ = _encode(pipe, LONG_HEAD + "A teapot on the shelf.")
     assert embeds.shape == plain.shape == (1, 248, 32) and not torch.equal(embeds, plain)
+
+
+def test_lora_scale_reaches_the_text_encoder_and_is_undone_after_the_call():
+    peft = pytest.importorskip("peft")  # a dev dependency; diffusers' LoRA backend
+    pipe = DeBiasStableDiffusionPipeline(**sd_components(248))
+    base, _ = _encode(pipe, LONG_HEAD)
+    config = peft.LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    pipe.text_encoder.add_adapter(config)
+    off, _ = _encode(pipe, LONG_HEAD, lora_scale=0.0)
+    full, _ = _encode(pipe, LONG_HEAD, lora_scale=1.0)
+    half, _ = _encode(pipe, LONG_HEAD, lora_scale=0.5)
+    again, _ = _encode(pipe, LONG_HEAD, lora_scale=1.0)  # the previous call's scale was undone
+    torch.testing.assert_close(off, base)
+    assert not torch.allclose(full, base) and not torch.allclose(half, full)
+    assert torch.equal(again, full)
