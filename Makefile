@@ -24,6 +24,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(OFFLINE) $(BIN)/python bench/bench_text_encoding.py
+	$(OFFLINE) $(BIN)/python bench/bench_pipelines.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -131,7 +131,7 @@ CONFIGS = {
         ),
         resolution=128,
         steps=4,
-        rounds=3,
+        rounds=4,
     ),  # fmt: skip
 }
 
@@ -327,9 +327,9 @@ def interleaved(variants: list[Variant], rounds: int, run: Callable[[Variant], N
             run(variant)
 
 
-def paired_ratio(variant: Variant, reference: Variant) -> float:
-    """Median over rounds of variant time / reference time in the same round."""
-    return statistics.median(t / r for t, r in zip(variant.times, reference.times, strict=True))
+def paired_ratios(variant: Variant, reference: Variant) -> list[float]:
+    """Per round: variant time / reference time in the same round."""
+    return [t / r for t, r in zip(variant.times, reference.times, strict=True)]
 
 
 def bench_config(
@@ -425,18 +425,21 @@ def bench_config(
             tokens_conditioned=_tokens_conditioned(variant),
             embedding_length=int(positive.shape[1]), negative_embedding_length=int(negative.shape[1]),
             seconds_per_image=statistics.median(variant.times), seconds_per_image_samples=variant.times,
-            ratio_vs_a=paired_ratio(variant, a), encode_prompt_seconds=statistics.median(variant.encode_times),
+            ratio_vs_a=statistics.median(paired_ratios(variant, a)), ratio_vs_a_per_round=paired_ratios(variant, a),
+            encode_prompt_seconds=statistics.median(variant.encode_times),
             encode_prompt_samples=variant.encode_times, other_processes_cores_per_sample=variant.other_load,
             encode_other_processes_cores_per_sample=variant.encode_other_load, peak_tensor_bytes=variant.peak_tensor_bytes,
             peak_rss_bytes=variant.peak_rss_bytes,
         ))  # fmt: skip
+    c_over_d = paired_ratios(variants[3], variants[4])
     overhead = (rows[1]["encode_prompt_seconds"] - rows[0]["encode_prompt_seconds"]) / rows[0]["seconds_per_image"]
     vae_scale = 2 ** (len(config.vae["block_out_channels"]) - 1)
     result = dict(
         config=config.name, description=config.description, resolution=size, latent_size=size // vae_scale,
         steps=steps, rounds=rounds, memory_steps=MEMORY_STEPS, encode_rounds=args.encode_rounds, guidance_scale=7.5,
         unet_parameters=sum(p.numel() for p in unet.parameters()), vae_parameters=sum(p.numel() for p in vae.parameters()),
-        rows=rows, b_over_a_from_encode_prompt=1 + overhead, drop_in_images_equal=drop_in_equal, stock_images_deterministic=a_deterministic,
+        rows=rows, b_over_a_from_encode_prompt=1 + overhead, c_over_d_per_round=c_over_d,
+        c_over_d_encode_prompt=rows[3]["encode_prompt_seconds"] / rows[4]["encode_prompt_seconds"], drop_in_images_equal=drop_in_equal, stock_images_deterministic=a_deterministic,
         other_processes_cores=load.cores, quiet_threshold=args.quiet, long_prompt_check=tail, compel_chunks=rows[4]["embedding_length"] // 77, wall_seconds=time.perf_counter() - started,
     )  # fmt: skip
     del stock, ours77, ours248, variants, unet, vae, chunker
@@ -476,18 +479,18 @@ def table(result: dict[str, Any], device_label: str, memory_method: str) -> str:
         f"{size}x{size} ({latent}x{latent} latents), {result['steps']} DDIM steps, CFG 7.5, batch 1; "
         f"device {device_label}; median of {result['rounds']} rounds (encode_prompt: {result['encode_rounds']})",
         "",
-        "| variant | prompt tokens conditioned | embedding length | time/image | ratio vs (a) | encode_prompt "
+        "| variant | prompt tokens conditioned | embedding length | time/image | ratio vs (a) [range over rounds] | encode_prompt "
         "| peak memory (tensors) | peak RSS delta |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in result["rows"]:
         lines.append(
             f"| ({row['key']}) {row['label']} | {row['tokens_conditioned']} of {row['prompt_tokens']} | "
-            f"{row['embedding_length']} | {row['seconds_per_image']:.3f} s | {row['ratio_vs_a']:.3f} | "
+            f"{row['embedding_length']} | {row['seconds_per_image']:.3f} s | {row['ratio_vs_a']:.3f} "
+            f"[{min(row['ratio_vs_a_per_round']):.2f}-{max(row['ratio_vs_a_per_round']):.2f}] | "
             f"{row['encode_prompt_seconds'] * 1000:.1f} ms | {_mib(row['peak_tensor_bytes'])} | {_mib(row['peak_rss_bytes'])} |"
         )
-    tail = result["long_prompt_check"]
-    rounds = result["rounds"]
+    tail, rounds, c_over_d = result["long_prompt_check"], result["rounds"], result["c_over_d_per_round"]
     lines += [
         "",
         f"- drop-in: (b) images equal (a) bit for bit in all {rounds} rounds: "
@@ -500,6 +503,8 @@ def table(result: dict[str, Any], device_label: str, memory_method: str) -> str:
         f"(max |diff| past 77: {tail['max_abs_difference_past_77']:.3g}), positions before it unchanged: "
         f"{'yes' if tail['prefix_unchanged'] else 'NO'}",
         f"- (d) compel: {result['compel_chunks']} chunks of 77; (d)'s time/image includes compel's encoding",
+        f"- (c)/(d), paired per round: time/image {statistics.median(c_over_d):.3f} [{min(c_over_d):.2f}-"
+        f"{max(c_over_d):.2f}]; encode_prompt {result['c_over_d_encode_prompt']:.3f}",
         f"- peak memory ({MEMORY_STEPS} denoising step, separate calls): {memory_method}",
         f"- wall time for this configuration: {result['wall_seconds']:.0f} s; other processes used "
         f"{_cores(result['other_processes_cores'])} cores on average during the timed rounds; timed calls kept "
@@ -532,7 +537,7 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["small", "sd15"])
     parser.add_argument("--steps", type=int, help="denoising steps for every configuration (default: small 10, sd15 4)")
     parser.add_argument("--resolution", type=int, help="image side in pixels (default: small 256, sd15 128)")
-    parser.add_argument("--rounds", type=int, help="timed generation rounds after the warm-up (default: small 7, sd15 3)")
+    parser.add_argument("--rounds", type=int, help="timed generation rounds after the warm-up (default: small 7, sd15 4)")
     parser.add_argument("--encode-rounds", type=int, default=10, help="timed encode_prompt rounds")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
