@@ -13,6 +13,7 @@ from transformers import CLIPConfig, CLIPModel
 
 from debias_diffusion.errors import ModelNotFoundError
 from debias_diffusion.sentences import split_sentences
+from train_encoder.data.images import ImagePreprocessing, image_transform, load_image
 from train_encoder.evaluation import (
     DatasetFormatError,
     DatasetNotFoundError,
@@ -42,7 +43,6 @@ from train_encoder.evaluation import (
     write_report,
 )
 from train_encoder.evaluation.embedding import tokenize_captions
-from train_encoder.evaluation.images import ImagePreprocessing, load_image, preprocess_image
 from train_encoder.evaluation.retrieval import image_to_text_ranks, text_to_image_ranks
 
 KS = (1, 2, 3)
@@ -370,11 +370,11 @@ def test_preprocessing_resizes_short_side_and_crops_the_center():
     image = Image.new("RGB", (64, 32), (255, 0, 0))
     image.paste((0, 0, 255), (32, 0, 64, 32))  # right half blue
     spec = ImagePreprocessing(32, mean=(0.5, 0.25, 0.5), std=(0.5, 0.25, 0.5))
-    pixels = preprocess_image(image, spec)
+    pixels = image_transform(spec)(image)
     assert pixels.shape == (3, 32, 32)
     torch.testing.assert_close(pixels[:, 5, 0], torch.tensor([1.0, -1.0, -1.0]))  # red left of center
     torch.testing.assert_close(pixels[:, 5, 31], torch.tensor([-1.0, -1.0, 1.0]))  # blue right of center
-    tall = preprocess_image(Image.new("RGB", (20, 80), (0, 255, 0)), ImagePreprocessing(10))
+    tall = image_transform(ImagePreprocessing(10))(Image.new("RGB", (20, 80), (0, 255, 0)))
     assert tall.shape == (3, 10, 10)
 
 
@@ -400,7 +400,7 @@ def test_image_embeddings_match_single_image_encoding(tmp_path):
     embeddings = encode_images(clip, paths, batch_size=2, num_workers=2, progress=False)
     for index, path in enumerate(paths):
         with torch.no_grad():
-            out = clip.model.get_image_features(pixel_values=load_image(path, clip.preprocessing)[None])
+            out = clip.model.get_image_features(pixel_values=image_transform(clip.preprocessing)(load_image(path))[None])
         single = getattr(out, "pooler_output", out)[0]
         torch.testing.assert_close(embeddings[index], single / single.norm(), atol=1e-5, rtol=0)
 

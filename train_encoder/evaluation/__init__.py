@@ -7,6 +7,7 @@ Layouts, protocol choices and the cache are documented in ``docs/evaluation.md``
 
 from __future__ import annotations
 
+from ..data.images import ImagePreprocessing
 from .datasets import (
     DATASET_READERS,
     DatasetFormatError,
@@ -22,7 +23,6 @@ from .datasets import (
     read_urban1k,
 )
 from .embedding import EmbeddingCache, embed_images, embed_texts, encode_images, encode_texts
-from .images import ImagePreprocessing
 from .models import LoadedCLIP, load_clip_model
 from .probes import PROBE_NAMES, Probe, apply_probe, get_probe
 from .report import EvaluationResults, ResultRow, read_results, results_markdown, write_report

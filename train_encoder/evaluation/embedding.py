@@ -32,8 +32,8 @@ from tqdm.auto import tqdm
 
 from debias_diffusion.tokenization import build_clip_tokenizer
 
+from ..data.images import image_transform, load_image
 from .datasets import EvalSet
-from .images import load_image
 from .models import LoadedCLIP
 
 __all__ = [
@@ -105,7 +105,11 @@ def encode_images(
     """
     model, device = clip.model, _device(clip)
     dtype = next(model.parameters()).dtype
-    load = functools.partial(load_image, spec=clip.preprocessing)
+    transform = image_transform(clip.preprocessing)
+
+    def load(path: str) -> torch.Tensor:
+        return transform(load_image(path))
+
     batches = _batches(list(range(len(image_paths))), batch_size)
     out = torch.empty(len(image_paths), model.config.projection_dim)
     with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:

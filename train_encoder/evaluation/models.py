@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +23,11 @@ from transformers import CLIPModel
 from debias_diffusion.conversion.hf_models import build_clip_model
 from debias_diffusion.conversion.sources import OPEN_CLIP_PREFIX, read_clip_source
 from debias_diffusion.errors import CheckpointError, ModelNotFoundError
+from debias_diffusion.loading import missing_model_error
 from debias_diffusion.stretching import LONG_CLIP_KEEP, stretch_ratio, stretch_text_encoder
 from debias_diffusion.text_model_layout import position_count
 
-from .images import ImagePreprocessing
+from ..data.images import ImagePreprocessing
 
 __all__ = ["LoadedCLIP", "ModelSource", "load_clip_model", "weights_identity"]
 
@@ -162,29 +162,15 @@ def _hub_call(repo: str, fetch):
     try:
         return fetch()
     except (OSError, ValueError) as err:
-        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-        hint = (
-            "HF_HUB_OFFLINE is set, so only models already in the Hugging Face cache load: download it "
-            "on a machine with network (`hf download ...`) or pass a local folder / file"
-            if offline
-            else "check the id and your network / HF token"
-        )
-        raise ModelNotFoundError(
-            f"{repo!r} is not a local path and could not be loaded from the Hub ({hint}): {err}"
-        ) from err
+        raise missing_model_error(repo, err) from err
 
 
 def _preprocessing(model: CLIPModel, config_file: Path | None) -> ImagePreprocessing:
-    size = int(model.config.vision_config.image_size)
-    if config_file is None or not config_file.is_file():
-        return ImagePreprocessing(size)
-    try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{config_file} is not valid JSON: {err}") from err
-    defaults = ImagePreprocessing(size)
-    return ImagePreprocessing(
-        size,
-        tuple(float(x) for x in config.get("image_mean", defaults.mean)),
-        tuple(float(x) for x in config.get("image_std", defaults.std)),
-    )
+    """The model's image size with a ``preprocessor_config.json`` beside it read on top, if there is one."""
+    config = {"image_size": int(model.config.vision_config.image_size)}
+    if config_file is not None and config_file.is_file():
+        try:
+            config |= json.loads(config_file.read_text())
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{config_file} is not valid JSON: {err}") from err
+    return ImagePreprocessing.from_source(config)
