@@ -15,6 +15,17 @@ import pytest  # noqa: E402
 from debias_diffusion.tokenization import build_clip_tokenizer  # noqa: E402
 
 
+@pytest.fixture(scope="module")
+def single_torch_thread():
+    """Tiny tensors: intra-op threads only add waiting (seconds on a busy 2-core machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def clip_tokenizer():
     """The real CLIP tokenizer (built offline from open_clip's vocabulary), 248 positions."""

@@ -27,13 +27,7 @@ from train_encoder.losses import (
 S, E = 49406, 49407
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add waiting (seconds on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _features(rows: int, width: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
