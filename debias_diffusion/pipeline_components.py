@@ -246,3 +246,48 @@ def check_inputs_with_unequal_lengths(parent_check: Callable[..., None], *args: 
         raise ValueError("If `negative_prompt_embeds` are provided, `negative_pooled_prompt_embeds` also have to be passed.")
     bound.arguments["negative_prompt_embeds"] = None
     parent_check(*bound.args, **bound.kwargs)
+
+
+class LongPromptPipelineMixin:
+    """What both DeBias pipelines add to their stock parent besides ``encode_prompt``.
+
+    Encoders given by name to ``from_pretrained`` / ``from_pipe``, a per-call ``long_prompt``
+    override, and ``check_inputs`` that lets embeddings of different lengths meet. Put it before
+    the stock pipeline class in the bases; ``_encoder_kwargs`` lists
+    ``(encoder_kwarg, tokenizer_kwarg, with_projection)``.
+    """
+
+    _encoder_kwargs: tuple[tuple[str, str, bool], ...] = ()
+    _call_long_prompt: str | None = None
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        r"""Stock ``from_pretrained``; text encoders may also be a folder, ``.pt``/``.safetensors``
+        file, Hub id or ``"longclip-l"`` (loaded with ``debias_diffusion.load_text_encoder``; its
+        tokenizer is used unless one is given; ``text_encoder_revision`` picks its revision)."""
+        resolve_encoder_kwargs(kwargs, cls._encoder_kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
+    def from_pipe(cls, pipeline, **kwargs):
+        r"""Stock ``from_pipe`` (components shared, not copied); encoders may be names as in
+        ``from_pretrained``. Like stock, the result is float32 unless ``torch_dtype`` is given."""
+        resolve_encoder_kwargs(kwargs, cls._encoder_kwargs)
+        return super().from_pipe(pipeline, **kwargs)
+
+    def __call__(self, *args: Any, long_prompt: str | None = None, **kwargs: Any):
+        r"""The stock pipeline's ``__call__``, plus ``long_prompt`` to override the policy for this call."""
+        from .conditioning import check_long_prompt_policy
+
+        self._call_long_prompt = None if long_prompt is None else check_long_prompt_policy(long_prompt)
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            self._call_long_prompt = None
+
+    def check_inputs(self, *args: Any, **kwargs: Any) -> None:
+        check_inputs_with_unequal_lengths(super().check_inputs, *args, **kwargs)
+
+    def long_prompt_policy(self, long_prompt: str | None = None) -> str:
+        """The policy in force: ``long_prompt`` if given, else this call's, else the pipeline's."""
+        return long_prompt or self._call_long_prompt or getattr(self.config, "long_prompt", "truncate")

@@ -6,7 +6,6 @@ trust_remote_code=True)`` when ``debias_diffusion`` is installed.
 """
 
 import functools
-from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
@@ -28,19 +27,16 @@ from debias_diffusion.conditioning import (
     to_length,
 )
 from debias_diffusion.pipeline_components import (
+    LongPromptPipelineMixin,
     check_cross_attention_width,
-    check_inputs_with_unequal_lengths,
     lora_scale_applied,
     record_tokenizers_as_clip,
-    resolve_encoder_kwargs,
     sync_tokenizer_length,
 )
 from debias_diffusion.transformers_logging import quiet_transformers
 
-_ENCODER_KWARGS = (("text_encoder", "tokenizer", False),)
 
-
-class DeBiasStableDiffusionPipeline(StableDiffusionPipeline):
+class DeBiasStableDiffusionPipeline(LongPromptPipelineMixin, StableDiffusionPipeline):
     r"""``StableDiffusionPipeline`` whose prompts are encoded whole by a long (e.g. 248-token) text encoder.
 
     Everything else is the stock pipeline: schedulers, LoRA, textual inversion, IP-Adapter,
@@ -61,6 +57,8 @@ class DeBiasStableDiffusionPipeline(StableDiffusionPipeline):
         long_prompt: default policy for prompts longer than the encoder (overridable per call).
         Other arguments: as ``StableDiffusionPipeline``.
     """
+
+    _encoder_kwargs = (("text_encoder", "tokenizer", False),)
 
     def __init__(
         self,
@@ -90,35 +88,6 @@ class DeBiasStableDiffusionPipeline(StableDiffusionPipeline):
         self.register_to_config(long_prompt=check_long_prompt_policy(long_prompt))
         sync_tokenizer_length(tokenizer, text_encoder)
         record_tokenizers_as_clip(self)
-        self._call_long_prompt: LongPromptPolicy | None = None
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        r"""Stock ``from_pretrained``; ``text_encoder`` may also be a folder, ``.pt``/``.safetensors``
-        file, Hub id or ``"longclip-l"`` (loaded with ``debias_diffusion.load_text_encoder``; its
-        tokenizer is used unless ``tokenizer`` is given; ``text_encoder_revision`` picks its revision).
-        """
-        resolve_encoder_kwargs(kwargs, _ENCODER_KWARGS)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-
-    @classmethod
-    def from_pipe(cls, pipeline, **kwargs):
-        r"""Stock ``from_pipe`` (components shared, not copied); ``text_encoder`` may be a name as in
-        ``from_pretrained``. Like stock, the result is float32 unless ``torch_dtype`` is given."""
-        resolve_encoder_kwargs(kwargs, _ENCODER_KWARGS)
-        return super().from_pipe(pipeline, **kwargs)
-
-    def __call__(self, *args: Any, long_prompt: LongPromptPolicy | None = None, **kwargs: Any):
-        r"""Stock ``StableDiffusionPipeline.__call__``, plus ``long_prompt`` to override the policy
-        for this call."""
-        self._call_long_prompt = None if long_prompt is None else check_long_prompt_policy(long_prompt)
-        try:
-            return super().__call__(*args, **kwargs)
-        finally:
-            self._call_long_prompt = None
-
-    def check_inputs(self, *args: Any, **kwargs: Any) -> None:
-        check_inputs_with_unequal_lengths(super().check_inputs, *args, **kwargs)
 
     def encode_prompt(
         self,
@@ -138,7 +107,7 @@ class DeBiasStableDiffusionPipeline(StableDiffusionPipeline):
         Same arguments and results as the stock method, plus ``long_prompt``. Both outputs have
         the same length: one encoder pass (e.g. 248 tokens) unless a prompt is chunked.
         """
-        policy = long_prompt or self._call_long_prompt or getattr(self.config, "long_prompt", "truncate")
+        policy = self.long_prompt_policy(long_prompt)
         layer = OutputLayer.stable_diffusion(clip_skip)
         prompts = [prompt] if isinstance(prompt, str) else prompt
         batch_size = len(prompts) if prompts is not None else prompt_embeds.shape[0]

@@ -35,21 +35,19 @@ from debias_diffusion.conditioning import (
 )
 from debias_diffusion.errors import EncoderMismatchError
 from debias_diffusion.pipeline_components import (
+    LongPromptPipelineMixin,
     check_cross_attention_width,
     check_equal_positions,
-    check_inputs_with_unequal_lengths,
     lora_scale_applied,
     record_tokenizers_as_clip,
-    resolve_encoder_kwargs,
     sync_tokenizer_length,
 )
 from debias_diffusion.transformers_logging import quiet_transformers
 
-_ENCODER_KWARGS = (("text_encoder", "tokenizer", False), ("text_encoder_2", "tokenizer_2", True))
 EncoderLayer = Literal["penultimate", "final"]
 
 
-class DeBiasStableDiffusionXLPipeline(StableDiffusionXLPipeline):
+class DeBiasStableDiffusionXLPipeline(LongPromptPipelineMixin, StableDiffusionXLPipeline):
     r"""``StableDiffusionXLPipeline`` whose prompts are encoded whole by long text encoders.
 
     Both encoders must read the same number of tokens (their states are concatenated per token):
@@ -66,7 +64,12 @@ class DeBiasStableDiffusionXLPipeline(StableDiffusionXLPipeline):
     - positive and negative embeddings always match in length; ``clip_skip`` applies to both.
 
     With 77-position encoders and prompts that fit, outputs equal the stock pipeline's bit for bit.
+    ``from_pretrained(..., text_encoder=..., text_encoder_2=...)`` takes a fine-tuned long pair by
+    name; to pair a long CLIP-L with stock bigG, load the stock pipeline and call
+    ``debias_diffusion.use_long_text_encoder`` (it stretches bigG).
     """
+
+    _encoder_kwargs = (("text_encoder", "tokenizer", False), ("text_encoder_2", "tokenizer_2", True))
 
     def __init__(
         self,
@@ -106,35 +109,6 @@ class DeBiasStableDiffusionXLPipeline(StableDiffusionXLPipeline):
         sync_tokenizer_length(tokenizer, text_encoder)
         sync_tokenizer_length(tokenizer_2, text_encoder_2)
         record_tokenizers_as_clip(self)
-        self._call_long_prompt: LongPromptPolicy | None = None
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        r"""Stock ``from_pretrained``; ``text_encoder`` / ``text_encoder_2`` may also be a folder,
-        checkpoint file, Hub id or ``"longclip-l"`` (loaded with ``debias_diffusion.load_text_encoder``).
-        Only a fine-tuned long pair loads this way; to pair a long CLIP-L with stock bigG, load
-        the stock pipeline and call ``debias_diffusion.use_long_text_encoder`` (it stretches bigG).
-        """
-        resolve_encoder_kwargs(kwargs, _ENCODER_KWARGS)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-
-    @classmethod
-    def from_pipe(cls, pipeline, **kwargs):
-        r"""Stock ``from_pipe`` (components shared); encoders may be names as in ``from_pretrained``.
-        Like stock, the result is float32 unless ``torch_dtype`` is given."""
-        resolve_encoder_kwargs(kwargs, _ENCODER_KWARGS)
-        return super().from_pipe(pipeline, **kwargs)
-
-    def __call__(self, *args: Any, long_prompt: LongPromptPolicy | None = None, **kwargs: Any):
-        r"""Stock ``StableDiffusionXLPipeline.__call__``, plus ``long_prompt`` for this call."""
-        self._call_long_prompt = None if long_prompt is None else check_long_prompt_policy(long_prompt)
-        try:
-            return super().__call__(*args, **kwargs)
-        finally:
-            self._call_long_prompt = None
-
-    def check_inputs(self, *args: Any, **kwargs: Any) -> None:
-        check_inputs_with_unequal_lengths(super().check_inputs, *args, **kwargs)
 
     def encode_prompt(
         self,
@@ -158,14 +132,15 @@ class DeBiasStableDiffusionXLPipeline(StableDiffusionXLPipeline):
         Same arguments and results as the stock method, plus ``long_prompt``.
         """
         device = device or self._execution_device
-        policy = long_prompt or self._call_long_prompt or getattr(self.config, "long_prompt", "truncate")
+        policy = self.long_prompt_policy(long_prompt)
         layer = OutputLayer.stable_diffusion_xl(clip_skip, getattr(self.config, "encoder_layer", "penultimate") == "final")
         prompts = [prompt] if isinstance(prompt, str) else prompt
         batch_size = len(prompts) if prompts is not None else prompt_embeds.shape[0]
         encoders = [self.text_encoder, self.text_encoder_2]
         encode = functools.partial(self._encode_strings, layer=layer, policy=policy)
         with lora_scale_applied(self, encoders, lora_scale, StableDiffusionXLLoraLoaderMixin):
-            empty = functools.cache(lambda: self._empty_states(layer))
+            empty = functools.cache(lambda: self._empty_states(layer))  # per encoder
+            empty_joined = functools.cache(lambda: torch.cat(empty(), dim=-1))  # for concatenated embeddings
             positive = negative = None
             if prompt_embeds is None:
                 prompts_2 = prompt_2 or prompt
@@ -180,14 +155,14 @@ class DeBiasStableDiffusionXLPipeline(StableDiffusionXLPipeline):
                     negative_pooled_prompt_embeds = negative_pooled
             length = common_length(prompt_embeds, negative_prompt_embeds, *(positive or ()), *(negative or ()))
             prompt_embeds = self._join(positive, length, empty) if prompt_embeds is None else prompt_embeds
-            prompt_embeds = to_length(prompt_embeds, length, lambda: torch.cat(empty(), dim=-1))
+            prompt_embeds = to_length(prompt_embeds, length, empty_joined)
             if do_classifier_free_guidance:
                 if negative is not None:
                     negative_prompt_embeds = self._join(negative, length, empty)
                 elif negative_prompt_embeds is None:  # stock SDXL: zeros for an absent negative prompt
                     negative_prompt_embeds = torch.zeros_like(prompt_embeds)
                     negative_pooled_prompt_embeds = torch.zeros_like(pooled_prompt_embeds)
-                negative_prompt_embeds = to_length(negative_prompt_embeds, length, lambda: torch.cat(empty(), dim=-1))
+                negative_prompt_embeds = to_length(negative_prompt_embeds, length, empty_joined)
 
         dtype = self.text_encoder_2.dtype if self.text_encoder_2 is not None else self.unet.dtype
         prompt_embeds = repeat_for_images(prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt)
