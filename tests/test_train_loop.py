@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from PIL import Image, ImageDraw
 from pipeline_builders import sd_components, seeded, tiny_unet
 from safetensors.torch import load_file
@@ -135,6 +136,7 @@ def test_loss_falls_over_thirty_steps(trained):
     assert first > 0.95 * chance and last < 0.75 * chance, (first, last)
     assert {"loss_long", "loss_short", "lr", "logit_scale", "samples_per_second", "images_skipped"} <= metrics[0].keys()
     assert metrics[0]["lr"] == pytest.approx(1e-3 / 3)  # warmup step 1 of 3
+    assert metrics[0]["logit_scale"] == pytest.approx(10.0, abs=0.05)  # reset from the source's 14.3
     assert metrics[-1]["lr"] < 1e-4  # cosine decay towards 0 at step 30
     assert result.state.step == 30 and result.state.images_skipped > 0  # the missing image is counted
 
@@ -366,8 +368,17 @@ def test_paper_configs_load(name):
 
 def test_cli_exit_codes_and_messages(tmp_path, capsys, trained):
     config, result = trained
-    assert main(["train", "--config", str(TINY_YAML), "--model", "m", "--train-data", "c.jsonl", "--print-config"]) == 0
-    assert "lr: 0.001" in capsys.readouterr().out
+    shards = ["--train-data", "data/{a,b}.tar", "--samples-per-epoch", "64", "--trackers", "[wandb]"]
+    argv = ["train", "--config", str(TINY_YAML), "--model", "open_clip:ViT-B-16", *shards, "--set", "lr=2e-4"]
+    assert main([*argv, "--freeze-text", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["train_data"] == "data/{a,b}.tar" and printed["model"] == "open_clip:ViT-B-16"
+    assert (printed["lr"], printed["freeze_text"], printed["trackers"], printed["batch_size"]) == (
+        2e-4,
+        True,
+        ["wandb"],
+        8,
+    )
     cases = [
         (["train", "--config", str(TINY_YAML), "--set", "lr=-1", "--train-data", "c.jsonl"], "error: lr=-1.0"),
         (["train", "--config", str(TINY_YAML), "--set", "nope=1"], "error: unknown config key 'nope'"),

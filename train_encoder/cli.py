@@ -19,7 +19,7 @@ import yaml
 from debias_diffusion.atomic_io import atomic_write_json
 from debias_diffusion.errors import DebiasDiffusionError
 
-from .config import TrainConfig, load_config
+from .config import TrainConfig, load_config, parse_override
 
 __all__ = ["build_parser", "main", "text_drift"]
 
@@ -100,9 +100,10 @@ def _train(args: argparse.Namespace) -> int:
 
     from .trainer import train
 
-    keys = {name.removeprefix("key__"): value for name, value in vars(args).items() if name.startswith("key__")}
-    overrides = list(args.overrides) + [f"{key}={value}" for key, value in keys.items()]
-    config = load_config(args.config, overrides)
+    # --set values are YAML; explicit flags stay raw strings (TrainConfig converts them), so paths
+    # with braces or colons need no quoting. Explicit flags win over --set.
+    flags = {name.removeprefix("key__"): value for name, value in vars(args).items() if name.startswith("key__")}
+    config = load_config(args.config, {**dict(map(parse_override, args.overrides)), **flags})
     if args.print_config:
         print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
         return 0

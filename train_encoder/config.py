@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import os
 import types
@@ -131,8 +132,9 @@ class TrainConfig:
     """Export the final weights to ``output_dir/final`` (CLIPModel + text encoder)."""
 
     def __post_init__(self) -> None:
+        types_ = _field_types()
         for spec in dataclasses.fields(self):
-            setattr(self, spec.name, _coerce(spec.name, getattr(self, spec.name), _field_types()[spec.name]))
+            setattr(self, spec.name, _coerce(spec.name, getattr(self, spec.name), types_[spec.name]))
         _check_values(self)
 
     @classmethod
@@ -209,6 +211,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 # --- coercion and checks ---------------------------------------------------------------------------
 
 
+@functools.cache
 def _field_types() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
 
@@ -247,8 +250,8 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value
     if typing.get_origin(base) is list:
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, str):  # "a,b" or "[a, b]"
+            value = [part.strip() for part in value.strip().strip("[]").split(",") if part.strip()]
         if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
             raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
         return list(value)
