@@ -1,0 +1,233 @@
+"""``python -m train_encoder {train,eval,export}`` (also under ``accelerate launch -m train_encoder ...``).
+
+Bad input exits with status 2 and an ``error: ...`` line; nothing is written then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import yaml
+
+from debias_diffusion.atomic_io import atomic_write_json
+from debias_diffusion.errors import DebiasDiffusionError
+
+from .config import TrainConfig, load_config, parse_override
+
+__all__ = ["build_parser", "main", "text_drift"]
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DRIFT_FILE = "drift.json"
+
+
+class UsageError(DebiasDiffusionError, ValueError):
+    """A command-line argument is malformed."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except DebiasDiffusionError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m train_encoder", description="Train, evaluate and export long-context CLIP encoders."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="fine-tune a CLIP model (DeBias-CLIP / Long-CLIP recipes)")
+    train.add_argument("--config", type=Path, help="YAML config (train_encoder/configs/*.yaml); defaults otherwise")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key (repeatable); values are YAML: null, true, 1e-5, [a, b]")  # fmt: skip
+    train.add_argument("--resume", metavar="CHECKPOINT", help="'latest', a checkpoint folder or a run folder")
+    train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    hints = typing.get_type_hints(TrainConfig)
+    options = train.add_argument_group("config keys (same as --set KEY=VALUE)")
+    for spec in dataclasses.fields(TrainConfig):
+        flag = "--" + spec.name.replace("_", "-")
+        kind = hints[spec.name]
+        extra = {"nargs": "?", "const": "true"} if bool in typing.get_args(kind) or kind is bool else {}
+        options.add_argument(flag, dest=f"key__{spec.name}", default=argparse.SUPPRESS, metavar="VALUE", **extra)
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("eval", help="retrieval recalls, bias probes and hidden-state drift")
+    evaluate.add_argument("--model", action="append", required=True, metavar="NAME=SOURCE",
+                          help="a model to evaluate (folder, checkpoint file, Hub id, open_clip:...); repeatable")  # fmt: skip
+    evaluate.add_argument("--dataset", action="append", required=True, metavar="NAME=ROOT",
+                          help="an evaluation set (urban1k, docci, dci, long-dci, sharegpt4v-1k, coco, flickr30k)")  # fmt: skip
+    evaluate.add_argument("--probe", action="append", metavar="NAME", help="bias probe (repeatable; default: full)")
+    evaluate.add_argument("--output-dir", type=Path, help="write results.json / results.md (and drift.json) here")
+    evaluate.add_argument("--cache-dir", type=Path, help="embedding cache folder")
+    evaluate.add_argument(
+        "--reference", metavar="SOURCE", help="report per-position hidden-state drift vs this text encoder"
+    )
+    evaluate.add_argument(
+        "--drift-captions", type=int, default=1000, help="captions of the first dataset used for drift"
+    )
+    evaluate.add_argument("--stretch-to", type=int, help="KPS-stretch shorter models to this many positions (e.g. 248)")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--num-workers", type=int, default=4)
+    evaluate.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of random probes")
+    evaluate.set_defaults(run=_eval)
+
+    export = commands.add_parser("export", help="export a checkpoint as Hugging Face folders (clip/, text_encoder/)")
+    export.add_argument(
+        "checkpoint", help="a checkpoint folder (OUTPUT/checkpoints/step-N) or a run folder (its latest)"
+    )
+    export.add_argument("--output", type=Path, required=True, help="destination folder")
+    export.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    export.add_argument("--overwrite", action="store_true")
+    export.set_defaults(run=_export)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
+    from .trainer import train
+
+    # --set values are YAML; explicit flags stay raw strings (TrainConfig converts them), so paths
+    # with braces or colons need no quoting. Explicit flags win over --set.
+    flags = {name.removeprefix("key__"): value for name, value in vars(args).items() if name.startswith("key__")}
+    config = load_config(args.config, {**dict(map(parse_override, args.overrides)), **flags})
+    if args.print_config:
+        print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+        return 0
+    result = train(config, resume=args.resume)
+    if not PartialState().is_main_process:
+        return 0
+    print(f"trained {result.state.step} steps; last checkpoint: {result.checkpoint}")
+    if result.export_dir is not None:
+        print(f"exported: {result.export_dir}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .evaluation import DATASET_READERS, PROBE_NAMES, evaluate, read_eval_set
+
+    models = _pairs(args.model, "--model")
+    dataset_roots = _pairs(args.dataset, "--dataset")
+    unknown = [name for name in dataset_roots if name.lower() not in DATASET_READERS]
+    if unknown:
+        raise UsageError(f"--dataset {unknown[0]!r}: unknown evaluation set; known: {', '.join(DATASET_READERS)}")
+    probes = args.probe or ["full"]
+    bad = [name for name in probes if name not in PROBE_NAMES]
+    if bad:
+        raise UsageError(f"--probe {bad[0]!r}: unknown probe; known: {', '.join(PROBE_NAMES)}")
+    if args.drift_captions < 1 or args.batch_size < 1:
+        raise UsageError("--drift-captions and --batch-size must be >= 1")
+    datasets = [read_eval_set(name, root) for name, root in dataset_roots.items()]
+    if args.reference:
+        captions = list(datasets[0].captions[: args.drift_captions])
+        drift = {
+            name: text_drift(
+                source,
+                args.reference,
+                captions,
+                stretch_to=args.stretch_to,
+                batch_size=args.batch_size,
+                device=args.device,
+            )
+            for name, source in models.items()
+        }
+        for name, report in drift.items():
+            print(f"{name}: mean cosine to {args.reference} over positions 0-76: {report['mean_cosine_first_77']:.4f}")
+        if args.output_dir is not None:
+            atomic_write_json(args.output_dir / DRIFT_FILE, {"reference": args.reference, "models": drift})
+    results = evaluate(
+        models,
+        datasets,
+        probes,
+        batch_size=args.batch_size,
+        device=args.device,
+        cache_dir=args.cache_dir,
+        output_dir=args.output_dir,
+        stretch_to=args.stretch_to,
+        num_workers=args.num_workers,
+        seed=args.seed,
+    )
+    print(results.markdown(), end="")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .checkpointing import resolve_checkpoint
+    from .export import export_checkpoint
+
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    result = export_checkpoint(checkpoint, args.output, dtype=DTYPES[args.dtype], overwrite=args.overwrite)
+    print(f"exported {checkpoint} (step {result.metadata['step']}):")
+    print(f"  CLIPModel:    {result.clip}")
+    print(f"  text encoder: {result.text_encoder}")
+    return 0
+
+
+@torch.no_grad()
+def text_drift(
+    source: str,
+    reference: str,
+    captions: Sequence[str],
+    *,
+    stretch_to: int | None = None,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> dict:
+    """Per-position mean cosine between the last hidden states of ``source``'s text tower and ``reference``'s.
+
+    Captions are tokenised at the model's length; the reference sees the first positions it has
+    (causal: the same prefix). Real tokens only (SOT through EOT), via ``losses.hidden_state_drift``.
+    """
+    from debias_diffusion.loading import load_text_encoder
+    from debias_diffusion.text_model_layout import position_count
+
+    from .augment import CaptionTokenizer
+    from .evaluation import load_clip_model
+    from .losses import hidden_state_drift, real_token_mask
+
+    model = load_clip_model(source, stretch_to=stretch_to).model.text_model.to(device).eval()
+    ref = load_text_encoder(reference, with_projection=False).text_encoder.to(device).eval()  # hidden states only
+    tokenizer = CaptionTokenizer(context_length=position_count(model))
+    ref_positions = position_count(ref)
+    sums = counts = None
+    for start in range(0, len(captions), batch_size):
+        ids = tokenizer.encode(list(captions[start : start + batch_size])).to(device)
+        mask = real_token_mask(ids)
+        new = model(input_ids=ids).last_hidden_state
+        old = ref(input_ids=ids[:, :ref_positions]).last_hidden_state
+        mean = hidden_state_drift(new, old, mask)
+        count = mask[:, : mean.shape[0]].sum(dim=0).float()
+        total = torch.nan_to_num(mean) * count
+        sums, counts = (total, count) if sums is None else (sums + total, counts + count)
+    per_position = torch.where(counts > 0, sums / counts.clamp(min=1), torch.nan)
+    first = per_position[:77]
+    return {
+        "per_position": [None if torch.isnan(v) else round(float(v), 6) for v in per_position],
+        "mean_cosine_first_77": float(first[~torch.isnan(first)].mean()),
+        "captions": len(captions),
+    }
+
+
+def _pairs(items: Sequence[str], flag: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in items:
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not name or not value:
+            raise UsageError(f"{flag} {item!r} must look like NAME=VALUE")
+        if name in pairs:
+            raise UsageError(f"{flag} names {name!r} twice")
+        pairs[name] = value
+    return pairs

@@ -1,0 +1,337 @@
+"""``TrainConfig``: every training knob with a default, loaded from YAML with ``key=value`` overrides.
+
+A config file is a flat YAML mapping of field names (see ``train_encoder/configs/``). Overrides
+(``--set lr=1e-5`` or ``--lr 1e-5`` on the command line) are parsed as YAML values, so ``null``,
+``true`` and lists work; numeric strings such as ``1e-6`` (which YAML 1.1 reads as text) are
+accepted for numbers. Every value is checked when the config is built; a bad one raises
+:class:`ConfigError` naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import math
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from debias_diffusion.atomic_io import atomic_write_text
+from debias_diffusion.errors import DebiasDiffusionError
+
+from .data.records import FORMATS
+from .recipes import recipe_names
+
+__all__ = [
+    "DATA_FORMATS",
+    "MIXED_PRECISION",
+    "TRACKERS",
+    "ConfigError",
+    "TrainConfig",
+    "field_names",
+    "load_config",
+    "parse_override",
+    "resolved_data_format",
+    "save_config",
+]
+
+DATA_FORMATS = (*FORMATS, "shards")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+LR_SCHEDULES = ("cosine", "constant")
+HIDDEN_ACTS = ("quick_gelu", "gelu")
+#: Trackers accelerate's ``log_with`` knows; each needs its package installed.
+TRACKERS = ("tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml", "dvclive", "swanlab", "trackio")
+
+
+class ConfigError(DebiasDiffusionError, ValueError):
+    """A config file or override is malformed, names an unknown key, or holds a bad value."""
+
+
+@dataclass
+class TrainConfig:
+    """All knobs of a training run. Defaults follow the DeBias-CLIP / Long-CLIP recipes (REFERENCE §1-2)."""
+
+    # --- model -------------------------------------------------------------------------------------
+    model: str = "openai/clip-vit-base-patch16"
+    """Any CLIP source: HF folder or Hub id, OpenAI-layout / Long-CLIP ``.pt``, ``open_clip:ARCH/TAG``."""
+    hidden_act: str = "quick_gelu"
+    """Activation for checkpoint files (OpenAI weights: quick_gelu; LAION open_clip weights: gelu)."""
+    stretch_to: int | None = 248
+    """KPS-stretch a shorter position table to this length (null: keep the source's length)."""
+    keep: int = 20
+    """Position rows copied by KPS and frozen during training (Long-CLIP's split)."""
+    logit_scale: float | None = 100.0
+    """Reset the logit scale multiplier to this value (Long-CLIP: 100); null keeps the source's."""
+    freeze_text: bool = False
+    freeze_vision: bool = False
+    gradient_checkpointing: bool = False
+
+    # --- recipe and loss ---------------------------------------------------------------------------
+    recipe: str = "debias"
+    short_weight: float | None = None
+    """λ in ``L = λ·L_short + (1-λ)·L_long``; null: the recipe's (debias 0.1, long-clip 0.5)."""
+    pca_components: int | None = None
+    """Principal components of the image features for the short branch; null: the recipe's; 0: no PCA."""
+    label_smoothing: float = 0.1
+    distill_weight: float = 0.0
+    """Weight of the SD-compatibility term (hidden states vs the frozen source on 77 positions); 0 = off."""
+
+    # --- optimisation ------------------------------------------------------------------------------
+    lr: float = 1e-6
+    weight_decay: float = 0.01
+    decay_all_parameters: bool = False
+    """True: decay every trainable tensor (Long-CLIP); False: skip gains, biases, logit scale (open_clip)."""
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    max_grad_norm: float | None = None
+    warmup_steps: int = 200
+    lr_schedule: str = "cosine"
+    epochs: int = 3
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (the schedule then spans them); null: ``epochs`` decide."""
+    batch_size: int = 256
+    """Per device: the global batch (and the contrastive negatives) is batch_size x processes."""
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str = "no"
+
+    # --- data --------------------------------------------------------------------------------------
+    train_data: str | None = None
+    """Annotation file (jsonl, csv, tsv, ShareGPT4V json) or tar shard pattern (``data/{000..099}.tar``)."""
+    data_format: str | None = None
+    """One of jsonl, csv, tsv, sharegpt4v, shards; null: from the file suffix (``.tar`` -> shards)."""
+    image_root: str | None = None
+    skip_first: int = 0
+    """Annotation entries to skip (ShareGPT4V: 1000, the ShareGPT4V-1k benchmark)."""
+    limit: int | None = None
+    samples_per_epoch: int | None = None
+    """Required for shards: the epoch length (for the schedule and exact resume)."""
+    random_crop: bool = True
+    """open_clip's RandomResizedCrop(0.9-1.0) (DeBias-CLIP); False: center crop (Long-CLIP)."""
+    num_workers: int = 4
+
+    # --- run ---------------------------------------------------------------------------------------
+    seed: int = 0
+    output_dir: str = "runs/train_encoder"
+    checkpoint_every: int = 1000
+    """Save a checkpoint every N optimizer steps (0: only at the end)."""
+    keep_checkpoints: int = 3
+    """Keep the last K checkpoints (0: keep all)."""
+    log_every: int = 10
+    trackers: list[str] = field(default_factory=list)
+    """accelerate trackers (``log_with``), e.g. [tensorboard]; metrics.jsonl is always written."""
+    run_name: str = "train_encoder"
+    export_final: bool = True
+    """Export the final weights to ``output_dir/final`` (CLIPModel + text encoder)."""
+
+    def __post_init__(self) -> None:
+        types_ = _field_types()
+        for spec in dataclasses.fields(self):
+            setattr(self, spec.name, _coerce(spec.name, getattr(self, spec.name), types_[spec.name]))
+        _check_values(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a mapping of field names; unknown keys are refused with a suggestion."""
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"a config must be a mapping of keys to values, got {type(values).__name__}")
+        known = field_names()
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(known)}"
+                raise ConfigError(f"unknown config key {key!r}{hint}")
+        return cls(**dict(values))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A validated copy with ``changes`` applied."""
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+
+def field_names() -> list[str]:
+    return [spec.name for spec in dataclasses.fields(TrainConfig)]
+
+
+def load_config(
+    path: str | os.PathLike | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()
+) -> TrainConfig:
+    """Read a YAML config (``None``: the defaults) and apply overrides (``"key=value"`` strings or a mapping)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(_read_yaml(Path(path)))
+    if isinstance(overrides, Mapping):
+        values.update(overrides)
+    else:
+        values.update(parse_override(item) for item in overrides)
+    return TrainConfig.from_dict(values)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"lr=1e-5"`` -> ``("lr", 1e-05)``: the value is parsed as YAML (``null``, ``true``, ``[a, b]``)."""
+    key, sep, text = item.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key:
+        raise ConfigError(f"override {item!r} must look like key=value (e.g. lr=1e-5)")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML ({error})") from None
+    return key, value
+
+
+def save_config(config: TrainConfig, path: str | os.PathLike) -> None:
+    """Write ``config`` as YAML, atomically."""
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values, got {type(values).__name__}")
+    return values
+
+
+# --- coercion and checks ---------------------------------------------------------------------------
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    """Bring ``value`` to the field's type (numbers from strings, lists from comma strings) or fail."""
+    args = typing.get_args(annotation)
+    optional = isinstance(annotation, types.UnionType) and type(None) in args
+    base = next((arg for arg in args if arg is not type(None)), annotation) if optional else annotation
+    if value is None or (optional and isinstance(value, str) and value.strip().lower() in ("null", "none", "~")):
+        if optional:
+            return None
+        raise ConfigError(f"{key}: a value is required (got null)")
+    if base is bool:
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "on", "off"):
+            return value.strip().lower() in ("true", "yes", "on")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if base is int:
+        if isinstance(value, str):
+            value = _number(key, value, "an integer")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return int(value)
+    if base is float:
+        if isinstance(value, str):
+            value = _number(key, value, "a number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return float(value)
+    if base is str:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if typing.get_origin(base) is list:
+        if isinstance(value, str):  # "a,b" or "[a, b]"
+            value = [part.strip() for part in value.strip().strip("[]").split(",") if part.strip()]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+        return list(value)
+    raise AssertionError(f"unhandled config type {annotation} for {key}")  # pragma: no cover
+
+
+def _number(key: str, text: str, kind: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{key}: expected {kind}, got {text!r}") from None
+
+
+def _check_values(c: TrainConfig) -> None:
+    def need(ok: bool, key: str, allowed: str) -> None:
+        if not ok:
+            raise ConfigError(f"{key}={getattr(c, key)!r}: must be {allowed}")
+
+    def one_of(key: str, choices: Sequence[str]) -> None:
+        need(getattr(c, key) in choices, key, f"one of {', '.join(choices)}")
+
+    need(bool(c.model.strip()), "model", "a CLIP source (folder, checkpoint file, Hub id or open_clip:ARCH/TAG)")
+    one_of("hidden_act", HIDDEN_ACTS)
+    need(c.keep >= 0, "keep", ">= 0")
+    need(c.stretch_to is None or c.stretch_to > c.keep + 1, "stretch_to", f"null or > keep + 1 ({c.keep + 1})")
+    need(c.logit_scale is None or c.logit_scale > 0, "logit_scale", "null or > 0 (a multiplier, e.g. 100)")
+    if c.freeze_text and c.freeze_vision:
+        raise ConfigError("freeze_text=true and freeze_vision=true: nothing would train; unfreeze one tower")
+    one_of("recipe", recipe_names())
+    need(c.short_weight is None or 0.0 <= c.short_weight <= 1.0, "short_weight", "null or in [0, 1]")
+    need(c.pca_components is None or c.pca_components >= 0, "pca_components", "null (recipe default), 0 or more")
+    need(0.0 <= c.label_smoothing < 1.0, "label_smoothing", "in [0, 1)")
+    need(c.distill_weight >= 0.0, "distill_weight", ">= 0 (0 turns the regulariser off)")
+    need(c.lr > 0, "lr", "> 0")
+    need(c.weight_decay >= 0, "weight_decay", ">= 0")
+    need(0.0 <= c.adam_beta1 < 1.0, "adam_beta1", "in [0, 1)")
+    need(0.0 <= c.adam_beta2 < 1.0, "adam_beta2", "in [0, 1)")
+    need(c.adam_eps > 0, "adam_eps", "> 0")
+    need(c.max_grad_norm is None or c.max_grad_norm > 0, "max_grad_norm", "null (no clipping) or > 0")
+    need(c.warmup_steps >= 0, "warmup_steps", ">= 0")
+    one_of("lr_schedule", LR_SCHEDULES)
+    need(c.epochs >= 1, "epochs", ">= 1")
+    need(c.max_steps is None or c.max_steps >= 1, "max_steps", "null or >= 1")
+    need(c.batch_size >= 2, "batch_size", ">= 2 (the contrastive loss and the PCA need two pairs)")
+    need(c.gradient_accumulation_steps >= 1, "gradient_accumulation_steps", ">= 1")
+    one_of("mixed_precision", MIXED_PRECISION)
+    need(c.train_data is not None and bool(c.train_data.strip()), "train_data", "an annotation file or shard pattern")
+    if c.data_format is not None:
+        one_of("data_format", DATA_FORMATS)
+    need(c.skip_first >= 0, "skip_first", ">= 0")
+    need(c.limit is None or c.limit >= 1, "limit", "null or >= 1")
+    need(c.samples_per_epoch is None or c.samples_per_epoch >= 1, "samples_per_epoch", "null or >= 1")
+    if resolved_data_format(c) == "shards" and c.samples_per_epoch is None:
+        raise ConfigError(
+            "train_data is a tar shard pattern: set samples_per_epoch (the epoch length; the schedule "
+            "and exact resume need it)"
+        )
+    need(c.num_workers >= 0, "num_workers", ">= 0")
+    need(c.seed >= 0, "seed", ">= 0")
+    need(bool(c.output_dir.strip()), "output_dir", "a folder path")
+    need(c.checkpoint_every >= 0, "checkpoint_every", ">= 0 (0: only at the end)")
+    need(c.keep_checkpoints >= 0, "keep_checkpoints", ">= 0 (0: keep all)")
+    need(c.log_every >= 1, "log_every", ">= 1")
+    unknown = [name for name in c.trackers if name not in TRACKERS]
+    if unknown:
+        raise ConfigError(f"trackers={c.trackers!r}: unknown tracker {unknown[0]!r}; known: {', '.join(TRACKERS)}")
+
+
+def resolved_data_format(config: TrainConfig) -> str:
+    """``data_format``, or the one the ``train_data`` suffix implies."""
+    if config.data_format is not None:
+        return config.data_format
+    path = str(config.train_data or "")
+    suffixes = {".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv", ".json": "sharegpt4v", ".tar": "shards"}
+    suffix = Path(path.split("::")[0]).suffix.lower()
+    if suffix not in suffixes and ".tar" in path:
+        return "shards"
+    if suffix not in suffixes:
+        raise ConfigError(
+            f"train_data={path!r}: cannot tell the format from the suffix; set data_format to one of "
+            f"{', '.join(DATA_FORMATS)}"
+        )
+    return suffixes[suffix]

@@ -1,0 +1,112 @@
+"""Export trained weights as Hugging Face folders, written atomically.
+
+``DESTINATION/clip/``          the full ``CLIPModel`` + ``CLIPImageProcessor`` + tokenizer (retrieval, `eval`)
+``DESTINATION/text_encoder/``  ``CLIPTextModelWithProjection`` + tokenizer with ``model_max_length`` = the
+                               encoder's positions (248): what ``debias_diffusion.load_text_encoder`` and the
+                               pipelines load (``CLIPTextModel.from_pretrained`` drops the projection for SD 1.x)
+
+Each folder also holds ``train_encoder_export.json`` (recipe, step, epoch, source).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import CLIPModel, CLIPTextModelWithProjection
+
+from debias_diffusion.atomic_io import atomic_directory
+from debias_diffusion.errors import CheckpointError
+from debias_diffusion.text_model_layout import position_count
+from debias_diffusion.tokenization import build_clip_tokenizer
+
+from .checkpointing import MODEL_DIR, read_checkpoint_metadata
+from .evaluation import ImagePreprocessing
+from .model_setup import clip_image_processor
+
+__all__ = [
+    "CLIP_DIR",
+    "METADATA_FILE",
+    "TEXT_ENCODER_DIR",
+    "ExportResult",
+    "export_checkpoint",
+    "export_model",
+    "text_encoder_of",
+]
+
+CLIP_DIR = "clip"
+TEXT_ENCODER_DIR = "text_encoder"
+METADATA_FILE = "train_encoder_export.json"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    destination: Path
+    clip: Path
+    text_encoder: Path
+    metadata: dict[str, Any]
+
+
+def text_encoder_of(model: CLIPModel) -> CLIPTextModelWithProjection:
+    """The text tower and projection of ``model`` as a standalone ``CLIPTextModelWithProjection`` (weights copied)."""
+    config = model.config.text_config.__class__.from_dict(model.config.text_config.to_dict())
+    config.projection_dim = model.config.projection_dim
+    encoder = CLIPTextModelWithProjection(config)
+    encoder.text_model.load_state_dict(model.text_model.state_dict())
+    encoder.text_projection.load_state_dict(model.text_projection.state_dict())
+    return encoder.to(model.dtype).eval()
+
+
+def export_model(
+    model: CLIPModel,
+    destination: str | Path,
+    *,
+    preprocessing: ImagePreprocessing,
+    metadata: dict[str, Any],
+    dtype: torch.dtype = torch.float32,
+    overwrite: bool = False,
+) -> ExportResult:
+    """Write ``model`` as ``clip/`` and ``text_encoder/`` under ``destination`` (one atomic rename)."""
+    destination = Path(destination)
+    positions = position_count(model)
+    full = CLIPModel(model.config)
+    full.load_state_dict(model.state_dict())
+    full = full.to(dtype).eval()
+    text = text_encoder_of(full)
+    tokenizer = build_clip_tokenizer(model_max_length=positions)
+    metadata = {**metadata, "positions": positions, "dtype": str(dtype).removeprefix("torch.")}
+    with atomic_directory(destination, overwrite=overwrite) as scratch:
+        for folder, module in ((scratch / CLIP_DIR, full), (scratch / TEXT_ENCODER_DIR, text)):
+            module.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+            (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+        clip_image_processor(preprocessing).save_pretrained(scratch / CLIP_DIR)
+    return ExportResult(destination, destination / CLIP_DIR, destination / TEXT_ENCODER_DIR, metadata)
+
+
+def export_checkpoint(
+    checkpoint: str | Path, destination: str | Path, *, dtype: torch.dtype = torch.float32, overwrite: bool = False
+) -> ExportResult:
+    """Export a training checkpoint folder (``OUTPUT/checkpoints/step-N``)."""
+    checkpoint = Path(checkpoint)
+    saved = read_checkpoint_metadata(checkpoint)
+    try:
+        model = CLIPModel.from_pretrained(str(checkpoint / MODEL_DIR), local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"cannot load the CLIPModel of checkpoint {checkpoint}: {error}") from error
+    state = saved["state"]
+    metadata = {
+        "recipe": saved["recipe"],
+        "source": saved["source"],
+        "step": state["step"],
+        "epoch": state["epoch"],
+        "samples_seen": state["samples_seen"],
+        "checkpoint": str(checkpoint),
+    }
+    preprocessing = ImagePreprocessing(**saved["preprocessing"])
+    return export_model(
+        model, destination, preprocessing=preprocessing, metadata=metadata, dtype=dtype, overwrite=overwrite
+    )

@@ -1,0 +1,187 @@
+"""The model a run trains: any CLIP source -> transformers ``CLIPModel``, stretched and prepared for training.
+
+``build_model`` loads the source (HF folder or Hub id, OpenAI-layout / Long-CLIP / DeBias-CLIP
+``.pt``, ``open_clip:`` spec) with :func:`train_encoder.evaluation.load_clip_model`, stretches a
+shorter position table with KPS, and applies Long-CLIP's training split: the first ``keep``
+position rows stay exactly as they are (:class:`FrozenPositionRows`), the logit scale restarts
+at 100, and towers can be frozen. :class:`TwoCaptionCLIP` is the single ``forward`` that DDP wraps
+(images and both caption branches), so gradient synchronisation sees every parameter use.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from transformers import CLIPImageProcessor, CLIPModel
+
+from debias_diffusion.errors import EncoderMismatchError
+from debias_diffusion.stretching import stretch_ratio, stretch_text_encoder
+from debias_diffusion.text_model_layout import position_count, text_embeddings
+
+from .config import TrainConfig
+from .evaluation import ImagePreprocessing, load_clip_model
+
+__all__ = [
+    "MAX_LOGIT_SCALE",
+    "FrozenPositionRows",
+    "PreparedModel",
+    "TwoCaptionCLIP",
+    "TwoCaptionOutput",
+    "build_model",
+    "clamp_logit_scale",
+    "clip_image_processor",
+    "freeze_towers",
+    "parameter_groups",
+    "reset_logit_scale",
+]
+
+MAX_LOGIT_SCALE = 100.0
+
+
+class FrozenPositionRows:
+    """Keeps rows ``[0, keep)`` of the text position table bit-identical during training.
+
+    A gradient hook zeroes those rows' gradient (so Adam's moments and gradient clipping never see
+    them) and :meth:`restore` copies the saved rows back after each optimizer step (AdamW's decoupled
+    weight decay would otherwise shrink them). This is Long-CLIP's split of one frozen table for
+    positions < 20 and one trainable table for the rest, kept in a single HF table.
+    """
+
+    def __init__(self, model: nn.Module, keep: int) -> None:
+        self.table = text_embeddings(model).position_embedding.weight
+        rows = self.table.shape[0]
+        if not 0 < keep < rows:
+            raise EncoderMismatchError(
+                f"keep={keep} frozen position rows must lie in 1..{rows - 1} for a {rows}-row table"
+            )
+        self.keep = keep
+        self.rows = self.table.detach()[:keep].clone()
+        self._handle = self.table.register_hook(self._zero_frozen_rows)
+
+    def _zero_frozen_rows(self, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        grad[: self.keep] = 0
+        return grad
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Copy the saved rows back (call after every optimizer step)."""
+        if self.rows.device != self.table.device:
+            self.rows = self.rows.to(self.table.device)
+        self.table[: self.keep].copy_(self.rows)
+
+    def unchanged(self) -> bool:
+        """Whether the frozen rows still equal the saved ones bit for bit."""
+        return torch.equal(self.table.detach()[: self.keep].to(self.rows.device), self.rows)
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+@dataclass
+class PreparedModel:
+    """What ``build_model`` returns: the model to train and what the run needs beside it."""
+
+    model: CLIPModel
+    preprocessing: ImagePreprocessing
+    source: str
+    source_positions: int
+    frozen_rows: FrozenPositionRows | None
+    reference_text: nn.Module | None
+    """The frozen source text tower (before stretching) for the distillation term, or ``None``."""
+
+
+def build_model(config: TrainConfig) -> PreparedModel:
+    """Load ``config.model`` on the CPU in float32 and prepare it as the config says."""
+    loaded = load_clip_model(config.model, hidden_act=config.hidden_act)
+    model = loaded.model
+    source_positions = position_count(model)
+    reference = None
+    if config.distill_weight > 0:
+        reference = copy.deepcopy(model.text_model).eval().requires_grad_(False)
+    if config.stretch_to is not None and source_positions < config.stretch_to:
+        ratio = stretch_ratio(source_positions, config.stretch_to, config.keep)
+        stretch_text_encoder(model, keep=config.keep, ratio=ratio)
+    model.train()
+    freeze_towers(model, text=config.freeze_text, vision=config.freeze_vision)
+    if config.logit_scale is not None:
+        reset_logit_scale(model, config.logit_scale)
+    frozen = None if config.freeze_text or config.keep == 0 else FrozenPositionRows(model, config.keep)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return PreparedModel(model, loaded.preprocessing, loaded.source, source_positions, frozen, reference)
+
+
+def freeze_towers(model: CLIPModel, *, text: bool = False, vision: bool = False) -> None:
+    """Stop gradients to the text tower (+ projection) and/or the image tower (+ projection)."""
+    if text:
+        model.text_model.requires_grad_(False)
+        model.text_projection.requires_grad_(False)
+    if vision:
+        model.vision_model.requires_grad_(False)
+        model.visual_projection.requires_grad_(False)
+
+
+def reset_logit_scale(model: CLIPModel, value: float = MAX_LOGIT_SCALE) -> None:
+    """Set the logit scale so that ``logit_scale.exp() == value`` (Long-CLIP restarts at 100)."""
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(value))
+
+
+def clamp_logit_scale(model: CLIPModel, maximum: float = MAX_LOGIT_SCALE) -> None:
+    """Keep the multiplier in ``[1, maximum]``, as open_clip does after every step."""
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, math.log(maximum))
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, *, decay_all: bool = False) -> list[dict]:
+    """AdamW groups of the trainable parameters: with weight decay, and without it for tensors of rank < 2
+    (gains, biases, class embedding, logit scale; open_clip's rule) unless ``decay_all`` (Long-CLIP)."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (decay if decay_all or parameter.ndim >= 2 else no_decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]
+
+
+def clip_image_processor(preprocessing: ImagePreprocessing) -> CLIPImageProcessor:
+    """The ``CLIPImageProcessor`` that preprocesses images as ``preprocessing`` says."""
+    return CLIPImageProcessor(
+        size={"shortest_edge": preprocessing.image_size},
+        crop_size={"height": preprocessing.image_size, "width": preprocessing.image_size},
+        image_mean=list(preprocessing.mean),
+        image_std=list(preprocessing.std),
+    )
+
+
+class TwoCaptionOutput(NamedTuple):
+    image_features: torch.Tensor
+    long_text_features: torch.Tensor
+    short_text_features: torch.Tensor
+    long_hidden_states: torch.Tensor
+    """Final-layer-norm hidden states of the long captions (what a Stable Diffusion UNet reads)."""
+    logit_scale: torch.Tensor
+    """The multiplier, ``logit_scale.exp()``."""
+
+
+class TwoCaptionCLIP(nn.Module):
+    """One forward over images, long captions and short captions (one text pass over both), for DDP."""
+
+    def __init__(self, clip: CLIPModel) -> None:
+        super().__init__()
+        self.clip = clip
+
+    def forward(self, pixel_values: torch.Tensor, long_ids: torch.Tensor, short_ids: torch.Tensor) -> TwoCaptionOutput:
+        clip = self.clip
+        vision = clip.vision_model(pixel_values=pixel_values)
+        image_features = clip.visual_projection(vision.pooler_output)
+        text = clip.text_model(input_ids=torch.cat([long_ids, short_ids]))
+        long_features, short_features = clip.text_projection(text.pooler_output).split(long_ids.shape[0])
+        hidden = text.last_hidden_state[: long_ids.shape[0]]
+        return TwoCaptionOutput(image_features, long_features, short_features, hidden, clip.logit_scale.exp())

@@ -1,0 +1,510 @@
+"""The training loop: two-caption contrastive fine-tuning of a CLIPModel with ``accelerate``.
+
+Per batch: the long captions are tokenised whole (``recipe.long_token_ids``), the short branch is
+built by the recipe with a ``torch.Generator`` seeded from (seed, epoch, batch, rank), images and
+both caption branches go through one forward, and ``recipe.loss`` (features all-gathered with
+gradient) plus the optional distillation term is back-propagated. AdamW, linear warmup, cosine
+decay; the learning rate is a pure function of the optimizer step.
+
+Run it on one process (``python -m train_encoder train``) or many (``accelerate launch -m
+train_encoder train``: DDP). The data loader is built per process and never handed to
+``accelerator.prepare``. Every process must hold the same number of pairs for the all-gather, so
+each batch is cut to the smallest one across processes; a batch with fewer than two usable pairs
+anywhere (all images bad) is skipped on every process alike.
+
+Exact resume: data order comes from ``ResumableSampler`` (``start_epoch(..., batches_done=...)``),
+image crops are seeded per (seed, epoch, sample), caption augmentation per (seed, epoch, batch,
+rank), and checkpoints hold weights, optimizer, scaler and RNG state; a run killed after a
+checkpoint and resumed from it ends with the same weights as one that never stopped. (Tar shards
+resume at the same sample with the same caption augmentation, but their random crops come from
+the workers' RNG: set ``random_crop: false`` where bit-exact resume on shards matters.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from accelerate import Accelerator
+from accelerate.utils import DistributedType, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from debias_diffusion.atomic_io import atomic_write_text
+from debias_diffusion.errors import OutputExistsError
+from debias_diffusion.text_model_layout import position_count
+
+from .augment import CaptionTokenizer
+from .checkpointing import (
+    CHECKPOINTS_DIR,
+    STATE_FILE,
+    RunShape,
+    TrainState,
+    list_checkpoints,
+    load_checkpoint,
+    remove_partial_checkpoints,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from .config import ConfigError, TrainConfig, resolved_data_format, save_config
+from .data import (
+    CaptionImageDataset,
+    DataError,
+    TarShardDataset,
+    build_dataloader,
+    image_transform,
+    read_annotations,
+    start_epoch,
+)
+from .evaluation import ImagePreprocessing
+from .export import export_model
+from .losses import SD_POSITIONS, distillation_loss
+from .model_setup import PreparedModel, TwoCaptionCLIP, build_model, clamp_logit_scale, parameter_groups
+from .recipes import Recipe, get_recipe
+
+__all__ = ["MIN_PAIRS", "TrainResult", "build_train_loader", "lr_factor", "resolve_recipe", "train"]
+
+logger = logging.getLogger(__name__)
+
+MIN_PAIRS = 2
+"""A step needs at least two pairs per process (contrastive negatives, PCA)."""
+METRICS_FILE = "metrics.jsonl"
+FINAL_DIR = "final"
+_IMAGE_STREAM, _CAPTION_STREAM = 1, 2
+_TRACKER_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "comet_ml": ("comet_ml",)}
+
+
+@dataclass
+class TrainResult:
+    state: TrainState
+    checkpoint: Path
+    """The last checkpoint (``OUTPUT/checkpoints/step-N``)."""
+    export_dir: Path | None
+    """``OUTPUT/final`` when ``export_final``, else ``None``."""
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: str | Path | None = None,
+    on_step: Callable[[TrainState], None] | None = None,
+) -> TrainResult:
+    """Train as ``config`` says; ``resume`` is a checkpoint folder, a run folder or ``"latest"``
+    (the newest checkpoint in ``output_dir``; a fresh start when there is none, for requeued jobs).
+
+    ``on_step`` is called on every process after each optimizer step (and its checkpoint, if one
+    is due) with the current progress.
+    """
+    output_dir = Path(config.output_dir)
+    accelerator = _accelerator(config)
+    if str(resume) == "latest" and not list_checkpoints(output_dir):
+        logger.info("no checkpoint in %s: starting from the beginning", output_dir)
+        resume = None
+    if resume is None and list_checkpoints(output_dir):
+        raise OutputExistsError(
+            f"{output_dir} already holds checkpoints; resume with --resume latest, or choose another output_dir"
+        )
+    set_seed(config.seed)
+    prepared = build_model(config)
+    recipe = resolve_recipe(config)
+    tokenizer = CaptionTokenizer(context_length=position_count(prepared.model))
+    loader = build_train_loader(
+        config,
+        prepared.preprocessing,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+        pin_memory=accelerator.device.type == "cuda",
+    )
+    batches_per_epoch = len(loader)
+    if batches_per_epoch == 0:
+        raise DataError(
+            f"{config.train_data} holds fewer samples than one global batch "
+            f"({config.batch_size} x {accelerator.num_processes} processes)"
+        )
+    total_steps = config.epochs * batches_per_epoch // config.gradient_accumulation_steps
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    if total_steps == 0:
+        raise DataError(
+            f"{batches_per_epoch} batches per epoch x {config.epochs} epochs make no optimizer step with "
+            f"gradient_accumulation_steps={config.gradient_accumulation_steps}"
+        )
+    shape = RunShape(
+        world_size=accelerator.num_processes,
+        batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        batches_per_epoch=batches_per_epoch,
+        # map-style crops are seeded per sample; only tar shards split their stream by worker
+        num_workers=config.num_workers if resolved_data_format(config) == "shards" else 0,
+    )
+
+    model = prepared.model
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, config.weight_decay, decay_all=config.decay_all_parameters),
+        lr=config.lr,
+        betas=(config.adam_beta1, config.adam_beta2),
+        eps=config.adam_eps,
+    )
+    module, optimizer = accelerator.prepare(TwoCaptionCLIP(model), optimizer)
+    reference = prepared.reference_text
+    if reference is not None:
+        reference.to(accelerator.device)
+
+    state = TrainState()
+    if resume is not None:
+        checkpoint = resolve_checkpoint(resume, output_dir)
+        state = load_checkpoint(checkpoint, accelerator, model=model, optimizer=optimizer, shape=shape)
+        if prepared.frozen_rows is not None and not prepared.frozen_rows.unchanged():
+            raise ConfigError(
+                f"{checkpoint} was not trained from model={config.model!r}: its frozen position rows differ"
+            )
+        _log(
+            accelerator,
+            "resumed from %s at step %d (epoch %d, batch %d)",
+            checkpoint,
+            state.step,
+            state.epoch,
+            state.batches_done,
+        )
+    if accelerator.is_main_process:
+        remove_partial_checkpoints(output_dir)
+        save_config(config, output_dir / "config.yaml")
+        _trim_metrics(output_dir / METRICS_FILE, state.step)
+    if config.trackers:
+        accelerator.init_trackers(config.run_name, config=_tracker_config(config))
+
+    run = _Run(config, accelerator, prepared, recipe, tokenizer, module, optimizer, shape, total_steps)
+    run.loop(loader, state, on_step)
+    last_checkpoint = output_dir / CHECKPOINTS_DIR / f"step-{state.step}"
+    if not (last_checkpoint / STATE_FILE).is_file():
+        run.checkpoint(state)
+    export_dir = None
+    if config.export_final and accelerator.is_main_process:
+        metadata = {"recipe": recipe.name, "source": prepared.source, "step": state.step, "epoch": state.epoch}
+        export_dir = output_dir / FINAL_DIR
+        export_model(model, export_dir, preprocessing=prepared.preprocessing, metadata=metadata, overwrite=True)
+        _log(accelerator, "exported the final model to %s", export_dir)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return TrainResult(state, last_checkpoint, export_dir)
+
+
+def resolve_recipe(config: TrainConfig) -> Recipe:
+    """The registered recipe with the config's λ / PCA overrides (``pca_components: 0`` = no PCA)."""
+    recipe = get_recipe(config.recipe)
+    changes = {}
+    if config.short_weight is not None:
+        changes["short_weight"] = config.short_weight
+    if config.pca_components is not None:
+        changes["pca_components"] = config.pca_components or None
+    return dataclasses.replace(recipe, **changes)
+
+
+def lr_factor(step: int, *, warmup_steps: int, total_steps: int, schedule: str = "cosine") -> float:
+    """Multiplier of the base learning rate for optimizer step ``step`` (0-based).
+
+    Linear warmup ``(step + 1) / warmup_steps``, then constant or cosine decay to 0 at ``total_steps``
+    (open_clip's / Long-CLIP's ``cosine_lr``).
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class _SeededCaptionImageDataset(CaptionImageDataset):
+    """Draws each sample's random crop from a seed of (seed, epoch, index), not from the worker's RNG,
+    so crops do not depend on the number of workers or on where a run resumed."""
+
+    seed = 0
+    epoch = 0
+
+    def __getitem__(self, index: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(self.seed, self.epoch, int(index), _IMAGE_STREAM))
+            return super().__getitem__(index)
+
+
+def build_train_loader(
+    config: TrainConfig,
+    preprocessing: ImagePreprocessing,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """This process's DataLoader of :class:`~train_encoder.data.Batch` objects, as the config says."""
+    # the data package has its own ImagePreprocessing class: hand it the fields as a mapping
+    transform = image_transform(dataclasses.asdict(preprocessing), train=config.random_crop)
+    data_format = resolved_data_format(config)
+    if data_format == "shards":
+        dataset = TarShardDataset(config.train_data, transform, samples_per_epoch=config.samples_per_epoch)
+    else:
+        records = read_annotations(
+            config.train_data, format=data_format, skip_first=config.skip_first, limit=config.limit
+        )
+        if not records:
+            raise DataError(f"{config.train_data} holds no training pairs (after skip_first={config.skip_first})")
+        dataset = _SeededCaptionImageDataset(records, transform, image_root=config.image_root)
+        dataset.seed = config.seed
+    return build_dataloader(
+        dataset,
+        batch_size=config.batch_size,
+        num_workers=config.num_workers,
+        seed=config.seed,
+        rank=rank,
+        world_size=world_size,
+        pin_memory=pin_memory,
+    )
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed mixing ``parts`` (numpy's SeedSequence), for independent per-item streams."""
+    return int(np.random.SeedSequence([int(part) for part in parts]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class _Window:
+    """Loss parts and counts since the last log line (tensors: no device sync per step)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.micro_batches = 0
+        self.samples = 0
+        self.started = time.perf_counter()
+
+    def add(self, parts: dict[str, torch.Tensor], samples: int) -> None:
+        for name, value in parts.items():
+            self.sums[name] = self.sums.get(name, 0) + value.detach().float()
+        self.micro_batches += 1
+        self.samples += samples
+
+
+class _Run:
+    """One run's loop state: the pieces built by ``train`` and the step/log/checkpoint logic."""
+
+    def __init__(
+        self, config, accelerator, prepared: PreparedModel, recipe, tokenizer, module, optimizer, shape, total_steps
+    ):
+        self.config, self.accelerator, self.prepared = config, accelerator, prepared
+        self.recipe, self.tokenizer, self.module, self.optimizer = recipe, tokenizer, module, optimizer
+        self.shape, self.total_steps = shape, total_steps
+        self.output_dir = Path(config.output_dir)
+
+    def loop(self, loader: DataLoader, state: TrainState, on_step) -> None:
+        config, accelerator = self.config, self.accelerator
+        self._set_lr(state.step)
+        window = _Window()
+        progress = tqdm(
+            total=self.total_steps, initial=state.step, disable=not accelerator.is_main_process, desc="train"
+        )
+        self.module.train()
+        while state.epoch < config.epochs and state.step < self.total_steps:
+            start_epoch(loader, state.epoch, batches_done=state.batches_done)
+            if isinstance(loader.dataset, _SeededCaptionImageDataset):
+                loader.dataset.epoch = state.epoch
+            for batch in loader:
+                batch_index = state.batches_done
+                state.batches_done += 1
+                if not self._micro_step(batch, batch_index, state, window):
+                    continue
+                state.step += 1
+                self.step_lr = self.optimizer.param_groups[0]["lr"]  # the rate of the step just taken
+                self._set_lr(state.step)
+                progress.update(1)
+                if state.step % config.log_every == 0 or state.step == self.total_steps:
+                    self._log_metrics(state, window, progress)
+                    window = _Window()
+                if config.checkpoint_every and state.step % config.checkpoint_every == 0:
+                    self.checkpoint(state)
+                if on_step is not None:
+                    on_step(state)
+                if state.step >= self.total_steps:
+                    break
+            else:
+                state.epoch += 1
+                state.batches_done = 0
+        progress.close()
+
+    def _micro_step(self, batch, batch_index: int, state: TrainState, window: _Window) -> bool:
+        """Forward/backward one batch; True when it completed an optimizer step."""
+        config, accelerator = self.config, self.accelerator
+        device = accelerator.device
+        counts = accelerator.gather(torch.tensor([[len(batch), batch.num_skipped]], device=device))
+        usable = int(counts[:, 0].min())
+        state.images_skipped += int(counts[:, 1].sum())
+        if usable < MIN_PAIRS:
+            state.batches_skipped += 1
+            _log(
+                accelerator,
+                "skipping batch %d of epoch %d: a process has fewer than %d usable pairs",
+                batch_index,
+                state.epoch,
+                MIN_PAIRS,
+            )
+            return False
+        state.samples_trimmed += int(counts[:, 0].sum()) - usable * accelerator.num_processes
+        captions = batch.long_captions[:usable]
+        generator = torch.Generator().manual_seed(
+            derive_seed(config.seed, state.epoch, batch_index, accelerator.process_index, _CAPTION_STREAM)
+        )
+        long_ids = self.recipe.long_token_ids(captions, self.tokenizer)
+        short_ids = self.recipe.short_token_ids(
+            captions, self.tokenizer, generator=generator, short_captions=batch.short_captions[:usable]
+        )
+        images = batch.images[:usable].to(device, non_blocking=True)
+        with accelerator.accumulate(self.module):
+            out = self.module(images, long_ids.to(device), short_ids.to(device))
+            parts = self.recipe.loss(  # in float32: bf16/fp16 logits at scale 100 lose the ranking
+                out.image_features.float(),
+                out.long_text_features.float(),
+                out.short_text_features.float(),
+                out.logit_scale.float(),
+                label_smoothing=config.label_smoothing,
+            )
+            loss = parts.total
+            logged = {"loss": parts.total, "loss_long": parts.long, "loss_short": parts.short}
+            if self.prepared.reference_text is not None:
+                distill = self._distillation(out.long_hidden_states, long_ids.to(device))
+                loss = loss + config.distill_weight * distill
+                logged["loss_distill"] = distill
+                logged["loss"] = loss
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and config.max_grad_norm is not None:
+                accelerator.clip_grad_norm_(self.module.parameters(), config.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        window.add(logged, usable * accelerator.num_processes)
+        state.samples_seen += usable * accelerator.num_processes
+        if not accelerator.sync_gradients:
+            return False
+        if self.prepared.frozen_rows is not None:
+            self.prepared.frozen_rows.restore()
+        clamp_logit_scale(self.prepared.model)
+        return True
+
+    def _distillation(self, hidden: torch.Tensor, long_ids: torch.Tensor) -> torch.Tensor:
+        positions = min(SD_POSITIONS, long_ids.shape[1])
+        with torch.no_grad(), self.accelerator.autocast():
+            reference = self.prepared.reference_text(input_ids=long_ids[:, :positions]).last_hidden_state
+        return distillation_loss(hidden, reference, long_ids, positions=positions)
+
+    def _set_lr(self, step: int) -> None:
+        factor = lr_factor(
+            step, warmup_steps=self.config.warmup_steps, total_steps=self.total_steps, schedule=self.config.lr_schedule
+        )
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr * factor
+
+    def _log_metrics(self, state: TrainState, window: _Window, progress) -> None:
+        accelerator = self.accelerator
+        elapsed = max(time.perf_counter() - window.started, 1e-9)
+        metrics = {
+            name: accelerator.reduce(value / max(1, window.micro_batches), reduction="mean").item()
+            for name, value in window.sums.items()
+        }
+        metrics.update(
+            step=state.step,
+            epoch=state.epoch + state.batches_done / self.shape.batches_per_epoch,
+            lr=self.step_lr,
+            logit_scale=self.prepared.model.logit_scale.exp().item(),
+            samples_per_second=window.samples / elapsed,
+            images_skipped=state.images_skipped,
+            batches_skipped=state.batches_skipped,
+            samples_trimmed=state.samples_trimmed,
+        )
+        if accelerator.is_main_process:
+            with (self.output_dir / METRICS_FILE).open("a", encoding="utf-8") as file:
+                file.write(json.dumps(metrics) + "\n")
+            progress.set_postfix(loss=f"{metrics.get('loss', float('nan')):.4f}", lr=f"{metrics['lr']:.2e}")
+            logger.info(
+                "step %d: %s", state.step, ", ".join(f"{k}={_short(v)}" for k, v in metrics.items() if k != "step")
+            )
+        if self.config.trackers:
+            accelerator.log({k: v for k, v in metrics.items() if k != "step"}, step=state.step)
+
+    def checkpoint(self, state: TrainState) -> Path:
+        path = save_checkpoint(
+            self.accelerator,
+            self.output_dir,
+            model=self.prepared.model,
+            optimizer=self.optimizer,
+            state=state,
+            config=self.config,
+            shape=self.shape,
+            preprocessing=self.prepared.preprocessing,
+            source=self.prepared.source,
+        )
+        _log(self.accelerator, "saved checkpoint %s", path)
+        return path
+
+
+def _accelerator(config: TrainConfig) -> Accelerator:
+    """The run's Accelerator, refusing setups whose checkpoints would not resume exactly."""
+    _check_trackers(config.trackers)
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        log_with=config.trackers or None,
+        project_dir=config.output_dir,
+    )
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() != accelerator.num_processes:
+        raise ConfigError(
+            f"torch.distributed runs {dist.get_world_size()} processes but accelerate sees "
+            f"{accelerator.num_processes}: on a machine without GPUs set ACCELERATE_USE_CPU=1 for multi-process runs"
+        )
+    if accelerator.distributed_type not in (DistributedType.NO, DistributedType.MULTI_GPU, DistributedType.MULTI_CPU):
+        raise ConfigError(
+            f"accelerate is set up for {accelerator.distributed_type}: checkpoints and exact resume support one "
+            "process or DDP (multi-GPU / multi-CPU) only; run `accelerate config` without FSDP / DeepSpeed"
+        )
+    return accelerator
+
+
+def _check_trackers(trackers: list[str]) -> None:
+    import importlib.util
+
+    for name in trackers:
+        modules = _TRACKER_MODULES.get(name, (name,))
+        if not any(importlib.util.find_spec(module) for module in modules):
+            raise ConfigError(
+                f"trackers: {name!r} is not installed (pip install {modules[0]}), or remove it from trackers; "
+                f"metrics are always written to {METRICS_FILE}"
+            )
+
+
+def _tracker_config(config: TrainConfig) -> dict:
+    """The config as flat scalars (TensorBoard's hparams refuse lists and None)."""
+    return {
+        key: value if isinstance(value, (bool, int, float, str)) else json.dumps(value)
+        for key, value in asdict(config).items()
+    }
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Drop metric lines past ``step`` (a resumed run logs those steps again)."""
+    if not path.is_file():
+        return
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def _log(accelerator: Accelerator, message: str, *args) -> None:
+    if accelerator.is_main_process:
+        logger.info(message, *args)
+
+
+def _short(value: float) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
