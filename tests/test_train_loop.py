@@ -357,7 +357,8 @@ def test_config_yaml_overrides_and_coercion(tmp_path):
 
 @pytest.mark.parametrize("name", ["debias-vit-b-16", "debias-vit-l-14", "long-clip-vit-l-14"])
 def test_paper_configs_load(name):
-    config = load_config(ROOT / "train_encoder" / "configs" / f"{name}.yaml")
+    config = load_config(name)  # a bundled name, the same file as the path
+    assert config == load_config(ROOT / "train_encoder" / "configs" / f"{name}.yaml")
     hyper = (config.lr, config.weight_decay, config.warmup_steps, config.stretch_to, config.keep)
     assert hyper == (1e-6, 0.01, 200, 248, 20)
     assert config.epochs == (6 if name.startswith("long-clip") else 3) and config.skip_first == 1000
@@ -409,6 +410,15 @@ def test_python_dash_m_entry_point(tmp_path):
     assert done.returncode == 2 and "error: " in done.stderr and "neither a checkpoint folder" in done.stderr
 
 
+def test_training_reports_hidden_state_drift_from_its_source(trained, source_dir):
+    config, _ = trained
+    drift = json.loads((Path(config.output_dir) / "drift.json").read_text())
+    assert drift["reference"] == str(source_dir) and drift["captions"] == 16  # 17 pairs seen, one image missing
+    assert len(drift["per_position"]) == 77  # the 77-position source bounds the comparison
+    assert drift["per_position"][0] < 1.0 - 1e-4  # both towers trained: even position 0's state moved
+    assert 0.0 < drift["mean_cosine_first_77"] < 1.0 - 1e-3
+
+
 def test_eval_cli_reports_retrieval_and_hidden_state_drift(tmp_path, trained, source_dir, data_dir, capsys):
     config, _ = trained
     urban = tmp_path / "Urban1k"
@@ -418,9 +428,10 @@ def test_eval_cli_reports_retrieval_and_hidden_state_drift(tmp_path, trained, so
         (urban / "image" / f"{index}.jpg").write_bytes((data_dir / "images" / f"{colour}-{shape}.png").read_bytes())
         (urban / "caption" / f"{index}.txt").write_text(_caption(colour, shape))
     final = Path(config.output_dir) / "final" / "clip"
-    argv = ["eval", "--model", f"trained={final}", "--model", f"source={source_dir}", "--dataset", f"urban1k={tmp_path}",
-            "--probe", "full", "--probe", "first_only", "--reference", str(source_dir), "--output-dir", str(tmp_path / "out"),
-            "--num-workers", "0", "--stretch-to", "248"]  # fmt: skip
+    common = ["eval", "--model", f"trained={final}", "--model", f"source={source_dir}", "--dataset",
+              f"urban1k={tmp_path}", "--num-workers", "0", "--stretch-to", "248"]  # fmt: skip
+    argv = [*common, "--probe", "full", "--probe", "first_only", "--reference", str(source_dir),
+            "--output-dir", str(tmp_path / "out")]  # fmt: skip
     assert main(argv) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     rows = {(r["model"], r["probe"]) for r in results["results"]}
@@ -430,6 +441,14 @@ def test_eval_cli_reports_retrieval_and_hidden_state_drift(tmp_path, trained, so
     assert drift["source"]["per_position"][:20] == [pytest.approx(1.0, abs=1e-5)] * 20  # KPS keeps rows < 20
     assert drift["trained"]["mean_cosine_first_77"] < drift["source"]["mean_cosine_first_77"] - 1e-3
     assert "mean cosine" in capsys.readouterr().out
+
+    # default --reference auto: an export is compared with the checkpoint it was trained from; others skipped
+    assert main([*common, "--output-dir", str(tmp_path / "auto")]) == 0
+    auto = json.loads((tmp_path / "auto" / "drift.json").read_text())["models"]
+    assert set(auto) == {"trained"} and auto["trained"]["reference"] == str(source_dir)
+    assert auto["trained"]["per_position"] == drift["trained"]["per_position"]
+    assert main([*common, "--reference", "none", "--output-dir", str(tmp_path / "none")]) == 0
+    assert not (tmp_path / "none" / "drift.json").exists()
 
 
 @pytest.mark.skipif(os.environ.get("TRAIN_ENCODER_DDP_TEST") != "1", reason="slow: set TRAIN_ENCODER_DDP_TEST=1")

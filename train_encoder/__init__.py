@@ -1,7 +1,10 @@
 """train_encoder: the DeBias-CLIP training recipe (separate from the library, like open_clip_train).
 
-Available: ``data`` (annotation readers, CLIP image transforms, resumable loaders), ``augment``
-(DeBias caption augmentation), ``recipes`` (debias, long-clip), ``losses`` and ``evaluation``
-(retrieval, bias probes, reports). The trainer, checkpointing and export are still to land. The
-library it builds on (stretching, converters, loading, pipelines) is :mod:`debias_diffusion`.
+``python -m train_encoder {train,eval,export}``. Inside: ``config`` (every knob, YAML configs in
+``configs/``), ``data`` (annotation readers, CLIP image transforms, resumable loaders),
+``augment`` (DeBias caption augmentation), ``recipes`` (debias, long-clip), ``losses``,
+``model_setup`` (stretching and the frozen-position split), ``trainer`` (accelerate loop),
+``checkpointing`` (exact resume), ``export`` (Hugging Face folders the pipelines load) and
+``evaluation`` (retrieval, bias probes, hidden-state drift, reports). The library it builds on
+(stretching, converters, loading, pipelines) is :mod:`debias_diffusion`.
 """

@@ -20,11 +20,11 @@ from debias_diffusion.atomic_io import atomic_write_json
 from debias_diffusion.errors import DebiasDiffusionError
 
 from .config import TrainConfig, load_config, parse_override
+from .evaluation.drift import DRIFT_FILE
 
-__all__ = ["build_parser", "main", "text_drift"]
+__all__ = ["build_parser", "main"]
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-DRIFT_FILE = "drift.json"
 
 
 class UsageError(DebiasDiffusionError, ValueError):
@@ -49,7 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="fine-tune a CLIP model (DeBias-CLIP / Long-CLIP recipes)")
-    train.add_argument("--config", type=Path, help="YAML config (train_encoder/configs/*.yaml); defaults otherwise")
+    train.add_argument(
+        "--config",
+        type=Path,
+        help="YAML config path, or a bundled config name (debias-vit-b-16, debias-vit-l-14, long-clip-vit-l-14, "
+        "tiny); defaults otherwise",
+    )
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key (repeatable); values are YAML: null, true, 1e-5, [a, b]")  # fmt: skip
     train.add_argument("--resume", metavar="CHECKPOINT", help="'latest', a checkpoint folder or a run folder")
@@ -72,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output-dir", type=Path, help="write results.json / results.md (and drift.json) here")
     evaluate.add_argument("--cache-dir", type=Path, help="embedding cache folder")
     evaluate.add_argument(
-        "--reference", metavar="SOURCE", help="report per-position hidden-state drift vs this text encoder"
+        "--reference",
+        metavar="SOURCE",
+        default="auto",
+        help="report per-position hidden-state drift vs this text encoder; 'auto' (default): each train_encoder "
+        "export vs the checkpoint it was trained from; 'none': no drift",
     )
     evaluate.add_argument(
         "--drift-captions", type=int, default=1000, help="captions of the first dataset used for drift"
@@ -131,23 +140,9 @@ def _eval(args: argparse.Namespace) -> int:
     if args.drift_captions < 1 or args.batch_size < 1:
         raise UsageError("--drift-captions and --batch-size must be >= 1")
     datasets = [read_eval_set(name, root) for name, root in dataset_roots.items()]
-    if args.reference:
-        captions = list(datasets[0].captions[: args.drift_captions])
-        drift = {
-            name: text_drift(
-                source,
-                args.reference,
-                captions,
-                stretch_to=args.stretch_to,
-                batch_size=args.batch_size,
-                device=args.device,
-            )
-            for name, source in models.items()
-        }
-        for name, report in drift.items():
-            print(f"{name}: mean cosine to {args.reference} over positions 0-76: {report['mean_cosine_first_77']:.4f}")
-        if args.output_dir is not None:
-            atomic_write_json(args.output_dir / DRIFT_FILE, {"reference": args.reference, "models": drift})
+    drift = _drift(models, args, captions=list(datasets[0].captions[: args.drift_captions]))
+    if drift and args.output_dir is not None:
+        atomic_write_json(args.output_dir / DRIFT_FILE, {"models": drift})
     results = evaluate(
         models,
         datasets,
@@ -164,6 +159,23 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drift(models: dict[str, str], args: argparse.Namespace, *, captions: list[str]) -> dict[str, dict]:
+    """Hidden-state drift of each model vs ``--reference`` (or, with 'auto', vs its recorded training source)."""
+    from .evaluation import recorded_source, text_drift
+
+    drift = {}
+    for name, source in models.items():
+        reference = {"none": None, "auto": recorded_source(source)}.get(args.reference.lower(), args.reference)
+        if reference is None:
+            continue
+        report = text_drift(
+            source, reference, captions, stretch_to=args.stretch_to, batch_size=args.batch_size, device=args.device
+        )
+        drift[name] = {"reference": reference, **report}
+        print(f"{name}: mean cosine to {reference} over positions 0-76: {report['mean_cosine_first_77']:.4f}")
+    return drift
+
+
 def _export(args: argparse.Namespace) -> int:
     from .checkpointing import resolve_checkpoint
     from .export import export_checkpoint
@@ -174,51 +186,6 @@ def _export(args: argparse.Namespace) -> int:
     print(f"  CLIPModel:    {result.clip}")
     print(f"  text encoder: {result.text_encoder}")
     return 0
-
-
-@torch.no_grad()
-def text_drift(
-    source: str,
-    reference: str,
-    captions: Sequence[str],
-    *,
-    stretch_to: int | None = None,
-    batch_size: int = 64,
-    device: str = "cpu",
-) -> dict:
-    """Per-position mean cosine between the last hidden states of ``source``'s text tower and ``reference``'s.
-
-    Captions are tokenised at the model's length; the reference sees the first positions it has
-    (causal: the same prefix). Real tokens only (SOT through EOT), via ``losses.hidden_state_drift``.
-    """
-    from debias_diffusion.loading import load_text_encoder
-    from debias_diffusion.text_model_layout import position_count
-
-    from .augment import CaptionTokenizer
-    from .evaluation import load_clip_model
-    from .losses import hidden_state_drift, real_token_mask
-
-    model = load_clip_model(source, stretch_to=stretch_to).model.text_model.to(device).eval()
-    ref = load_text_encoder(reference, with_projection=False).text_encoder.to(device).eval()  # hidden states only
-    tokenizer = CaptionTokenizer(context_length=position_count(model))
-    ref_positions = position_count(ref)
-    sums = counts = None
-    for start in range(0, len(captions), batch_size):
-        ids = tokenizer.encode(list(captions[start : start + batch_size])).to(device)
-        mask = real_token_mask(ids)
-        new = model(input_ids=ids).last_hidden_state
-        old = ref(input_ids=ids[:, :ref_positions]).last_hidden_state
-        mean = hidden_state_drift(new, old, mask)
-        count = mask[:, : mean.shape[0]].sum(dim=0).float()
-        total = torch.nan_to_num(mean) * count
-        sums, counts = (total, count) if sums is None else (sums + total, counts + count)
-    per_position = torch.where(counts > 0, sums / counts.clamp(min=1), torch.nan)
-    first = per_position[:77]
-    return {
-        "per_position": [None if torch.isnan(v) else round(float(v), 6) for v in per_position],
-        "mean_cosine_first_77": float(first[~torch.isnan(first)].mean()),
-        "captions": len(captions),
-    }
 
 
 def _pairs(items: Sequence[str], flag: str) -> dict[str, str]:

@@ -35,6 +35,7 @@ __all__ = [
     "TRACKERS",
     "ConfigError",
     "TrainConfig",
+    "bundled_configs",
     "field_names",
     "load_config",
     "parse_override",
@@ -162,10 +163,14 @@ def field_names() -> list[str]:
     return [spec.name for spec in dataclasses.fields(TrainConfig)]
 
 
+CONFIGS_DIR = Path(__file__).parent / "configs"
+
+
 def load_config(
     path: str | os.PathLike | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()
 ) -> TrainConfig:
-    """Read a YAML config (``None``: the defaults) and apply overrides (``"key=value"`` strings or a mapping)."""
+    """Read a YAML config (a path or a bundled name, see :func:`bundled_configs`; ``None``: the defaults)
+    and apply overrides (``"key=value"`` strings or a mapping)."""
     values: dict[str, Any] = {}
     if path is not None:
         values.update(_read_yaml(Path(path)))
@@ -194,9 +199,19 @@ def save_config(config: TrainConfig, path: str | os.PathLike) -> None:
     atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
+def bundled_configs() -> dict[str, Path]:
+    """The configs shipped in ``train_encoder/configs/``, by name (``debias-vit-l-14``, ...)."""
+    return {path.stem: path for path in sorted(CONFIGS_DIR.glob("*.yaml"))}
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file() and path.suffix == "" and path.name in bundled_configs():
+        path = bundled_configs()[path.name]
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(
+            f"config file {path} does not exist; give a YAML path or a bundled config name "
+            f"({', '.join(bundled_configs())})"
+        )
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:

@@ -24,7 +24,7 @@ from debias_diffusion.text_model_layout import position_count
 from debias_diffusion.tokenization import build_clip_tokenizer
 
 from .checkpointing import MODEL_DIR, read_checkpoint_metadata
-from .evaluation import ImagePreprocessing
+from .data import ImagePreprocessing
 from .model_setup import clip_image_processor
 
 __all__ = [

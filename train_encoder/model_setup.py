@@ -24,7 +24,8 @@ from debias_diffusion.stretching import stretch_ratio, stretch_text_encoder
 from debias_diffusion.text_model_layout import position_count, text_embeddings
 
 from .config import TrainConfig
-from .evaluation import ImagePreprocessing, load_clip_model
+from .data import ImagePreprocessing
+from .evaluation import load_clip_model
 
 __all__ = [
     "MAX_LOGIT_SCALE",

@@ -31,7 +31,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from accelerate import Accelerator
@@ -39,7 +38,7 @@ from accelerate.utils import DistributedType, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from debias_diffusion.atomic_io import atomic_write_text
+from debias_diffusion.atomic_io import atomic_write_json, atomic_write_text
 from debias_diffusion.errors import OutputExistsError
 from debias_diffusion.text_model_layout import position_count
 
@@ -59,13 +58,15 @@ from .config import ConfigError, TrainConfig, resolved_data_format, save_config
 from .data import (
     CaptionImageDataset,
     DataError,
+    ImagePreprocessing,
     TarShardDataset,
     build_dataloader,
+    derive_seed,
     image_transform,
     read_annotations,
     start_epoch,
 )
-from .evaluation import ImagePreprocessing
+from .evaluation import DRIFT_FILE, load_clip_model, text_drift
 from .export import export_model
 from .losses import SD_POSITIONS, distillation_loss
 from .model_setup import PreparedModel, TwoCaptionCLIP, build_model, clamp_logit_scale, parameter_groups
@@ -78,8 +79,10 @@ logger = logging.getLogger(__name__)
 MIN_PAIRS = 2
 """A step needs at least two pairs per process (contrastive negatives, PCA)."""
 METRICS_FILE = "metrics.jsonl"
+DRIFT_CAPTIONS = 256
+"""Distinct training captions the end-of-run hidden-state drift report is computed on."""
 FINAL_DIR = "final"
-_IMAGE_STREAM, _CAPTION_STREAM = 1, 2
+_CAPTION_STREAM = 2
 _TRACKER_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "comet_ml": ("comet_ml",)}
 
 
@@ -187,6 +190,8 @@ def train(
     last_checkpoint = output_dir / CHECKPOINTS_DIR / f"step-{state.step}"
     if not (last_checkpoint / STATE_FILE).is_file():
         run.checkpoint(state)
+    if accelerator.is_main_process:
+        run.report_drift()
     export_dir = None
     if config.export_final and accelerator.is_main_process:
         metadata = {"recipe": recipe.name, "source": prepared.source, "step": state.step, "epoch": state.epoch}
@@ -223,19 +228,6 @@ def lr_factor(step: int, *, warmup_steps: int, total_steps: int, schedule: str =
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-class _SeededCaptionImageDataset(CaptionImageDataset):
-    """Draws each sample's random crop from a seed of (seed, epoch, index), not from the worker's RNG,
-    so crops do not depend on the number of workers or on where a run resumed."""
-
-    seed = 0
-    epoch = 0
-
-    def __getitem__(self, index: int):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(self.seed, self.epoch, int(index), _IMAGE_STREAM))
-            return super().__getitem__(index)
-
-
 def build_train_loader(
     config: TrainConfig,
     preprocessing: ImagePreprocessing,
@@ -245,8 +237,7 @@ def build_train_loader(
     pin_memory: bool = False,
 ) -> DataLoader:
     """This process's DataLoader of :class:`~train_encoder.data.Batch` objects, as the config says."""
-    # the data package has its own ImagePreprocessing class: hand it the fields as a mapping
-    transform = image_transform(dataclasses.asdict(preprocessing), train=config.random_crop)
+    transform = image_transform(preprocessing, train=config.random_crop)
     data_format = resolved_data_format(config)
     if data_format == "shards":
         dataset = TarShardDataset(config.train_data, transform, samples_per_epoch=config.samples_per_epoch)
@@ -256,8 +247,7 @@ def build_train_loader(
         )
         if not records:
             raise DataError(f"{config.train_data} holds no training pairs (after skip_first={config.skip_first})")
-        dataset = _SeededCaptionImageDataset(records, transform, image_root=config.image_root)
-        dataset.seed = config.seed
+        dataset = CaptionImageDataset(records, transform, image_root=config.image_root, seed=config.seed)
     return build_dataloader(
         dataset,
         batch_size=config.batch_size,
@@ -267,11 +257,6 @@ def build_train_loader(
         world_size=world_size,
         pin_memory=pin_memory,
     )
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed mixing ``parts`` (numpy's SeedSequence), for independent per-item streams."""
-    return int(np.random.SeedSequence([int(part) for part in parts]).generate_state(1, np.uint64)[0] >> 1)
 
 
 class _Window:
@@ -300,6 +285,27 @@ class _Run:
         self.recipe, self.tokenizer, self.module, self.optimizer = recipe, tokenizer, module, optimizer
         self.shape, self.total_steps = shape, total_steps
         self.output_dir = Path(config.output_dir)
+        self.drift_captions: dict[str, None] = {}  # distinct training captions, in order
+
+    def report_drift(self) -> None:
+        """Write ``drift.json``: the trained text tower's hidden states vs the source's, on training captions."""
+        if not self.drift_captions:
+            return
+        reference = self.prepared.reference_text
+        if reference is None:
+            reference = load_clip_model(self.config.model, hidden_act=self.config.hidden_act).model.text_model
+        model = self.prepared.model
+        was_training = model.training
+        drift = text_drift(model.text_model, reference, list(self.drift_captions), device=self.accelerator.device)
+        model.train(was_training)
+        atomic_write_json(self.output_dir / DRIFT_FILE, {"reference": self.config.model, **drift})
+        _log(
+            self.accelerator,
+            "hidden-state drift vs %s: mean cosine over positions 0-76 = %.4f (%s)",
+            self.config.model,
+            drift["mean_cosine_first_77"],
+            self.output_dir / DRIFT_FILE,
+        )
 
     def loop(self, loader: DataLoader, state: TrainState, on_step) -> None:
         config, accelerator = self.config, self.accelerator
@@ -311,8 +317,6 @@ class _Run:
         self.module.train()
         while state.epoch < config.epochs and state.step < self.total_steps:
             start_epoch(loader, state.epoch, batches_done=state.batches_done)
-            if isinstance(loader.dataset, _SeededCaptionImageDataset):
-                loader.dataset.epoch = state.epoch
             for batch in loader:
                 batch_index = state.batches_done
                 state.batches_done += 1
@@ -355,6 +359,9 @@ class _Run:
             return False
         state.samples_trimmed += int(counts[:, 0].sum()) - usable * accelerator.num_processes
         captions = batch.long_captions[:usable]
+        for caption in captions:
+            if len(self.drift_captions) < DRIFT_CAPTIONS:
+                self.drift_captions.setdefault(caption)
         generator = torch.Generator().manual_seed(
             derive_seed(config.seed, state.epoch, batch_index, accelerator.process_index, _CAPTION_STREAM)
         )

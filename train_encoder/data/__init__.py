@@ -23,7 +23,7 @@ from .records import (
     read_jsonl,
     read_sharegpt4v,
 )
-from .sampling import ResumableSampler
+from .sampling import ResumableSampler, derive_seed
 from .shards import ShardLayout, TarShardDataset, expand_shards, split_shards
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "TarShardDataset",
     "build_dataloader",
     "collate_samples",
+    "derive_seed",
     "expand_shards",
     "image_transform",
     "load_image",

@@ -78,5 +78,6 @@ def start_epoch(loader: DataLoader, epoch: int, *, batches_done: int = 0) -> Non
     elif isinstance(loader.sampler, ResumableSampler):
         sampler = loader.sampler
         sampler.set_epoch(epoch, start=batches_done * loader.batch_size * sampler.num_replicas)
+        loader.dataset.set_epoch(epoch)
     else:
         raise TypeError("start_epoch needs a loader from build_dataloader (ResumableSampler or TarShardDataset)")

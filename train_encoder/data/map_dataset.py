@@ -9,14 +9,18 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from .batches import BadSample, Sample
 from .errors import BadImageError, DataFileNotFoundError
 from .images import ImageTransform, load_image
 from .records import CaptionRecord
+from .sampling import derive_seed
 
 logger = logging.getLogger(__name__)
+
+_CROP_STREAM = 1
 
 
 class CaptionImageDataset(Dataset):
@@ -26,6 +30,10 @@ class CaptionImageDataset(Dataset):
     Relative image paths resolve against ``image_root``; absolute ones are used as written.
     Records are packed into flat byte buffers, so forked DataLoader workers share them instead
     of copying millions of Python strings (the copy-on-write refcount problem).
+
+    With ``seed``, each sample's random transform (the training crop) draws from a generator
+    seeded by (seed, epoch, index) instead of the worker's RNG, so crops do not depend on the
+    number of workers or on where a run resumed; :func:`start_epoch` sets the epoch.
     """
 
     def __init__(
@@ -34,17 +42,24 @@ class CaptionImageDataset(Dataset):
         transform: ImageTransform,
         *,
         image_root: str | os.PathLike | None = None,
+        seed: int | None = None,
     ) -> None:
         if image_root is not None and not Path(image_root).is_dir():
             raise DataFileNotFoundError(f"image root {image_root} is not a directory")
         self.image_root = None if image_root is None else Path(image_root)
         self.transform = transform
+        self.seed = seed
+        self.epoch = 0
         self._images = _PackedStrings(record.image for record in records)
         self._long = _PackedStrings(record.long_caption for record in records)
         self._short = _PackedStrings(record.short_caption for record in records)
 
     def __len__(self) -> int:
         return len(self._images)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch that seeds per-sample transforms (only used with ``seed``)."""
+        self.epoch = epoch
 
     def record(self, index: int) -> CaptionRecord:
         """The annotation record at ``index`` (no image decoding)."""
@@ -64,7 +79,14 @@ class CaptionImageDataset(Dataset):
         except BadImageError as error:
             logger.warning("skipping sample %d: %s", index, error)
             return BadSample(index=index, source=str(path), reason=str(error))
-        return Sample(self.transform(image), self._long[index], self._short[index], index)
+        return Sample(self._transform(image, index), self._long[index], self._short[index], index)
+
+    def _transform(self, image, index: int) -> torch.Tensor:
+        if self.seed is None:
+            return self.transform(image)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(self.seed, self.epoch, index, _CROP_STREAM))
+            return self.transform(image)
 
     def _check_index(self, index: int) -> int:
         index = operator.index(index)

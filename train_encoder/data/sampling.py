@@ -1,4 +1,4 @@
-"""A seeded sampler whose order depends only on (seed, epoch), that can start mid-epoch."""
+"""Seeded randomness that depends only on (seed, epoch, ...): a resumable sampler and per-item seeds."""
 
 from __future__ import annotations
 
@@ -81,3 +81,8 @@ class ResumableSampler(Sampler[int]):
         if self.drop_last:
             return remaining // self.num_replicas
         return math.ceil(remaining / self.num_replicas)
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed mixing ``parts`` (numpy's ``SeedSequence``): independent streams per (seed, epoch, item, ...)."""
+    return int(np.random.SeedSequence([int(part) for part in parts]).generate_state(1, np.uint64)[0] >> 1)

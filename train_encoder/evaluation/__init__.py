@@ -22,6 +22,7 @@ from .datasets import (
     read_sharegpt4v_1k,
     read_urban1k,
 )
+from .drift import DRIFT_FILE, recorded_source, text_drift
 from .embedding import EmbeddingCache, embed_images, embed_texts, encode_images, encode_texts
 from .models import LoadedCLIP, load_clip_model
 from .probes import PROBE_NAMES, Probe, apply_probe, get_probe
@@ -31,6 +32,7 @@ from .runner import evaluate
 
 __all__ = [
     "DATASET_READERS",
+    "DRIFT_FILE",
     "PROBE_NAMES",
     "DatasetFormatError",
     "DatasetNotFoundError",
@@ -59,8 +61,10 @@ __all__ = [
     "read_results",
     "read_sharegpt4v_1k",
     "read_urban1k",
+    "recorded_source",
     "results_markdown",
     "retrieval_scores",
     "similarity_retrieval_scores",
+    "text_drift",
     "write_report",
 ]

@@ -1,0 +1,93 @@
+"""Hidden-state drift: how far a fine-tuned text tower's per-token states moved from a reference.
+
+A Stable Diffusion UNet was trained on the original encoder's hidden states, so the drift on the
+first 77 positions says how much a swapped-in encoder changes what the UNet reads. Reported
+per position (mean cosine over real tokens) and as one number over positions 0-76.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from debias_diffusion.loading import load_text_encoder
+from debias_diffusion.text_model_layout import position_count
+
+from ..augment import CaptionTokenizer
+from ..losses import SD_POSITIONS, hidden_state_drift, real_token_mask
+from .models import ModelSource, load_clip_model
+
+__all__ = ["DRIFT_FILE", "recorded_source", "text_drift"]
+
+DRIFT_FILE = "drift.json"
+
+
+@torch.no_grad()
+def text_drift(
+    model: ModelSource,
+    reference: ModelSource,
+    captions: Sequence[str],
+    *,
+    stretch_to: int | None = None,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> dict:
+    """Per-position mean cosine between the last hidden states of ``model``'s text tower and ``reference``'s.
+
+    ``model`` is a CLIP source :func:`load_clip_model` reads (or a text tower module);
+    ``reference`` a source :func:`debias_diffusion.load_text_encoder` reads (or a text tower
+    module), typically the checkpoint training started from. Captions are tokenised at the
+    model's length; the reference sees the positions it has (causal: the same prefix). Only real
+    tokens (SOT through EOT) count.
+    """
+    if not captions:
+        raise ValueError("text_drift needs at least one caption")
+    tower = _text_tower(model, stretch_to).to(device).eval()
+    ref = _reference_tower(reference).to(device).eval()
+    tokenizer = CaptionTokenizer(context_length=position_count(tower))
+    ref_positions = position_count(ref)
+    sums = counts = None
+    for start in range(0, len(captions), batch_size):
+        ids = tokenizer.encode(list(captions[start : start + batch_size])).to(device)
+        mask = real_token_mask(ids)
+        mean = hidden_state_drift(
+            tower(input_ids=ids).last_hidden_state, ref(input_ids=ids[:, :ref_positions]).last_hidden_state, mask
+        )
+        count = mask[:, : mean.shape[0]].sum(dim=0).float()
+        total = torch.nan_to_num(mean) * count
+        sums, counts = (total, count) if sums is None else (sums + total, counts + count)
+    per_position = torch.where(counts > 0, sums / counts.clamp(min=1), torch.nan)
+    first = per_position[:SD_POSITIONS]
+    return {
+        "per_position": [None if torch.isnan(value) else round(float(value), 6) for value in per_position],
+        f"mean_cosine_first_{SD_POSITIONS}": float(first[~torch.isnan(first)].mean()),
+        "captions": len(captions),
+    }
+
+
+def recorded_source(model: ModelSource) -> str | None:
+    """The checkpoint a ``train_encoder`` export was trained from (its export metadata), else ``None``."""
+    from ..export import METADATA_FILE  # export imports the evaluation package: import late
+
+    if not isinstance(model, (str, Path)):
+        return None
+    metadata = Path(model) / METADATA_FILE
+    if not metadata.is_file():
+        return None
+    return json.loads(metadata.read_text(encoding="utf-8")).get("source")
+
+
+def _text_tower(model: ModelSource, stretch_to: int | None) -> nn.Module:
+    if isinstance(model, nn.Module) and not hasattr(model, "text_model"):
+        return model
+    return load_clip_model(model, stretch_to=stretch_to).model.text_model
+
+
+def _reference_tower(reference: ModelSource) -> nn.Module:
+    if isinstance(reference, nn.Module):
+        return getattr(reference, "text_model", reference)
+    return load_text_encoder(reference, with_projection=False).text_encoder  # hidden states only
