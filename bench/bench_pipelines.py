@@ -99,15 +99,27 @@ CONFIGS = {
         "small",
         "small UNet (64/128/256 channels, 1 layer per block, cross-attention 768) and small VAE (32/64/64/64)",
         unet=dict(
-            block_out_channels=(64, 128, 256), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+            block_out_channels=(64, 128, 256),
+            layers_per_block=1,
+            sample_size=32,
+            in_channels=4,
+            out_channels=4,
             down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32,
+            cross_attention_dim=768,
+            attention_head_dim=8,
+            norm_num_groups=32,
         ),
         vae=dict(
-            block_out_channels=(32, 64, 64, 64), layers_per_block=1, in_channels=3, out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-            latent_channels=4, norm_num_groups=32, sample_size=256,
+            block_out_channels=(32, 64, 64, 64),
+            layers_per_block=1,
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            latent_channels=4,
+            norm_num_groups=32,
+            sample_size=256,
         ),
         resolution=256,
         steps=10,
@@ -117,17 +129,35 @@ CONFIGS = {
         "sd15",
         "SD 1.5 UNet config (320/640/1280/1280, 2 layers per block, 8 heads, cross-attention 768) and SD VAE config",
         unet=dict(
-            block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, sample_size=64, in_channels=4, out_channels=4,
+            block_out_channels=(320, 640, 1280, 1280),
+            layers_per_block=2,
+            sample_size=64,
+            in_channels=4,
+            out_channels=4,
             down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
             up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-            cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32, norm_eps=1e-5,
-            act_fn="silu", center_input_sample=False, downsample_padding=1, flip_sin_to_cos=True, freq_shift=0,
+            cross_attention_dim=768,
+            attention_head_dim=8,
+            norm_num_groups=32,
+            norm_eps=1e-5,
+            act_fn="silu",
+            center_input_sample=False,
+            downsample_padding=1,
+            flip_sin_to_cos=True,
+            freq_shift=0,
             mid_block_scale_factor=1,
         ),
         vae=dict(
-            block_out_channels=(128, 256, 512, 512), layers_per_block=2, in_channels=3, out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-            latent_channels=4, norm_num_groups=32, sample_size=512, act_fn="silu",
+            block_out_channels=(128, 256, 512, 512),
+            layers_per_block=2,
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            latent_channels=4,
+            norm_num_groups=32,
+            sample_size=512,
+            act_fn="silu",
         ),
         resolution=128,
         steps=4,
@@ -301,7 +331,14 @@ class Variant:
     def generate(self, steps: int, size: int) -> np.ndarray:
         """One image (batch 1, CFG 7.5, seed 0) as a float array."""
         generator = torch.Generator(self.pipe.device).manual_seed(0)
-        run = dict(num_inference_steps=steps, height=size, width=size, guidance_scale=7.5, generator=generator, output_type="np")
+        run = dict(
+            num_inference_steps=steps,
+            height=size,
+            width=size,
+            guidance_scale=7.5,
+            generator=generator,
+            output_type="np",
+        )
         if self.compel_encoder is None:
             return self.pipe(self.prompt, **run).images
         positive, negative = self.encode()
@@ -355,13 +392,20 @@ def bench_config(
         return DDIMScheduler(**SD15_SCHEDULER)
 
     stock = StableDiffusionPipeline(text_encoder=encoder77, tokenizer=tokenizer77, scheduler=scheduler(), **shared)
-    ours77 = DeBiasStableDiffusionPipeline(text_encoder=encoder77, tokenizer=tokenizer77, scheduler=scheduler(), **shared)
-    ours248 = DeBiasStableDiffusionPipeline(text_encoder=encoder248, tokenizer=tokenizer248, scheduler=scheduler(), **shared)
+    ours77 = DeBiasStableDiffusionPipeline(
+        text_encoder=encoder77, tokenizer=tokenizer77, scheduler=scheduler(), **shared
+    )
+    ours248 = DeBiasStableDiffusionPipeline(
+        text_encoder=encoder248, tokenizer=tokenizer248, scheduler=scheduler(), **shared
+    )
     for pipe in (stock, ours77, ours248):
         pipe.set_progress_bar_config(disable=True)
     short, long = prompt_of(SHORT_TOKENS, tokenizer77), prompt_of(LONG_TOKENS, tokenizer77)
     chunker = compel.Compel(
-        tokenizer=tokenizer77, text_encoder=encoder77, truncate_long_prompts=False, dtype_for_device_getter=lambda _: dtype
+        tokenizer=tokenizer77,
+        text_encoder=encoder77,
+        truncate_long_prompts=False,
+        dtype_for_device_getter=lambda _: dtype,
     )
     variants = [
         Variant("a", "stock SD, 77-pos encoder", stock, short, SHORT_TOKENS),
@@ -537,12 +581,18 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["small", "sd15"])
     parser.add_argument("--steps", type=int, help="denoising steps for every configuration (default: small 10, sd15 4)")
     parser.add_argument("--resolution", type=int, help="image side in pixels (default: small 256, sd15 128)")
-    parser.add_argument("--rounds", type=int, help="timed generation rounds after the warm-up (default: small 7, sd15 4)")
+    parser.add_argument(
+        "--rounds", type=int, help="timed generation rounds after the warm-up (default: small 7, sd15 4)"
+    )
     parser.add_argument("--encode-rounds", type=int, default=10, help="timed encode_prompt rounds")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
-    parser.add_argument("--quiet", type=float, default=0.25,
-                        help="retake a timed call during which other processes used more than this many cores")
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        default=0.25,
+        help="retake a timed call during which other processes used more than this many cores",
+    )
     parser.add_argument("--retries", type=int, default=2, help="retakes per timed call at most (the quietest is kept)")
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory calls")

@@ -65,14 +65,23 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
 
-    config = CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=77, eos_token_id=49407)
+    config = CLIPTextConfig(
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        max_position_embeddings=77,
+        eos_token_id=49407,
+    )
     encoder = CLIPTextModel(config).eval()
     tokenizer = build_clip_tokenizer(model_max_length=77)
     stretch_text_encoder(encoder, tokenizer)
     prompts = long_captions(args.batch)
 
     def run(length: int):
-        ids = tokenizer(prompts, padding="max_length", max_length=length, truncation=True, return_tensors="pt").input_ids
+        ids = tokenizer(
+            prompts, padding="max_length", max_length=length, truncation=True, return_tensors="pt"
+        ).input_ids
         with torch.inference_mode():
             encoder(input_ids=ids)
 
@@ -90,7 +99,11 @@ def main() -> None:
         ("tokenize+encode, 248 positions", f"{t248 * 1000:.0f} ms/batch", f"{args.batch * 248 / t248:,.0f} tokens/s"),
         ("tokenize+encode, 77 positions", f"{t77 * 1000:.0f} ms/batch", f"{args.batch * 77 / t77:,.0f} tokens/s"),
         ("ratio 248 / 77 (time per batch)", f"{t248 / t77:.2f}x", f"{248 / 77:.2f}x the positions"),
-        ("tokenizer: ours (Rust BPE + open_clip cleaning)", f"{len(captions) / fast:,.0f} captions/s", "ids equal open_clip's"),
+        (
+            "tokenizer: ours (Rust BPE + open_clip cleaning)",
+            f"{len(captions) / fast:,.0f} captions/s",
+            "ids equal open_clip's",
+        ),
         ("tokenizer: ours, clean=False (stock HF)", f"{len(captions) / raw:,.0f} captions/s", "no ftfy/HTML cleaning"),
         ("tokenizer: open_clip (Python BPE)", f"{len(captions) / slow:,.0f} captions/s", ""),
         ("ratio ours / open_clip", f"{slow / fast:.1f}x", f"clean=False: {slow / raw:.1f}x"),

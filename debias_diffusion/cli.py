@@ -44,7 +44,9 @@ def _add_convert(commands) -> None:
     )
     p.add_argument("src", help="checkpoint file (.pt/.pth/.bin/.ckpt/.safetensors) or open_clip:ARCH/PRETRAINED")
     p.add_argument("dst", help="output folder (written atomically)")
-    p.add_argument("--stretch", type=int, metavar="N", help="apply knowledge-preserved stretching to N positions (e.g. 248)")
+    p.add_argument(
+        "--stretch", type=int, metavar="N", help="apply knowledge-preserved stretching to N positions (e.g. 248)"
+    )
     p.add_argument("--keep", type=int, default=20, help="positions KPS copies unchanged (default: 20)")
     p.add_argument("--text-only", action="store_true", help="write only the text encoder + tokenizer")
     p.add_argument("--num-heads", type=int, help="text attention heads (default: width // 64, as OpenAI)")
@@ -131,7 +133,9 @@ def _add_generate(commands) -> None:
     )
     p.add_argument("prompt", help="prompt text, or @FILE to read it from a file")
     p.add_argument("-n", "--negative-prompt", help="negative prompt text, or @FILE")
-    p.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"diffusers pipeline folder or Hub id (default: {DEFAULT_MODEL})")
+    p.add_argument(
+        "-m", "--model", default=DEFAULT_MODEL, help=f"diffusers pipeline folder or Hub id (default: {DEFAULT_MODEL})"
+    )
     p.add_argument("-e", "--encoder", default=DEFAULT_ENCODER,
                    help="long text encoder: folder, .pt/.safetensors, Hub id, 'longclip-l' (Long-CLIP-L, default) "
                         "or 'none' to keep the model's own encoder")  # fmt: skip

@@ -111,7 +111,9 @@ class OutputLayer:
         """SDXL: the raw penultimate layer (``clip_skip`` counts from there), or the final layer."""
         if final_layer:
             if clip_skip:
-                raise ValueError("clip_skip counts back from the penultimate layer; it cannot be used with the final layer")
+                raise ValueError(
+                    "clip_skip counts back from the penultimate layer; it cannot be used with the final layer"
+                )
             return cls(0, final_norm=True)
         return cls(1 + _check_clip_skip(clip_skip), final_norm=False)
 
@@ -148,7 +150,9 @@ def encode_texts(
     """
     layers = _layer_count(text_encoder)
     if layer.from_end >= layers:
-        raise ValueError(f"asked for the hidden state {layer.from_end} layers before the last, but the encoder has {layers}")
+        raise ValueError(
+            f"asked for the hidden state {layer.from_end} layers before the last, but the encoder has {layers}"
+        )
     inputs = tokenizer(
         list(texts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
     )
@@ -281,7 +285,9 @@ def negative_prompt_list(negative_prompt: str | list[str] | None, batch_size: in
     if isinstance(negative_prompt, str):
         return [negative_prompt] * batch_size
     if not isinstance(negative_prompt, (list, tuple)) or not all(isinstance(text, str) for text in negative_prompt):
-        raise TypeError(f"`negative_prompt` must be a string or a list of strings, got {type(negative_prompt).__name__}")
+        raise TypeError(
+            f"`negative_prompt` must be a string or a list of strings, got {type(negative_prompt).__name__}"
+        )
     if len(negative_prompt) != batch_size:
         raise ValueError(
             f"`negative_prompt` has batch size {len(negative_prompt)}, but `prompt` has batch size {batch_size}; "

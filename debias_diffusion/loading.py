@@ -127,9 +127,7 @@ def _from_pretrained(repo: str, subfolder, config: dict, with_projection, **kwar
 def _from_hub(repo: str, subfolder, with_projection, num_heads, hidden_act, revision):
     parts = repo.split("/")
     if len(parts) < 2 or not all(parts):
-        raise ModelNotFoundError(
-            f"{repo!r} is not an existing file or folder, nor a Hugging Face Hub id (owner/name)"
-        )
+        raise ModelNotFoundError(f"{repo!r} is not an existing file or folder, nor a Hugging Face Hub id (owner/name)")
     from huggingface_hub import hf_hub_download
 
     repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])

@@ -200,7 +200,9 @@ def _component(value, tokenizer, fallback_tokenizer, with_projection, dtype, rev
 
 
 @contextmanager
-def lora_scale_applied(pipe: Any, text_encoders: Sequence[nn.Module | None], lora_scale: float | None, mixin: type) -> Iterator[None]:
+def lora_scale_applied(
+    pipe: Any, text_encoders: Sequence[nn.Module | None], lora_scale: float | None, mixin: type
+) -> Iterator[None]:
     """Scale the text encoders' LoRA layers for one ``encode_prompt`` call, as stock diffusers does."""
     from diffusers.models.lora import adjust_lora_scale_text_encoder
     from diffusers.utils import USE_PEFT_BACKEND, scale_lora_layers, unscale_lora_layers
@@ -239,11 +241,16 @@ def check_inputs_with_unequal_lengths(parent_check: Callable[..., None], *args: 
             f"differ: the shorter is padded), got {tuple(positive.shape)} and {tuple(negative.shape)}"
         )
     if bound.arguments.get("negative_prompt") is not None:
-        raise ValueError("Cannot forward both `negative_prompt` and `negative_prompt_embeds`; pass only one of the two.")
-    if "negative_pooled_prompt_embeds" in bound.signature.parameters and bound.arguments.get(
-        "negative_pooled_prompt_embeds"
-    ) is None:
-        raise ValueError("If `negative_prompt_embeds` are provided, `negative_pooled_prompt_embeds` also have to be passed.")
+        raise ValueError(
+            "Cannot forward both `negative_prompt` and `negative_prompt_embeds`; pass only one of the two."
+        )
+    if (
+        "negative_pooled_prompt_embeds" in bound.signature.parameters
+        and bound.arguments.get("negative_pooled_prompt_embeds") is None
+    ):
+        raise ValueError(
+            "If `negative_prompt_embeds` are provided, `negative_pooled_prompt_embeds` also have to be passed."
+        )
     bound.arguments["negative_prompt_embeds"] = None
     parent_check(*bound.args, **bound.kwargs)
 

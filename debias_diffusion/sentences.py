@@ -19,7 +19,8 @@ __all__ = ["join_sentences", "split_sentences"]
 _CLOSERS = "\"')]}»”’›"
 _OPENERS = "\"'([{«“‘‹"
 _PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n")
-_WORD = re.compile(r"\S+")
+# The last character of a word that may end a sentence (the whitespace is collapsed to " " first).
+_CANDIDATE_END = re.compile(r"[.?!…" + re.escape(_CLOSERS) + r"](?= )")
 _DOTTED = re.compile(r"[^\W\d_]+(?:\.[^\W\d_]+)+")
 _NUMBER = re.compile(r"\d+")
 
@@ -38,24 +39,29 @@ _WEAK_ABBREVIATIONS = frozenset({"etc"})
 
 
 def split_sentences(text: str) -> list[str]:
-    """Return the sentences of ``text``, stripped, in order; ``[]`` for blank text."""
+    """Return the sentences of ``text``, stripped, in order; ``[]`` for blank text.
+
+    Only a word whose last character is sentence punctuation or a closing quote/bracket can end a
+    sentence, so each paragraph's whitespace is collapsed to single spaces and a regular
+    expression finds those words; :func:`_ends_sentence` decides each. The Python work is per
+    candidate, not per word (long captions are split several times faster).
+    """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     sentences: list[str] = []
-    current: list[str] = []
-    matches = list(_WORD.finditer(text))
-    for index, match in enumerate(matches):
-        word = match.group()
-        current.append(word)
-        if index + 1 == len(matches):
-            break
-        following = matches[index + 1]
-        gap = text[match.end() : following.start()]
-        if _PARAGRAPH_BREAK.search(gap) or _ends_sentence(word, following.group(), len(current)):
-            sentences.append(" ".join(current))
-            current = []
-    if current:
-        sentences.append(" ".join(current))
+    for paragraph in _PARAGRAPH_BREAK.split(text):
+        flat = " ".join(paragraph.split())
+        start = 0
+        for candidate in _CANDIDATE_END.finditer(flat):
+            end = candidate.end()  # the space after the word
+            word_start = flat.rfind(" ", 0, end) + 1
+            next_end = flat.find(" ", end + 1)
+            next_word = flat[end + 1 :] if next_end < 0 else flat[end + 1 : next_end]
+            if _ends_sentence(flat[word_start:end], next_word, 1 if word_start == start else 2):
+                sentences.append(flat[start:end])
+                start = end + 1
+        if start < len(flat):
+            sentences.append(flat[start:])
     return sentences
 
 

@@ -48,9 +48,7 @@ def stretch_position_table(
     for the interior rows, and the last ``ratio`` rows extrapolate the final old step.
     """
     if table.ndim != 2:
-        raise EncoderMismatchError(
-            f"a position table must be 2-D [positions, width]; got shape {tuple(table.shape)}"
-        )
+        raise EncoderMismatchError(f"a position table must be 2-D [positions, width]; got shape {tuple(table.shape)}")
     n = int(table.shape[0])
     _check_stretch_args(n, keep, ratio)
     old = table.detach().to(torch.float64)

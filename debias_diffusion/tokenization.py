@@ -127,9 +127,7 @@ else:
         """CLIP tokenizer that cleans text exactly like open_clip before encoding."""
 
         def _encode_plus(self, text, text_pair=None, *args, **kwargs):
-            return super()._encode_plus(
-                _clean_input(text), _clean_input(text_pair), *args, **kwargs
-            )
+            return super()._encode_plus(_clean_input(text), _clean_input(text_pair), *args, **kwargs)
 
     OpenCLIPTokenizerSlow = None
 
@@ -211,9 +209,7 @@ def build_clip_tokenizer(
     if isinstance(model_max_length, bool) or not isinstance(model_max_length, int):
         raise TypeError(f"model_max_length must be an int, got {type(model_max_length).__name__}")
     if model_max_length < 3:
-        raise ValueError(
-            f"model_max_length must be at least 3 (SOT, a token, EOT), got {model_max_length}"
-        )
+        raise ValueError(f"model_max_length must be at least 3 (SOT, a token, EOT), got {model_max_length}")
     kwargs: dict[str, Any] = dict(
         model_max_length=model_max_length,
         pad_token=pad_token,
@@ -301,9 +297,7 @@ def _abbreviate(text: str, limit: int = 80) -> str:
     return head + "..."
 
 
-def truncate_prompt(
-    text: str, tokenizer: PreTrainedTokenizerBase, max_tokens: int | None = None
-) -> PromptTruncation:
+def truncate_prompt(text: str, tokenizer: PreTrainedTokenizerBase, max_tokens: int | None = None) -> PromptTruncation:
     """Keep the longest prefix of whole sentences (else whole words) that fits in ``max_tokens``.
 
     ``max_tokens`` defaults to ``encoder_capacity(tokenizer)``. Words are never cut; a prompt
@@ -323,9 +317,7 @@ def truncate_prompt(
     )
 
 
-def split_into_chunks(
-    text: str, tokenizer: PreTrainedTokenizerBase, max_tokens: int | None = None
-) -> list[str]:
+def split_into_chunks(text: str, tokenizer: PreTrainedTokenizerBase, max_tokens: int | None = None) -> list[str]:
     """Split ``text`` into consecutive chunks of at most ``max_tokens`` tokens each.
 
     Chunks end at sentence boundaries where possible, else between words; joined with spaces they

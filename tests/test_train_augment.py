@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import string
 from collections import Counter
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from debias_diffusion import sentences as sentences_module
 from debias_diffusion.sentences import split_sentences
 from debias_diffusion.tokenization import build_clip_tokenizer, clean_text
 from train_encoder.augment import (
@@ -24,7 +26,6 @@ from train_encoder.augment import (
     random_token_padding,
     remove_summary,
     sample_sentence_subsets,
-    split_caption,
     subsample_sentences,
 )
 from train_encoder.recipes import Recipe, get_recipe, recipe_names, register_recipe
@@ -134,15 +135,37 @@ SEPARATORS = [" "] * 12 + ["  ", "\t", "\n", "\n\n", " \n \n ", "\u2029", "\xa0"
 # fmt: on
 
 
-def test_split_caption_equals_split_sentences():
+def _word_by_word_split(text: str) -> list[str]:
+    """The plain definition split_sentences must agree with: walk every word, decide after each."""
+    sentences, current = [], []
+    matches = list(re.finditer(r"\S+", text))
+    for index, match in enumerate(matches):
+        current.append(match.group())
+        if index + 1 == len(matches):
+            break
+        following = matches[index + 1]
+        gap = text[match.end() : following.start()]
+        if re.search(r"\n[^\S\n]*\n", gap) or sentences_module._ends_sentence(
+            match.group(), following.group(), len(current)
+        ):
+            sentences.append(" ".join(current))
+            current = []
+    if current:
+        sentences.append(" ".join(current))
+    return sentences
+
+
+def test_split_sentences_equals_the_word_by_word_definition():
     rng = random.Random(0)
-    for _ in range(1500):
+    for _ in range(3000):
         words = rng.choices(SPLIT_VOCABULARY, k=rng.randrange(1, 30))
-        text = "".join(word + rng.choice(SEPARATORS) for word in words)
-        assert split_caption(text) == split_sentences(text), repr(text)
-    assert split_caption(EDGE_CAPTION) == EDGE_SENTENCES
-    assert split_caption("A title\n\nA paragraph of text") == ["A title", "A paragraph of text"]
-    assert split_caption("") == []
+        text = "".join(
+            rng.choice(["", " ", "\n"]) * (i == 0) + word + rng.choice(SEPARATORS) for i, word in enumerate(words)
+        )
+        assert split_sentences(text) == _word_by_word_split(text), repr(text)
+    assert split_sentences(EDGE_CAPTION) == EDGE_SENTENCES
+    assert split_sentences("A title\n\nA paragraph of text") == ["A title", "A paragraph of text"]
+    assert split_sentences("") == [] and split_sentences(" \n\n ") == []
 
 
 def test_ascii_fast_cleaning_matches_open_clip_cleaning(tokenizer):

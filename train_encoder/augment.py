@@ -21,7 +21,7 @@ like open_clip, training uses the causal mask only, so the inserted pads are att
 Every random draw comes from a ``torch.Generator`` that the caller passes (never the global RNG);
 a batch's draws are reproducible for the same captions and generator state.
 
-Sentences are split on the raw caption (``split_caption`` = ``split_sentences``, faster), then each
+Sentences are split on the raw caption (``debias_diffusion.sentences.split_sentences``), then each
 is cleaned like open_clip does (ftfy, HTML entities) and tokenised; their ids, joined, are the
 caption's ids.
 
@@ -61,7 +61,6 @@ __all__ = [
     "random_token_padding",
     "remove_summary",
     "sample_sentence_subsets",
-    "split_caption",
     "subsample_sentences",
 ]
 
@@ -77,9 +76,6 @@ SentenceIds = tuple[np.ndarray, ...]
 # Characters on which open_clip's ftfy + HTML cleaning can do more than collapse whitespace.
 _NEEDS_FULL_CLEAN = re.compile(r"[^ -%'-~\t\n\r]")
 _EMPTY_IDS = np.zeros(0, dtype=np.int32)
-_JOINER = "\ue000"  # private use: not whitespace, not a letter, digit, opener or closer
-_LINE_BREAK = re.compile(r"[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
-_INERT_ENDINGS = frozenset(",;:-")
 _RANDOM_BITS = 1 << 62
 
 
@@ -135,15 +131,21 @@ class CaptionTokenizer:
             return clean_text(text)
         return " ".join(text.split())
 
+    def _clean_sentence(self, sentence: str) -> str:
+        return clean_text(sentence) if self._cleans and _NEEDS_FULL_CLEAN.search(sentence) else sentence
+
     def sentence_ids(self, captions: Sequence[str]) -> list[SentenceIds]:
-        """Per caption, the BPE ids of each of its sentences (``split_caption``, then each sentence cleaned)."""
+        """Per caption, the BPE ids of each of its sentences (``split_sentences``, then each sentence cleaned)."""
         _check_texts(captions, "captions")
         cache = self._caption_cache
         results: list[SentenceIds | None] = [cache.get(caption) for caption in captions]
         todo = [index for index, found in enumerate(results) if found is None]
         if not todo:
             return results  # type: ignore[return-value]
-        sentences = [[self.clean(sentence) for sentence in split_caption(captions[index])] for index in todo]
+        # split_sentences already collapses whitespace: only text that needs open_clip's full cleaning is cleaned
+        sentences = [
+            [self._clean_sentence(sentence) for sentence in split_sentences(captions[index])] for index in todo
+        ]
         for index, group in zip(todo, sentences, strict=True):
             group[:] = [sentence for sentence in group if sentence]
             if not group:
@@ -197,36 +199,6 @@ class CaptionTokenizer:
                 cache[word] = tuple(encoding.ids)
         lookup = cache.__getitem__
         return [np.fromiter(chain.from_iterable(map(lookup, group)), dtype=np.int32) for group in words]
-
-
-def split_caption(text: str) -> list[str]:
-    """``debias_diffusion.sentences.split_sentences(text)``, faster on long captions.
-
-    ``split_sentences`` walks the words in Python. A sentence can only end after a word whose last
-    character is punctuation (``.?!…`` or a closing quote/bracket) or at a blank line, and the
-    decision after such a word looks only at that word, the first characters of the next one and
-    whether the word opens its sentence. So each run of words ending in a letter, digit or ``,;:-``
-    is fused into one word (joined by a private-use character, restored afterwards) before calling
-    ``split_sentences``: same result, several times fewer words. Texts with a line break (blank lines
-    end sentences) or the joiner character go to ``split_sentences`` as they are. The tests compare
-    both on random texts.
-    """
-    if _JOINER in text or _LINE_BREAK.search(text):
-        return split_sentences(text)
-    fused: list[str] = []
-    run: list[str] = []
-    for word in text.split():
-        last = word[-1]
-        if last.isalnum() or last in _INERT_ENDINGS:
-            run.append(word)
-            continue
-        if run:
-            fused.append(_JOINER.join(run))
-            run = []
-        fused.append(word)
-    if run:
-        fused.append(_JOINER.join(run))
-    return [sentence.replace(_JOINER, " ") for sentence in split_sentences(" ".join(fused))]
 
 
 def pack_token_ids(
@@ -347,7 +319,7 @@ class DebiasAugment:
         (up to open_clip's text cleaning).
         """
         _check_texts(captions, "captions")
-        chosen = self.short_sentences([split_caption(caption) for caption in captions], generator=generator)
+        chosen = self.short_sentences([split_sentences(caption) for caption in captions], generator=generator)
         return [join_sentences(group) for group in chosen]
 
     def __call__(

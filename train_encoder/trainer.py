@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, set_seed
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -72,7 +73,15 @@ from .losses import SD_POSITIONS, distillation_loss
 from .model_setup import PreparedModel, TwoCaptionCLIP, build_model, clamp_logit_scale, parameter_groups
 from .recipes import Recipe, get_recipe
 
-__all__ = ["MIN_PAIRS", "TrainResult", "build_train_loader", "lr_factor", "resolve_recipe", "train"]
+__all__ = [
+    "MIN_PAIRS",
+    "TrainResult",
+    "build_train_loader",
+    "forward_backward",
+    "lr_factor",
+    "resolve_recipe",
+    "train",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -259,6 +268,43 @@ def build_train_loader(
     )
 
 
+def forward_backward(
+    accelerator: Accelerator,
+    module: nn.Module,
+    recipe: Recipe,
+    images: torch.Tensor,
+    long_ids: torch.Tensor,
+    short_ids: torch.Tensor,
+    *,
+    label_smoothing: float = 0.1,
+    reference_text: nn.Module | None = None,
+    distill_weight: float = 0.0,
+) -> dict[str, torch.Tensor]:
+    """One micro-batch: a :class:`TwoCaptionCLIP` forward, the recipe's loss (+ distillation), backward.
+
+    Returns the detached-able loss parts for logging. The optimizer step is the caller's.
+    """
+    out = module(images, long_ids, short_ids)
+    parts = recipe.loss(  # in float32: bf16/fp16 logits at scale 100 lose the ranking
+        out.image_features.float(),
+        out.long_text_features.float(),
+        out.short_text_features.float(),
+        out.logit_scale.float(),
+        label_smoothing=label_smoothing,
+    )
+    loss = parts.total
+    logged = {"loss": parts.total, "loss_long": parts.long, "loss_short": parts.short}
+    if reference_text is not None and distill_weight > 0:
+        positions = min(SD_POSITIONS, long_ids.shape[1])
+        with torch.no_grad(), accelerator.autocast():
+            reference = reference_text(input_ids=long_ids[:, :positions]).last_hidden_state
+        distill = distillation_loss(out.long_hidden_states, reference, long_ids, positions=positions)
+        loss = loss + distill_weight * distill
+        logged.update(loss=loss, loss_distill=distill)
+    accelerator.backward(loss)
+    return logged
+
+
 class _Window:
     """Loss parts and counts since the last log line (tensors: no device sync per step)."""
 
@@ -371,22 +417,17 @@ class _Run:
         )
         images = batch.images[:usable].to(device, non_blocking=True)
         with accelerator.accumulate(self.module):
-            out = self.module(images, long_ids.to(device), short_ids.to(device))
-            parts = self.recipe.loss(  # in float32: bf16/fp16 logits at scale 100 lose the ranking
-                out.image_features.float(),
-                out.long_text_features.float(),
-                out.short_text_features.float(),
-                out.logit_scale.float(),
+            logged = forward_backward(
+                accelerator,
+                self.module,
+                self.recipe,
+                images,
+                long_ids.to(device),
+                short_ids.to(device),
                 label_smoothing=config.label_smoothing,
+                reference_text=self.prepared.reference_text,
+                distill_weight=config.distill_weight,
             )
-            loss = parts.total
-            logged = {"loss": parts.total, "loss_long": parts.long, "loss_short": parts.short}
-            if self.prepared.reference_text is not None:
-                distill = self._distillation(out.long_hidden_states, long_ids.to(device))
-                loss = loss + config.distill_weight * distill
-                logged["loss_distill"] = distill
-                logged["loss"] = loss
-            accelerator.backward(loss)
             if accelerator.sync_gradients and config.max_grad_norm is not None:
                 accelerator.clip_grad_norm_(self.module.parameters(), config.max_grad_norm)
             self.optimizer.step()
@@ -399,12 +440,6 @@ class _Run:
             self.prepared.frozen_rows.restore()
         clamp_logit_scale(self.prepared.model)
         return True
-
-    def _distillation(self, hidden: torch.Tensor, long_ids: torch.Tensor) -> torch.Tensor:
-        positions = min(SD_POSITIONS, long_ids.shape[1])
-        with torch.no_grad(), self.accelerator.autocast():
-            reference = self.prepared.reference_text(input_ids=long_ids[:, :positions]).last_hidden_state
-        return distillation_loss(hidden, reference, long_ids, positions=positions)
 
     def _set_lr(self, step: int) -> None:
         factor = lr_factor(

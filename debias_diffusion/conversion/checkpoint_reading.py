@@ -45,9 +45,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(
-            f"{path} is not a readable safetensors file (truncated or corrupted?): {err}"
-        ) from err
+        raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupted?): {err}") from err
 
 
 def _read_pickle(path: Path) -> object:
@@ -68,8 +66,7 @@ def _read_pickle(path: Path) -> object:
         ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise CheckpointError(
-            f"{path} could not be read as a PyTorch checkpoint (truncated or corrupted file?): "
-            f"{_first_line(err)}"
+            f"{path} could not be read as a PyTorch checkpoint (truncated or corrupted file?): {_first_line(err)}"
         ) from err
 
 

@@ -56,7 +56,9 @@ class VisionTowerSpec:
     hidden_act: str = "quick_gelu"
 
 
-def canonical_openai_state_dict(state_dict: dict[str, torch.Tensor], source: str = "checkpoint") -> dict[str, torch.Tensor]:
+def canonical_openai_state_dict(
+    state_dict: dict[str, torch.Tensor], source: str = "checkpoint"
+) -> dict[str, torch.Tensor]:
     """Bring a CLIP state dict in OpenAI / Long-CLIP / open_clip layout to the canonical form.
 
     Strips ``module.`` (DDP) and ``text.`` (open_clip custom text tower) prefixes, merges
