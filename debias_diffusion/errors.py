@@ -29,3 +29,7 @@ class ModelNotFoundError(DebiasDiffusionError, FileNotFoundError):
 
 class OutputExistsError(DebiasDiffusionError, FileExistsError):
     """The output path already exists and overwriting was not asked for."""
+
+
+class ProminenceDataError(DebiasDiffusionError, ValueError):
+    """Prominence records cannot be analysed: empty, inconsistent within an image or object set, or out of range."""

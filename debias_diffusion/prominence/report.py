@@ -1,0 +1,374 @@
+"""The prominence report: measurements (CSV + JSON), metrics (JSON), ``summary.md``, plots and image grids.
+
+:func:`write_report` is the one entry point; every file goes through :mod:`debias_diffusion.atomic_io`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..atomic_io import atomic_write_json, atomic_write_text
+from .grids import ImageOpener, image_opener, write_image_grids
+from .measurement import ProminenceRecord
+from .measurement_files import write_measurements_csv, write_measurements_json
+from .metrics import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_RESAMPLES,
+    DEFINITIONS,
+    Estimate,
+    ModelComparison,
+    compare_models,
+    group_label,
+)
+from .plots import DEFAULT_PLOT_SIZE, save_position_plot
+
+__all__ = ["NO_CAVEAT", "ReportFiles", "summary_markdown", "write_report"]
+
+NO_CAVEAT = "none given."
+"""What the caveat line says when the runner gives none."""
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Paths of everything :func:`write_report` wrote."""
+
+    summary: Path
+    measurements_csv: Path
+    measurements_json: Path
+    metrics_json: Path
+    plots: tuple[Path, ...]
+    grids: tuple[Path, ...]
+
+    def all(self) -> list[Path]:
+        return [
+            self.summary,
+            self.measurements_csv,
+            self.measurements_json,
+            self.metrics_json,
+            *self.plots,
+            *self.grids,
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "summary": str(self.summary),
+            "measurements_csv": str(self.measurements_csv),
+            "measurements_json": str(self.measurements_json),
+            "metrics_json": str(self.metrics_json),
+            "plots": [str(p) for p in self.plots],
+            "grids": [str(p) for p in self.grids],
+        }
+
+
+def write_report(
+    records: Sequence[ProminenceRecord],
+    output_dir: str | Path,
+    *,
+    caveat: str | None = None,
+    title: str = "Prompt-order prominence",
+    images_root: str | Path | None = None,
+    open_image: ImageOpener | None = None,
+    grid_rows: str = "ordering",
+    grid_columns: str = "seed",
+    grid_object_sets: Collection[int] | None = None,
+    cell_size: int = 256,
+    group_by_template: bool = False,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = 0,
+    top_pairs: int = 10,
+    plot_size: tuple[int, int] = DEFAULT_PLOT_SIZE,
+    run_settings: Mapping[str, Any] | None = None,
+) -> ReportFiles:
+    """Analyse ``records`` (:func:`~.metrics.compare_models`) and write the report into ``output_dir``.
+
+    Files: ``measurements.csv`` / ``measurements.json`` (one row per record), ``metrics.json``,
+    ``summary.md``, ``plots/presence_by_position.png``, ``plots/area_share_by_position.png`` and, when
+    ``images_root`` (the folder record image paths are relative to) or ``open_image`` is given,
+    ``grids/*.png`` (:func:`~.grids.write_image_grids`). ``caveat`` fills the summary's caveat line (e.g.
+    "these are the project's own tiny models"); ``run_settings`` (detector, thresholds, ...) is printed in
+    the summary and stored in ``metrics.json``. The records are checked before anything is written.
+    """
+    comparison = compare_models(
+        records, group_by_template=group_by_template, n_resamples=n_resamples, confidence=confidence, seed=seed
+    )
+    output_dir = Path(output_dir)
+    measurements_csv = write_measurements_csv(output_dir / "measurements.csv", records)
+    measurements_json = write_measurements_json(output_dir / "measurements.json", records)
+    metrics_json = output_dir / "metrics.json"
+    atomic_write_json(
+        metrics_json, {**comparison.to_dict(), "caveat": caveat, "run_settings": _jsonable(run_settings or {})}
+    )
+
+    positions = list(comparison.positions)
+    plots = (
+        save_position_plot(
+            output_dir / "plots" / "presence_by_position.png", positions, "presence_rate", size=plot_size
+        ),
+        save_position_plot(
+            output_dir / "plots" / "area_share_by_position.png", positions, "mean_area_share", size=plot_size
+        ),
+    )
+
+    if open_image is None and images_root is not None:
+        open_image = image_opener(images_root)
+    grids: tuple[Path, ...] = ()
+    if open_image is not None:
+        grids = tuple(
+            write_image_grids(
+                records,
+                output_dir / "grids",
+                open_image,
+                rows=grid_rows,
+                columns=grid_columns,
+                object_sets=grid_object_sets,
+                cell_size=cell_size,
+            )
+        )
+
+    summary = output_dir / "summary.md"
+    text = summary_markdown(
+        comparison,
+        caveat=caveat,
+        title=title,
+        top_pairs=top_pairs,
+        plots=[p.relative_to(output_dir).as_posix() for p in plots],
+        grids=None if open_image is None else [p.relative_to(output_dir).as_posix() for p in grids],
+        run_settings=run_settings,
+    )
+    atomic_write_text(summary, text)
+    return ReportFiles(summary, measurements_csv, measurements_json, metrics_json, plots, grids)
+
+
+def summary_markdown(
+    comparison: ModelComparison,
+    *,
+    caveat: str | None = None,
+    title: str = "Prompt-order prominence",
+    top_pairs: int = 10,
+    plots: Sequence[str] = (),
+    grids: Sequence[str] | None = None,
+    run_settings: Mapping[str, Any] | None = None,
+) -> str:
+    """The report's ``summary.md`` text (``plots`` / ``grids``: paths relative to the summary)."""
+    percent = round(comparison.confidence * 100, 1)
+    ci = f"{percent:g}% CI"
+    out = [f"# {title}", "", f"**Caveat:** {caveat.strip() if caveat else NO_CAVEAT}", ""]
+
+    out += ["## Overview", ""]
+    for item in comparison.first_mention:
+        out.append(
+            f"- **{_md(item.label)}**: {item.images} images in {item.clusters} clusters (object set x seed); "
+            f"{item.images_without_detection} images with nothing detected (left out of area shares)."
+        )
+    grouping = "model and template" if comparison.group_by_template else "model (templates pooled)"
+    out += [
+        f"- Grouped by {grouping}. Intervals: {ci}, cluster bootstrap, {comparison.n_resamples} resamples, "
+        f"seed {comparison.seed}.",
+        "",
+    ]
+    if run_settings:
+        out += [
+            "Run settings:",
+            "",
+            "```json",
+            json.dumps(_jsonable(run_settings), indent=2, sort_keys=True),
+            "```",
+            "",
+        ]
+
+    out += ["## Definitions", ""]
+    out += [f"- **{term}**: {text}" for term, text in DEFINITIONS]
+    out.append("")
+
+    out += ["## Model comparison", "", f"Value [{ci}] per group.", ""]
+    out += _table(
+        ["metric", *comparison.groups], [[row.metric, *(_est(v) for v in row.values)] for row in comparison.rows]
+    )
+
+    out += ["## By prompt position", ""]
+    for label in comparison.groups:
+        rows = [row for row in comparison.positions if row.label == label]
+        out += [f"### {_md(label)}", ""]
+        out += _table(
+            [
+                "position",
+                "measurements",
+                "presence",
+                "omission",
+                "mean area",
+                "mean area share",
+                "share n",
+                "no-detection n",
+            ],
+            [
+                [
+                    str(row.position),
+                    str(row.measurements),
+                    _est(row.presence_rate),
+                    _est(row.omission_rate),
+                    _est(row.mean_area),
+                    _est(row.mean_area_share),
+                    str(row.share_measurements),
+                    str(row.no_detection_measurements),
+                ]
+                for row in rows
+            ],
+        )
+
+    out += ["## First-mention advantage", "", f"Position 1 minus the mean of positions 2..n [{ci}].", ""]
+    out += _table(
+        [
+            "group",
+            "images",
+            "clusters",
+            "presence",
+            "area share",
+            "object-controlled presence",
+            "object-controlled area share",
+        ],
+        [
+            [
+                _md(item.label),
+                str(item.images),
+                str(item.clusters),
+                _est(item.presence, signed=True),
+                _est(item.area_share, signed=True),
+                _est(item.object_controlled_presence, signed=True),
+                _est(item.object_controlled_area_share, signed=True),
+            ]
+            for item in comparison.first_mention
+        ],
+    )
+    for item in comparison.first_mention:
+        out += [f"### Per object: {_md(item.label)}", ""]
+        out += _table(
+            [
+                "object",
+                "n first",
+                "n later",
+                "presence first",
+                "presence later",
+                "presence advantage",
+                "share first",
+                "share later",
+                "area share advantage",
+            ],
+            [
+                [
+                    _md(obj.object),
+                    str(obj.measurements_first),
+                    str(obj.measurements_later),
+                    _num(obj.presence_first),
+                    _num(obj.presence_later),
+                    _est(obj.presence_advantage, signed=True),
+                    _num(obj.area_share_first),
+                    _num(obj.area_share_later),
+                    _est(obj.area_share_advantage, signed=True),
+                ]
+                for obj in item.per_object
+            ],
+        )
+
+    out += [
+        "## Pair order effects",
+        "",
+        f"Top {top_pairs} pairs per group by the size of the mean area-share effect (A's and B's effects averaged).",
+        "",
+    ]
+    for label in comparison.groups:
+        effects = [e for e in comparison.pairs if group_label(e.model, e.template) == label]
+        effects.sort(key=lambda e: -abs(e.mean_area_share_effect) if math.isfinite(e.mean_area_share_effect) else 1.0)
+        out += [f"### {_md(label)} ({len(effects)} pair{'' if len(effects) == 1 else 's'})", ""]
+        out += _table(
+            [
+                "A",
+                "B",
+                "images A first",
+                "images B first",
+                "A share effect",
+                "B share effect",
+                "A presence effect",
+                "B presence effect",
+            ],
+            [
+                [
+                    _md(e.object_a),
+                    _md(e.object_b),
+                    str(e.images_a_first),
+                    str(e.images_b_first),
+                    _num(e.a_area_share_effect, signed=True),
+                    _num(e.b_area_share_effect, signed=True),
+                    _num(e.a_presence_effect, signed=True),
+                    _num(e.b_presence_effect, signed=True),
+                ]
+                for e in effects[:top_pairs]
+            ],
+        )
+
+    out += ["## Omission", "", "Named in the prompt but not detected.", ""]
+    omission_rows = [row for row in comparison.rows if row.metric.startswith("omission rate")]
+    out += _table(["metric", *comparison.groups], [[r.metric, *(_est(v) for v in r.values)] for r in omission_rows])
+    for item in comparison.first_mention:
+        missed = sorted(item.per_object, key=lambda obj: -_finite_or(obj.omission_rate, -1.0))
+        missed = [obj for obj in missed if obj.omission_rate > 0][:top_pairs]
+        if missed:
+            out += [
+                f"Most often omitted, {_md(item.label)}: "
+                + ", ".join(f"{_md(obj.object)} {_num(obj.omission_rate)}" for obj in missed),
+                "",
+            ]
+
+    if plots:
+        out += ["## Plots", ""]
+        out += [f"![{Path(plot).stem}]({plot})" for plot in plots]
+        out.append("")
+    out += ["## Image grids", ""]
+    if grids is None:
+        out += ["None written: no image root was given.", ""]
+    elif not grids:
+        out += ["None: no object set was selected.", ""]
+    else:
+        out += ["Boxes, labels and caption lines are coloured by the object's prompt position.", ""]
+        out += [f"- [{Path(grid).stem}]({grid})" for grid in grids]
+        out.append("")
+    return "\n".join(out)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _num(value: float, *, signed: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _est(estimate: Estimate | None, *, signed: bool = False) -> str:
+    if estimate is None or not math.isfinite(estimate.value):
+        return "n/a"
+    text = _num(estimate.value, signed=signed)
+    if math.isfinite(estimate.low) and math.isfinite(estimate.high):
+        text += f" [{_num(estimate.low, signed=signed)}, {_num(estimate.high, signed=signed)}]"
+    return text
+
+
+def _finite_or(value: float, default: float) -> float:
+    return value if math.isfinite(value) else default
+
+
+def _md(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
