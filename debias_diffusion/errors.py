@@ -29,3 +29,7 @@ class ModelNotFoundError(DebiasDiffusionError, FileNotFoundError):
 
 class OutputExistsError(DebiasDiffusionError, FileExistsError):
     """The output path already exists and overwriting was not asked for."""
+
+
+class DetectorError(DebiasDiffusionError, ValueError):
+    """A prominence detector name, option or input (images, labels) is not usable."""
