@@ -42,6 +42,7 @@ _EXPORTS = {
     "EncoderMismatchError": "errors",
     "ModelNotFoundError": "errors",
     "OutputExistsError": "errors",
+    "DetectorError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from .errors import (
         CheckpointError,
         DebiasDiffusionError,
+        DetectorError,
         EncoderMismatchError,
         ModelNotFoundError,
         OutputExistsError,

@@ -33,3 +33,7 @@ class OutputExistsError(DebiasDiffusionError, FileExistsError):
 
 class ProminenceDataError(DebiasDiffusionError, ValueError):
     """Prominence records cannot be analysed: empty, inconsistent within an image or object set, or out of range."""
+
+
+class DetectorError(DebiasDiffusionError, ValueError):
+    """A prominence detector name, option or input (images, labels) is not usable."""
