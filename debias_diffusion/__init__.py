@@ -36,12 +36,14 @@ _EXPORTS = {
     "GenerationSettings": "generation",
     "generate": "generation",
     "load_pipeline": "generation",
+    "probe_text": "text_probes",
     "DebiasDiffusionError": "errors",
     "PromptError": "errors",
     "CheckpointError": "errors",
     "EncoderMismatchError": "errors",
     "ModelNotFoundError": "errors",
     "OutputExistsError": "errors",
+    "ProbeConfigError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
         EncoderMismatchError,
         ModelNotFoundError,
         OutputExistsError,
+        ProbeConfigError,
         PromptError,
     )
     from .generation import GenerationSettings, generate, load_pipeline
@@ -63,6 +66,7 @@ if TYPE_CHECKING:
     from .pipelines import DeBiasStableDiffusionPipeline, DeBiasStableDiffusionXLPipeline
     from .sentences import split_sentences
     from .stretching import stretch_position_table, stretch_text_encoder, stretched_length
+    from .text_probes import probe_text
     from .tokenization import PromptTruncation, build_clip_tokenizer, count_tokens, split_into_chunks, truncate_prompt
 
 

@@ -29,3 +29,7 @@ class ModelNotFoundError(DebiasDiffusionError, FileNotFoundError):
 
 class OutputExistsError(DebiasDiffusionError, FileExistsError):
     """The output path already exists and overwriting was not asked for."""
+
+
+class ProbeConfigError(DebiasDiffusionError, ValueError):
+    """A text-probe setting is invalid: unknown or malformed vocabulary, too many objects, bad encoder spec."""
