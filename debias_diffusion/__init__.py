@@ -36,6 +36,7 @@ _EXPORTS = {
     "GenerationSettings": "generation",
     "generate": "generation",
     "load_pipeline": "generation",
+    "probe_text": "text_probes",
     "DebiasDiffusionError": "errors",
     "PromptError": "errors",
     "CheckpointError": "errors",
@@ -43,6 +44,7 @@ _EXPORTS = {
     "ModelNotFoundError": "errors",
     "OutputExistsError": "errors",
     "DetectorError": "errors",
+    "ProbeConfigError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
         EncoderMismatchError,
         ModelNotFoundError,
         OutputExistsError,
+        ProbeConfigError,
         PromptError,
     )
     from .generation import GenerationSettings, generate, load_pipeline
@@ -65,6 +68,7 @@ if TYPE_CHECKING:
     from .pipelines import DeBiasStableDiffusionPipeline, DeBiasStableDiffusionXLPipeline
     from .sentences import split_sentences
     from .stretching import stretch_position_table, stretch_text_encoder, stretched_length
+    from .text_probes import probe_text
     from .tokenization import PromptTruncation, build_clip_tokenizer, count_tokens, split_into_chunks, truncate_prompt
 
 

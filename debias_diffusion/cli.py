@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_convert(commands)
     _add_count_tokens(commands)
     _add_generate(commands)
+    _add_probe_text(commands)
     return parser
 
 
@@ -175,6 +176,93 @@ def _run_generate(args: argparse.Namespace) -> int:
     )
     for path in generate(settings, args.output, overwrite=args.overwrite):
         print(f"wrote {path} (+ {path.with_suffix('.json').name})")
+    return 0
+
+
+def _add_probe_text(commands) -> None:
+    p = commands.add_parser(
+        "probe-text",
+        help="measure text encoders' prompt-order bias (TOR/TOC, 'CLIP Under the Microscope')",
+        description=(
+            "Build seeded multi-object captions, embed them with each encoder, and report per object position "
+            "the text-based object retrieval (TOR) shares and linear-probe classification (TOC) accuracies. "
+            "Writes results.json, table.md and captions.jsonl to the output folder."
+        ),
+    )
+    p.add_argument("-e", "--encoder", action="append", required=True, metavar="NAME=SOURCE",
+                   help="encoder to probe (repeatable): NAME=folder, .pt/.safetensors, Hub id, open_clip:ARCH/PRETRAINED "
+                        "or longclip-l")  # fmt: skip
+    p.add_argument("--vocabulary", default="coco",
+                   help="coco (80 COCO names), shapes (64 colour-shape phrases) or a .txt/.json/.yaml file (default: coco)")  # fmt: skip
+    p.add_argument(
+        "--objects", type=int, default=4, metavar="N", help="objects per caption, 2..5 in the paper (default: 4)"
+    )
+    p.add_argument("--captions", type=int, default=1000, metavar="M", help="number of captions (default: 1000)")
+    p.add_argument("--style", choices=("short", "long"), default="short",
+                   help="short: 'cat and dog and ...'; long: one sentence per object (default: short)")  # fmt: skip
+    p.add_argument("--articles", action="store_true", help="'a cat and a dog' instead of 'cat and dog' (objects too)")
+    p.add_argument("--summary", action="store_true", help="long style: start with a summary sentence naming no object")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the captions and of the TOC train/test split (default: 0)"
+    )
+    p.add_argument("--test-fraction", type=float, default=0.2, help="captions held out for TOC (default: 0.2)")
+    p.add_argument("--l2", type=float, default=1e-3, help="TOC probes' L2 penalty (default: 0.001)")
+    p.add_argument("--long-prompt", choices=("truncate", "error"), default="truncate",
+                   help="captions longer than an encoder: cut (counted in the report) or error (default: truncate)")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default: 64)")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument(
+        "-o", "--output-dir", default="outputs/probe-text", help="output folder (default: outputs/probe-text)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace the output folder if it is not empty")
+    p.set_defaults(run=_run_probe_text)
+
+
+def _encoder_specs(specs: Sequence[str]) -> dict[str, str]:
+    from .errors import ProbeConfigError
+
+    encoders: dict[str, str] = {}
+    for spec in specs:
+        name, sep, source = spec.partition("=")
+        name, source = name.strip(), source.strip()
+        if not sep or not name or not source:
+            raise ProbeConfigError(f"--encoder {spec!r} is not NAME=SOURCE (e.g. openai=openai/clip-vit-large-patch14)")
+        if name in encoders:
+            raise ProbeConfigError(f"encoder name {name!r} is given twice; names label the report's rows")
+        encoders[name] = source
+    return encoders
+
+
+def _run_probe_text(args: argparse.Namespace) -> int:
+    from .text_probes import probe_text
+    from .text_probes.report import REPORT_FILES, markdown_table
+
+    results = probe_text(
+        _encoder_specs(args.encoder),
+        args.vocabulary,
+        num_objects=args.objects,
+        captions=args.captions,
+        style=args.style,
+        seed=args.seed,
+        articles=args.articles,
+        summary=args.summary,
+        test_fraction=args.test_fraction,
+        l2=args.l2,
+        batch_size=args.batch_size,
+        device=args.device,
+        on_long=args.long_prompt,
+        output_dir=args.output_dir,
+        overwrite=args.overwrite,
+    )
+    for encoder in results.encoders:
+        if encoder.truncated_captions:
+            print(
+                f"warning: {encoder.truncated_captions} of {results.settings.num_captions} captions were truncated "
+                f"to {encoder.name}'s {encoder.context_length} tokens (longest: {encoder.max_caption_tokens})",
+                file=sys.stderr,
+            )
+    print(markdown_table(results), end="")
+    print(f"wrote {', '.join(REPORT_FILES)} to {args.output_dir}")
     return 0
 
 

@@ -37,3 +37,7 @@ class ProminenceDataError(DebiasDiffusionError, ValueError):
 
 class DetectorError(DebiasDiffusionError, ValueError):
     """A prominence detector name, option or input (images, labels) is not usable."""
+
+
+class ProbeConfigError(DebiasDiffusionError, ValueError):
+    """A text-probe setting is invalid: unknown or malformed vocabulary, too many objects, bad encoder spec."""

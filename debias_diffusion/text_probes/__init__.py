@@ -1,0 +1,55 @@
+"""Text-side prompt-order probes from "CLIP Under the Microscope" (CVPR 2025): TOR and TOC.
+
+``probe_text`` builds seeded multi-object captions from a vocabulary, embeds them with each text
+encoder, and measures per object position how often the caption embedding retrieves that object
+(TOR) and how well a linear probe reads it back (TOC). See ``docs/text-probes.md``.
+"""
+
+from .captions import CAPTION_STYLES, Caption, build_captions, long_caption, sample_object_sets, short_caption
+from .classification import LinearProbe, TOCResult, fit_linear_probe, split_indices, toc_probe
+from .embedding import TextEmbeddings, embed_texts
+from .report import markdown_report, markdown_table, write_report
+from .results import EncoderProbeResult, ProbeSettings, TextProbeResults
+from .retrieval import TORResult, tor_metric, tor_probe
+from .runner import EncoderSource, probe_text
+from .vocabulary import (
+    COCO_OBJECTS,
+    Vocabulary,
+    coco_vocabulary,
+    read_vocabulary,
+    resolve_vocabulary,
+    shapes_vocabulary,
+)
+
+__all__ = [
+    "CAPTION_STYLES",
+    "COCO_OBJECTS",
+    "Caption",
+    "EncoderProbeResult",
+    "EncoderSource",
+    "LinearProbe",
+    "ProbeSettings",
+    "TOCResult",
+    "TORResult",
+    "TextEmbeddings",
+    "TextProbeResults",
+    "Vocabulary",
+    "build_captions",
+    "coco_vocabulary",
+    "embed_texts",
+    "fit_linear_probe",
+    "long_caption",
+    "markdown_report",
+    "markdown_table",
+    "probe_text",
+    "read_vocabulary",
+    "resolve_vocabulary",
+    "sample_object_sets",
+    "shapes_vocabulary",
+    "short_caption",
+    "split_indices",
+    "toc_probe",
+    "tor_metric",
+    "tor_probe",
+    "write_report",
+]

@@ -1,0 +1,73 @@
+"""Write text-probe results: ``results.json``, ``table.md`` (like the paper's Table 1), ``captions.jsonl``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..atomic_io import atomic_directory
+from .results import EncoderProbeResult, TextProbeResults
+
+__all__ = ["REPORT_FILES", "markdown_table", "markdown_report", "write_report"]
+
+REPORT_FILES = ("results.json", "table.md", "captions.jsonl")
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _rows(encoder: EncoderProbeResult, n: int) -> list[list[str]]:
+    tor, toc = encoder.tor, encoder.toc
+    cut = f"; {encoder.truncated_captions} captions truncated" if encoder.truncated_captions else ""
+    tor_cells = [_percent(s) for s in tor.shares] if tor.shares is not None else ["-"] * n
+    tor_details = f"{tor.qualified}/{tor.total} captions qualified{cut}"
+    toc_details = f"chance {_percent(toc.chance)}; {toc.train_size} train / {toc.test_size} test{cut}"
+    return [
+        [encoder.name, "TOR", *tor_cells, tor_details],
+        [encoder.name, "TOC", *(_percent(a) for a in toc.accuracies), toc_details],
+    ]
+
+
+def markdown_table(results: TextProbeResults) -> str:
+    """Rows encoder x probe (TOR, TOC), columns object positions 1..n, in percent."""
+    n = results.settings.num_objects
+    header = ["Encoder", "Probe", *(f"Obj {k}" for k in range(1, n + 1)), "Details"]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---", "---", *["---:"] * n, "---"]) + " |"]
+    for encoder in results.encoders:
+        lines += ["| " + " | ".join(row) + " |" for row in _rows(encoder, n)]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_report(results: TextProbeResults) -> str:
+    """A short heading with the settings, the table, and what the numbers mean."""
+    s = results.settings
+    style = s.style + (" with articles" if s.articles else "") + (" + summary sentence" if s.summary else "")
+    lines = [
+        "# Text probes: object position bias",
+        "",
+        f"Vocabulary `{s.vocabulary}` ({s.vocabulary_size} objects), {s.num_objects} objects per caption, "
+        f"{s.num_captions} captions ({style}), seed {s.seed}.",
+        "",
+        markdown_table(results),
+        "TOR: among captions whose top-n retrieved single objects are exactly their n objects, % whose top-1 "
+        "is the object at each position (no bias: about 100/n each). TOC: held-out accuracy (%) of a linear "
+        f"probe predicting the object at each position ({100 * s.test_fraction:.0f}% of captions held out).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(results: TextProbeResults, output_dir: str | Path, *, overwrite: bool = False) -> list[Path]:
+    """Write ``REPORT_FILES`` into ``output_dir`` atomically (all or nothing); returns their paths."""
+    output_dir = Path(output_dir)
+    names = results.vocabulary.objects
+    captions = "".join(
+        json.dumps({"text": c.text, "objects": list(c.objects), "names": [names[i] for i in c.objects]}) + "\n"
+        for c in results.captions
+    )
+    with atomic_directory(output_dir, overwrite=overwrite) as scratch:
+        (scratch / "results.json").write_text(json.dumps(results.to_json(), indent=2) + "\n", encoding="utf-8")
+        (scratch / "table.md").write_text(markdown_report(results), encoding="utf-8")
+        (scratch / "captions.jsonl").write_text(captions, encoding="utf-8")
+    return [output_dir / name for name in REPORT_FILES]

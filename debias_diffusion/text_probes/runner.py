@@ -1,0 +1,149 @@
+"""``probe_text``: TOR and TOC for several text encoders on the same captions, side by side."""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import OutputExistsError, ProbeConfigError
+from ..loading import LoadedTextEncoder, load_text_encoder
+from ..pipeline_components import ENCODER_ALIASES
+from .captions import CAPTION_STYLES, Caption, CaptionStyle, build_captions, object_phrase
+from .classification import split_indices, toc_probe
+from .embedding import LONG_TEXT_POLICIES, LongTextPolicy, embed_texts
+from .report import write_report
+from .results import EncoderProbeResult, ProbeSettings, TextProbeResults
+from .retrieval import tor_probe
+from .vocabulary import Vocabulary, resolve_vocabulary
+
+__all__ = ["EncoderSource", "probe_text"]
+
+EncoderSource = str | os.PathLike | nn.Module | LoadedTextEncoder
+"""Anything ``load_text_encoder`` accepts, the alias ``"longclip-l"``, or an already loaded encoder."""
+
+
+def probe_text(
+    encoders: Mapping[str, EncoderSource],
+    vocabulary: str | Path | Vocabulary | Sequence[str] = "coco",
+    *,
+    num_objects: int = 4,
+    captions: int = 1000,
+    style: CaptionStyle = "short",
+    seed: int = 0,
+    articles: bool = False,
+    summary: bool = False,
+    test_fraction: float = 0.2,
+    l2: float = 1e-3,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    on_long: LongTextPolicy = "truncate",
+    output_dir: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> TextProbeResults:
+    """Run TOR and TOC for each named encoder on one set of seeded captions.
+
+    ``encoders`` maps a display name to a source (folder, checkpoint, Hub id, ``open_clip:`` spec,
+    ``"longclip-l"``, or a ``LoadedTextEncoder``, which is moved to ``device`` and kept); they are
+    loaded one at a time. ``vocabulary`` is
+    ``"coco"``, ``"shapes"``, a ``.txt``/``.json``/``.yaml`` path, a ``Vocabulary`` or a list of names.
+    Every setting is checked before any encoder is loaded. With ``output_dir`` the reports
+    (``results.json``, ``table.md``, ``captions.jsonl``) are written there atomically.
+    """
+    if not encoders:
+        raise ProbeConfigError("give at least one encoder to probe")
+    for name in encoders:
+        if not isinstance(name, str) or not name.strip():
+            raise ProbeConfigError(f"encoder names must be non-empty strings, got {name!r}")
+    if on_long not in LONG_TEXT_POLICIES:
+        raise ProbeConfigError(
+            f"unknown long-caption policy {on_long!r}; choose one of {', '.join(LONG_TEXT_POLICIES)}"
+        )
+    if style not in CAPTION_STYLES:
+        raise ProbeConfigError(f"unknown caption style {style!r}; choose one of {', '.join(CAPTION_STYLES)}")
+    if summary and style != "long":
+        raise ProbeConfigError("a summary sentence only exists in the long caption style (style='long')")
+    if batch_size < 1:
+        raise ProbeConfigError(f"batch size must be at least 1, got {batch_size}")
+    if l2 < 0:
+        raise ProbeConfigError(f"l2 must be non-negative, got {l2}")
+    vocab = resolve_vocabulary(vocabulary)
+    caption_list = build_captions(
+        vocab, num_objects=num_objects, count=captions, style=style, seed=seed, articles=articles, summary=summary
+    )
+    try:
+        split_indices(len(caption_list), test_fraction=test_fraction, seed=seed)
+    except ValueError as err:
+        raise ProbeConfigError(f"cannot split the captions for the classification probe: {err}") from err
+    if output_dir is not None:
+        _check_output(Path(output_dir), overwrite)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+    settings = ProbeSettings(
+        vocabulary=vocab.name, vocabulary_size=len(vocab), num_objects=num_objects, num_captions=len(caption_list),
+        style=style, articles=articles, summary=summary, seed=seed, test_fraction=test_fraction, l2=l2,
+        on_long=on_long,
+    )  # fmt: skip
+    object_texts = [object_phrase(name, articles=articles) for name in vocab.objects]
+    results = []
+    for name, source in tqdm(list(encoders.items()), desc="encoders", disable=not progress):
+        results.append(
+            _probe_one(name, source, vocab, caption_list, object_texts, settings, batch_size, device, progress)
+        )
+    probed = TextProbeResults(settings, vocab, tuple(caption_list), tuple(results))
+    if output_dir is not None:
+        write_report(probed, output_dir, overwrite=overwrite)
+    return probed
+
+
+def _probe_one(
+    name: str,
+    source: EncoderSource,
+    vocabulary: Vocabulary,
+    captions: list[Caption],
+    object_texts: list[str],
+    settings: ProbeSettings,
+    batch_size: int,
+    device: str | torch.device,
+    progress: bool,
+) -> EncoderProbeResult:
+    encoder = _load(source)
+    embed = dict(batch_size=batch_size, device=device, on_long=settings.on_long, progress=progress)
+    objects = embed_texts(encoder, object_texts, desc=f"{name}: objects", **embed)
+    texts = embed_texts(encoder, [c.text for c in captions], desc=f"{name}: captions", **embed)
+    caption_objects = torch.tensor([c.objects for c in captions], dtype=torch.long)
+    tor = tor_probe(texts.embeddings, objects.embeddings, caption_objects)
+    toc = toc_probe(
+        texts.embeddings, caption_objects, len(vocabulary), test_fraction=settings.test_fraction,
+        seed=settings.seed, l2=settings.l2, progress=progress,
+    )  # fmt: skip
+    result = EncoderProbeResult(
+        name=name, source=encoder.source, context_length=texts.context_length, projected=texts.projected,
+        truncated_captions=len(texts.truncated), max_caption_tokens=max(texts.token_counts), tor=tor, toc=toc,
+    )  # fmt: skip
+    if not isinstance(source, LoadedTextEncoder):
+        del encoder
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return result
+
+
+def _load(source: EncoderSource) -> LoadedTextEncoder:
+    if isinstance(source, LoadedTextEncoder):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        source = ENCODER_ALIASES.get(str(source).lower(), source)
+    return load_text_encoder(source)
+
+
+def _check_output(output_dir: Path, overwrite: bool) -> None:
+    """Fail before hours of encoding, not after: the same check ``atomic_directory`` makes."""
+    if output_dir.exists() and not overwrite and (output_dir.is_file() or any(output_dir.iterdir())):
+        raise OutputExistsError(f"{output_dir} already exists and is not empty; pass overwrite=True / --overwrite")
