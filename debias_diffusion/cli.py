@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_convert(commands)
     _add_count_tokens(commands)
     _add_generate(commands)
+    _add_evaluate_prominence(commands)
     _add_probe_text(commands)
     return parser
 
@@ -177,6 +178,135 @@ def _run_generate(args: argparse.Namespace) -> int:
     for path in generate(settings, args.output, overwrite=args.overwrite):
         print(f"wrote {path} (+ {path.with_suffix('.json').name})")
     return 0
+
+
+def _add_evaluate_prominence(commands) -> None:
+    from .conditioning import LONG_PROMPT_POLICIES
+    from .generation import DEFAULT_MODEL
+    from .prominence.detectors import DETECTOR_NAMES
+
+    p = commands.add_parser(
+        "evaluate-prominence",
+        help="measure how prominent each object is by its position in the prompt",
+        description=(
+            "Generate every ordering of each object set with each pipeline (same seeds), measure every object "
+            "with a detector and write measurements (CSV/JSON), a summary report, plots and image grids. "
+            "Images and measurements are cached: re-running resumes."
+        ),
+    )
+    p.add_argument("--objects", required=True, help="object sets, YAML or JSON (e.g. [[cat, dog, teapot], ...])")
+    p.add_argument(
+        "-m", "--model", default=DEFAULT_MODEL, help=f"base diffusers model for --encoder (default: {DEFAULT_MODEL})"
+    )
+    p.add_argument("-e", "--encoder", action="append", default=[], metavar="NAME=SOURCE",
+                   help="compare this text encoder in --model (repeatable; 'none' keeps the model's own), "
+                        "e.g. clip-l=none longclip-l=longclip-l debias=./export/text_encoder")  # fmt: skip
+    p.add_argument("-p", "--pipeline", action="append", default=[], metavar="NAME=FOLDER",
+                   help="compare a saved pipeline folder or Hub id as it is (repeatable)")  # fmt: skip
+    p.add_argument("-t", "--template", action="append", metavar="TEMPLATE",
+                   help="'list' (a cat and a dog), 'descriptive' (one sentence per object) or a string with "
+                        "{objects}; repeatable (default: list)")  # fmt: skip
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds per prompt (default: 0 1 2)")
+    p.add_argument("--max-orderings", type=int, default=24, help="orderings per set before sampling (default: 24)")
+    p.add_argument("--detector", choices=(*DETECTOR_NAMES, "color"), default="owlv2", help="default: owlv2")
+    p.add_argument("--detector-model", help="detector checkpoint (default: the detector's documented one)")
+    p.add_argument("--threshold", type=float, help="owlv2 score threshold (default 0.25)")
+    p.add_argument("--box-threshold", type=float, help="grounding-dino box threshold (default 0.3)")
+    p.add_argument("--text-threshold", type=float, help="grounding-dino text threshold (default 0.25)")
+    p.add_argument("--sam", nargs="?", const="facebook/sam-vit-base", metavar="MODEL",
+                   help="add SAM masks for mask areas (default model facebook/sam-vit-base)")  # fmt: skip
+    p.add_argument("--steps", type=int, default=30, help="denoising steps (default: 30)")
+    p.add_argument("--guidance-scale", type=float, default=7.5, help="default: 7.5")
+    p.add_argument("--size", type=_size, metavar="WxH", help="image size (default: the model's)")
+    p.add_argument("-n", "--negative-prompt", help="negative prompt for every image")
+    p.add_argument("--long-prompt", choices=LONG_PROMPT_POLICIES, default="truncate", help="default: truncate")
+    p.add_argument("--dtype", choices=DTYPES, help="weights dtype (default: float16 on CUDA, float32 on CPU)")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--caveat", help="a line printed at the top of the report")
+    p.add_argument("-o", "--output-dir", default="outputs/prominence", help="default: outputs/prominence")
+    p.set_defaults(run=_run_evaluate_prominence)
+
+
+def _run_evaluate_prominence(args: argparse.Namespace) -> int:
+    import functools
+
+    import torch
+
+    from .errors import ProminenceDataError
+    from .generation import load_pipeline
+    from .prominence.detectors import get_detector
+    from .prominence.runner import GenerationOptions, evaluate_prominence
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = getattr(torch, args.dtype or ("float16" if device.startswith("cuda") else "float32"))
+    load = functools.partial(load_pipeline, torch_dtype=dtype, device=device, long_prompt=args.long_prompt)
+    pipelines = {}
+    for flag, specs in (("--encoder", args.encoder), ("--pipeline", args.pipeline)):
+        for name, source in _name_value_pairs(specs, flag).items():
+            if name in pipelines:
+                raise ProminenceDataError(f"the name {name!r} is given twice; names label the report's rows")
+            model, encoder = (args.model, source) if flag == "--encoder" else (source, "none")
+            pipelines[name] = functools.partial(load, model, encoder)
+    if not pipelines:
+        raise ProminenceDataError("name at least one --encoder NAME=SOURCE or --pipeline NAME=FOLDER to compare")
+    width, height = args.size or (None, None)
+    run = evaluate_prominence(
+        pipelines,
+        args.objects,
+        detector=get_detector(args.detector, **_detector_options(args, device)),
+        output_dir=args.output_dir,
+        templates=args.template or ["list"],
+        seeds=args.seeds,
+        max_orderings=args.max_orderings,
+        generation=GenerationOptions(
+            steps=args.steps,
+            guidance_scale=args.guidance_scale,
+            width=width,
+            height=height,
+            negative_prompt=args.negative_prompt,
+        ),  # fmt: skip
+        caveat=args.caveat,
+    )
+    print(f"{len(run.records)} measurements ({run.generated} images generated, {run.measured} measured this run)")
+    print(f"report: {run.report.summary}")
+    return 0
+
+
+def _detector_options(args: argparse.Namespace, device: str) -> dict:
+    if args.detector in ("colour", "color"):
+        return {}
+    options = {"device": device}
+    if args.detector_model:
+        options["model"] = args.detector_model
+    if args.detector == "owlv2" and args.threshold is not None:
+        options["threshold"] = args.threshold
+    if args.detector == "grounding-dino":
+        options.update(
+            {
+                k: v
+                for k, v in (("box_threshold", args.box_threshold), ("text_threshold", args.text_threshold))
+                if v is not None
+            }
+        )
+    if args.sam:
+        from .prominence.detectors import SamMasker
+
+        options["masks"] = SamMasker(model=args.sam, device=device)
+    return options
+
+
+def _name_value_pairs(specs: Sequence[str], flag: str) -> dict[str, str]:
+    from .errors import ProminenceDataError
+
+    pairs: dict[str, str] = {}
+    for spec in specs:
+        name, sep, value = (part.strip() for part in spec.partition("="))
+        if not sep or not name or not value:
+            raise ProminenceDataError(f"{flag} {spec!r} is not NAME=VALUE")
+        if name in pairs:
+            raise ProminenceDataError(f"{flag} names {name!r} twice")
+        pairs[name] = value
+    return pairs
 
 
 def _add_probe_text(commands) -> None:
