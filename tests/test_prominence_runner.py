@@ -15,12 +15,12 @@ from debias_diffusion import DeBiasStableDiffusionPipeline
 from debias_diffusion.cli import main
 from debias_diffusion.errors import ProminenceDataError
 from debias_diffusion.prominence.detectors import DEFAULT_PALETTE, ColourDetector
-from debias_diffusion.prominence.prompts import ObjectSet, get_template, orderings, read_object_sets
+from debias_diffusion.prominence.prompts import get_template, orderings, read_object_sets
 from debias_diffusion.prominence.runner import GenerationOptions, evaluate_prominence
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 SIDES = (24, 16, 8)  # the painter draws the k-th named object as a square of side SIDES[k-1] on 64 x 64
-SETS = [ObjectSet(("red cube", "blue cube", "green cube"))]
+SETS = [["red cube", "blue cube", "green cube"]]  # plain lists are read like a file
 
 
 class FirstMentionPainter:

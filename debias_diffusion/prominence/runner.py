@@ -111,7 +111,7 @@ def plan_jobs(
 
 def evaluate_prominence(
     pipelines: Mapping[str, PipelineSource],
-    object_sets: Sequence[ObjectSet] | str | Path,
+    object_sets: Sequence[ObjectSet] | Sequence[Sequence[Any]] | str | Path,
     *,
     detector: Detector,
     output_dir: str | Path,
@@ -132,7 +132,10 @@ def evaluate_prominence(
     zero-argument callables that load one. Every pipeline sees the same prompts and seeds.
     """
     generation = generation or GenerationOptions()
-    sets = read_object_sets(object_sets) if isinstance(object_sets, (str, Path)) else list(object_sets)
+    if isinstance(object_sets, (str, Path)) or not all(isinstance(entry, ObjectSet) for entry in object_sets):
+        sets = read_object_sets(object_sets)  # a file, or lists of names / {name, attributes} mappings
+    else:
+        sets = list(object_sets)
     template_list = [get_template(spec) for spec in templates]
     _check_arguments(pipelines, sets, template_list, seeds, generation, detection_batch_size)
     output_dir = Path(output_dir)
