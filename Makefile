@@ -25,6 +25,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(OFFLINE) $(BIN)/python bench/bench_text_encoding.py
 	$(OFFLINE) $(BIN)/python bench/bench_pipelines.py
+	$(OFFLINE) $(BIN)/python bench/bench_data_pipeline.py
+	$(OFFLINE) $(BIN)/python bench/bench_train_step.py
+	$(OFFLINE) $(BIN)/python bench/bench_prominence.py --size 256 --steps 20 --seeds 1 --detector-size 480
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache
