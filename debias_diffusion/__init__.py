@@ -45,6 +45,9 @@ _EXPORTS = {
     "OutputExistsError": "errors",
     "DetectorError": "errors",
     "ProbeConfigError": "errors",
+    "ProminenceDataError": "errors",
+    "UsageError": "errors",
+    "evaluate_prominence": "prominence.runner",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -60,12 +63,15 @@ if TYPE_CHECKING:
         ModelNotFoundError,
         OutputExistsError,
         ProbeConfigError,
+        ProminenceDataError,
         PromptError,
+        UsageError,
     )
     from .generation import GenerationSettings, generate, load_pipeline
     from .loading import LoadedTextEncoder, load_text_encoder
     from .pipeline_components import LONG_CLIP_L, use_long_text_encoder
     from .pipelines import DeBiasStableDiffusionPipeline, DeBiasStableDiffusionXLPipeline
+    from .prominence.runner import evaluate_prominence
     from .sentences import split_sentences
     from .stretching import stretch_position_table, stretch_text_encoder, stretched_length
     from .text_probes import probe_text

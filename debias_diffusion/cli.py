@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from .errors import DebiasDiffusionError
+from .named_arguments import parse_named_values
 
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -242,7 +243,7 @@ def _run_evaluate_prominence(args: argparse.Namespace) -> int:
     load = functools.partial(load_pipeline, torch_dtype=dtype, device=device, long_prompt=args.long_prompt)
     pipelines = {}
     for flag, specs in (("--encoder", args.encoder), ("--pipeline", args.pipeline)):
-        for name, source in _name_value_pairs(specs, flag).items():
+        for name, source in parse_named_values(specs, flag, example="longclip-l=longclip-l").items():
             if name in pipelines:
                 raise ProminenceDataError(f"the name {name!r} is given twice; names label the report's rows")
             model, encoder = (args.model, source) if flag == "--encoder" else (source, "none")
@@ -295,20 +296,6 @@ def _detector_options(args: argparse.Namespace, device: str) -> dict:
     return options
 
 
-def _name_value_pairs(specs: Sequence[str], flag: str) -> dict[str, str]:
-    from .errors import ProminenceDataError
-
-    pairs: dict[str, str] = {}
-    for spec in specs:
-        name, sep, value = (part.strip() for part in spec.partition("="))
-        if not sep or not name or not value:
-            raise ProminenceDataError(f"{flag} {spec!r} is not NAME=VALUE")
-        if name in pairs:
-            raise ProminenceDataError(f"{flag} names {name!r} twice")
-        pairs[name] = value
-    return pairs
-
-
 def _add_probe_text(commands) -> None:
     p = commands.add_parser(
         "probe-text",
@@ -348,27 +335,12 @@ def _add_probe_text(commands) -> None:
     p.set_defaults(run=_run_probe_text)
 
 
-def _encoder_specs(specs: Sequence[str]) -> dict[str, str]:
-    from .errors import ProbeConfigError
-
-    encoders: dict[str, str] = {}
-    for spec in specs:
-        name, sep, source = spec.partition("=")
-        name, source = name.strip(), source.strip()
-        if not sep or not name or not source:
-            raise ProbeConfigError(f"--encoder {spec!r} is not NAME=SOURCE (e.g. openai=openai/clip-vit-large-patch14)")
-        if name in encoders:
-            raise ProbeConfigError(f"encoder name {name!r} is given twice; names label the report's rows")
-        encoders[name] = source
-    return encoders
-
-
 def _run_probe_text(args: argparse.Namespace) -> int:
     from .text_probes import probe_text
     from .text_probes.report import REPORT_FILES, markdown_table
 
     results = probe_text(
-        _encoder_specs(args.encoder),
+        parse_named_values(args.encoder, "--encoder", example="openai=openai/clip-vit-large-patch14"),
         args.vocabulary,
         num_objects=args.objects,
         captions=args.captions,

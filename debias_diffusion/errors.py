@@ -41,3 +41,7 @@ class DetectorError(DebiasDiffusionError, ValueError):
 
 class ProbeConfigError(DebiasDiffusionError, ValueError):
     """A text-probe setting is invalid: unknown or malformed vocabulary, too many objects, bad encoder spec."""
+
+
+class UsageError(DebiasDiffusionError, ValueError):
+    """A command-line argument is malformed (e.g. not NAME=VALUE, a name given twice)."""

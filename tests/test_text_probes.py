@@ -316,8 +316,8 @@ def test_cli_probe_text_writes_reports(tiny_encoders, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--encoder", "just-a-path"], "is not NAME=SOURCE"),
-        (["--encoder", "a=x", "--encoder", "a=y"], "given twice"),
+        (["--encoder", "just-a-path"], "must look like NAME=VALUE"),
+        (["--encoder", "a=x", "--encoder", "a=y"], "names 'a' twice"),
         (["--encoder", "a=x", "--vocabulary", "animals"], "unknown vocabulary 'animals'"),
         (["--encoder", "a=x", "--vocabulary", "VOCAB", "--objects", "4"], "vocabulary holds only 3"),
         (["--encoder", "a=x", "--summary"], "summary sentence only exists in the long caption style"),

@@ -17,7 +17,8 @@ import torch
 import yaml
 
 from debias_diffusion.atomic_io import atomic_write_json
-from debias_diffusion.errors import DebiasDiffusionError
+from debias_diffusion.errors import DebiasDiffusionError, UsageError
+from debias_diffusion.named_arguments import parse_named_values
 
 from .config import TrainConfig, load_config, parse_override
 from .evaluation.drift import DRIFT_FILE
@@ -25,10 +26,6 @@ from .evaluation.drift import DRIFT_FILE
 __all__ = ["build_parser", "main"]
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-class UsageError(DebiasDiffusionError, ValueError):
-    """A command-line argument is malformed."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,8 +125,8 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from .evaluation import DATASET_READERS, PROBE_NAMES, evaluate, read_eval_set
 
-    models = _pairs(args.model, "--model")
-    dataset_roots = _pairs(args.dataset, "--dataset")
+    models = parse_named_values(args.model, "--model", example="debias=exports/debias-clip-l/clip")
+    dataset_roots = parse_named_values(args.dataset, "--dataset", example="urban1k=data/Urban1k")
     unknown = [name for name in dataset_roots if name.lower() not in DATASET_READERS]
     if unknown:
         raise UsageError(f"--dataset {unknown[0]!r}: unknown evaluation set; known: {', '.join(DATASET_READERS)}")
@@ -186,15 +183,3 @@ def _export(args: argparse.Namespace) -> int:
     print(f"  CLIPModel:    {result.clip}")
     print(f"  text encoder: {result.text_encoder}")
     return 0
-
-
-def _pairs(items: Sequence[str], flag: str) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for item in items:
-        name, sep, value = (part.strip() for part in item.partition("="))
-        if not sep or not name or not value:
-            raise UsageError(f"{flag} {item!r} must look like NAME=VALUE")
-        if name in pairs:
-            raise UsageError(f"{flag} names {name!r} twice")
-        pairs[name] = value
-    return pairs
