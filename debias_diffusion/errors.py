@@ -41,3 +41,7 @@ class DetectorError(DebiasDiffusionError, ValueError):
 
 class ProbeConfigError(DebiasDiffusionError, ValueError):
     """A text-probe setting is invalid: unknown or malformed vocabulary, too many objects, bad encoder spec."""
+
+
+class ShapesWorldError(DebiasDiffusionError, ValueError):
+    """A shapes-world setting is invalid (counts, sizes, colours, resolution), or an export folder does not match."""
