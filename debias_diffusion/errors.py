@@ -45,3 +45,7 @@ class ProbeConfigError(DebiasDiffusionError, ValueError):
 
 class UsageError(DebiasDiffusionError, ValueError):
     """A command-line argument is malformed (e.g. not NAME=VALUE, a name given twice)."""
+
+
+class ShapesWorldError(DebiasDiffusionError, ValueError):
+    """A shapes-world setting is invalid (counts, sizes, colours, resolution), or an export folder does not match."""

@@ -1,0 +1,93 @@
+"""Train the shapes world's text encoders with ``train_encoder``: a 77-token CLIP, then two 248-token fine-tunes.
+
+1. ``clip-77``: a tiny CLIP trained from random weights on (image, short caption) pairs at 77
+   positions: the stand-in for OpenAI CLIP (short web captions).
+2. ``long-clip-recipe`` and ``debias-recipe``: the same ``clip-77`` stretched to 248 positions (KPS)
+   and fine-tuned on (image, long caption) pairs with the Long-CLIP recipe and the DeBias recipe:
+   same data, same steps, same seed.
+
+Each model is exported as ``OUT/<name>/clip`` (CLIPModel) and ``OUT/<name>/text_encoder``.
+
+Usage: python examples/shapes_world/train_encoders.py --data DATA --output OUT
+       [--pretrain-steps 1500] [--finetune-steps 600] [--batch-size 64]
+``DATA`` is a shapes-world export (``python -m debias_diffusion.shapes_world DATA --scenes 4000``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import CLIPConfig, CLIPModel
+
+from debias_diffusion.atomic_io import atomic_write_text
+from train_encoder.config import load_config
+from train_encoder.trainer import train
+
+TEXT = dict(hidden_size=32, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4)
+VISION = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4, patch_size=8)
+COMMON = dict(logit_scale=10.0, lr=1e-3, weight_decay=0.1, warmup_steps=50, lr_schedule="cosine", epochs=1000,
+              num_workers=0, checkpoint_every=0, keep_checkpoints=1, log_every=50, random_crop=False)  # fmt: skip
+
+
+def random_clip(image_size: int, seed: int) -> CLIPModel:
+    torch.manual_seed(seed)
+    config = CLIPConfig(
+        text_config=dict(**TEXT, max_position_embeddings=77, hidden_act="quick_gelu"),
+        vision_config=dict(**VISION, image_size=image_size, hidden_act="quick_gelu"),
+        projection_dim=64,
+    )
+    return CLIPModel(config)
+
+
+def short_caption_file(data: Path) -> Path:
+    """``captions.jsonl`` with the short caption (the summary) as the caption: what clip-77 learns from."""
+    rows = [json.loads(line) for line in (data / "captions.jsonl").read_text(encoding="utf-8").splitlines()]
+    path = data / "short_captions.jsonl"
+    atomic_write_text(
+        path, "".join(json.dumps({"image": r["image"], "caption": r["short_caption"]}) + "\n" for r in rows)
+    )
+    return path
+
+
+def run(name: str, output: Path, **values) -> Path:
+    """One ``train_encoder`` run into ``output/name/run``, exported to ``output/name/{clip,text_encoder}``."""
+    run_dir = output / name / "run"
+    if (output / name / "clip").is_dir():
+        print(f"{name}: already trained, kept")
+        return output / name / "clip"
+    config = load_config(None, {**COMMON, **values, "output_dir": str(run_dir), "run_name": name})
+    result = train(config, resume="latest")
+    for part in ("clip", "text_encoder"):
+        shutil.copytree(result.export_dir / part, output / name / part, dirs_exist_ok=True)
+    return output / name / "clip"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="a shapes-world export (captions.jsonl, images/)")
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--pretrain-steps", type=int, default=1500)
+    parser.add_argument("--finetune-steps", type=int, default=600)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    source = args.output / "random-clip"
+    if not source.is_dir():
+        random_clip(args.image_size, args.seed).save_pretrained(source)
+    common = dict(batch_size=args.batch_size, seed=args.seed, image_root=str(args.data))
+    clip77 = run("clip-77", args.output, model=str(source), train_data=str(short_caption_file(args.data)),
+                 stretch_to=None, keep=0, recipe="long-clip", short_weight=0.0, pca_components=0,
+                 max_steps=args.pretrain_steps, **common)  # fmt: skip
+    for recipe in ("long-clip", "debias"):
+        run(f"{recipe}-recipe", args.output, model=str(clip77), train_data=str(args.data / "captions.jsonl"),
+            stretch_to=248, keep=20, recipe=recipe, max_steps=args.finetune_steps, lr=5e-4, **common)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
