@@ -66,6 +66,32 @@ def run(name: str, output: Path, **values) -> Path:
     return output / name / "clip"
 
 
+def train_world_encoders(
+    data: Path,
+    output: Path,
+    *,
+    pretrain_steps: int = 1500,
+    finetune_steps: int = 600,
+    batch_size: int = 64,
+    image_size: int = 64,
+    seed: int = 0,
+) -> dict[str, Path]:
+    """Train (or keep, when already there) clip-77 and its two 248-token fine-tunes; their ``clip`` folders."""
+    source = output / "random-clip"
+    if not source.is_dir():
+        random_clip(image_size, seed).save_pretrained(source)
+    common = dict(batch_size=batch_size, seed=seed, image_root=str(data))
+    trained = {"clip-77": run("clip-77", output, model=str(source), train_data=str(short_caption_file(data)),
+                              stretch_to=None, keep=0, recipe="long-clip", short_weight=0.0, pca_components=0,
+                              max_steps=pretrain_steps, **common)}  # fmt: skip
+    for recipe in ("long-clip", "debias"):
+        trained[f"{recipe}-recipe"] = run(
+            f"{recipe}-recipe", output, model=str(trained["clip-77"]), train_data=str(data / "captions.jsonl"),
+            stretch_to=248, keep=20, recipe=recipe, max_steps=finetune_steps, lr=5e-4, **common,
+        )  # fmt: skip
+    return trained
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="a shapes-world export (captions.jsonl, images/)")
@@ -76,17 +102,9 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    source = args.output / "random-clip"
-    if not source.is_dir():
-        random_clip(args.image_size, args.seed).save_pretrained(source)
-    common = dict(batch_size=args.batch_size, seed=args.seed, image_root=str(args.data))
-    clip77 = run("clip-77", args.output, model=str(source), train_data=str(short_caption_file(args.data)),
-                 stretch_to=None, keep=0, recipe="long-clip", short_weight=0.0, pca_components=0,
-                 max_steps=args.pretrain_steps, **common)  # fmt: skip
-    for recipe in ("long-clip", "debias"):
-        run(f"{recipe}-recipe", args.output, model=str(clip77), train_data=str(args.data / "captions.jsonl"),
-            stretch_to=248, keep=20, recipe=recipe, max_steps=args.finetune_steps, lr=5e-4, **common)  # fmt: skip
+    train_world_encoders(args.data, args.output, pretrain_steps=args.pretrain_steps,
+                         finetune_steps=args.finetune_steps, batch_size=args.batch_size,
+                         image_size=args.image_size, seed=args.seed)  # fmt: skip
 
 
 if __name__ == "__main__":

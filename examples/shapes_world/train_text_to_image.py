@@ -1,0 +1,365 @@
+"""Train a tiny latent text-to-image model on the shapes world: the stand-in for Stable Diffusion 1.5.
+
+Two stages, then a standard diffusers pipeline folder:
+
+1. a tiny ``AutoencoderKL`` (64x64 RGB -> 16x16x4 latents) trained on the world's images
+   (L1 + MSE reconstruction, a small KL term); its ``scaling_factor`` is set from the latent
+   standard deviation, as SD does;
+2. a tiny ``UNet2DConditionModel`` trained with the DDPM epsilon loss, conditioned on the frozen
+   text encoder's ``last_hidden_state`` of each scene's **short caption** (the summary, which
+   mentions the large object first, like web captions). The condition is replaced by the empty
+   prompt's states 10% of the time, for classifier-free guidance.
+
+The text embeddings are computed once with the pipeline's own ``encode_prompt`` (so training sees
+exactly what inference feeds the UNet) and cached. The result is saved with
+``DeBiasStableDiffusionPipeline.save_pretrained`` (UNet and VAE as float16 safetensors, a
+``DDIMScheduler`` for inference). Any encoder of the same width (32) can be swapped in afterwards,
+such as the 248-position Long-CLIP and DeBias fine-tunes of the same ``clip-77``.
+
+Training checkpoints (``WORK/state.pt``, written atomically) are resumed when the script is run
+again with the same ``--work-dir``; a finished run only re-exports the pipeline.
+
+Usage: python examples/shapes_world/train_text_to_image.py --data DATA --encoder ENCODER --output OUT
+       [--vae-steps 1500] [--unet-steps 6000] [--batch-size 64] [--seed 0] [--quick] [--evaluate]
+``DATA`` is a shapes-world export (``python -m debias_diffusion.shapes_world DATA --scenes 4000``),
+``ENCODER`` a text-encoder folder (e.g. ``clip-77/text_encoder``). ``--quick`` is a smoke run
+(a few hundred scenes, a few dozen steps) that finishes in about two minutes on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from PIL import Image
+from tqdm.auto import tqdm
+
+# SD 1.x noise schedule
+SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+VAE_CONFIG = dict(
+    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 64, 64), layers_per_block=1,
+    down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+    norm_num_groups=16, sample_size=64,
+)  # fmt: skip
+UNET_CONFIG = dict(
+    sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32, 64, 96), layers_per_block=1,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    attention_head_dim=8, norm_num_groups=16,
+)  # fmt: skip
+KL_WEIGHT = 1e-6
+DROP_CONDITION = 0.1
+EMA_DECAY = 0.999
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="shapes-world export (captions.jsonl, images/)")
+    parser.add_argument("--encoder", type=Path, required=True, help="text-encoder folder (CLIPTextModel + tokenizer)")
+    parser.add_argument("--output", type=Path, required=True, help="pipeline folder to write")
+    parser.add_argument("--work-dir", type=Path, help="checkpoints and caches (default: OUTPUT-train)")
+    parser.add_argument("--vae-steps", type=int, default=1500)
+    parser.add_argument("--unet-steps", type=int, default=6000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--vae-lr", type=float, default=1e-3)
+    parser.add_argument("--unet-lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scenes", type=int, help="use only the first N scenes")
+    parser.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--train-only", action="store_true", help="train (and checkpoint) but do not export")
+    parser.add_argument("--evaluate", action="store_true", help="run evaluate_generation.py on the result")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 256 scenes, 60 VAE + 120 UNet steps")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.scenes = args.scenes or 256
+        args.vae_steps, args.unet_steps, args.batch_size = 60, 120, 16
+        args.checkpoint_every = 50
+    args.work_dir = args.work_dir or args.output.with_name(args.output.name + "-train")
+    return args
+
+
+# ---------------------------------------------------------------- data
+
+
+def load_dataset(data: Path, scenes: int | None) -> tuple[torch.Tensor, list[str]]:
+    """Images as uint8 ``(N, 3, 64, 64)`` and their short captions."""
+    rows = [json.loads(line) for line in (data / "captions.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    rows = rows[:scenes] if scenes else rows
+    images = np.stack([np.asarray(Image.open(data / row["image"]).convert("RGB")) for row in rows])
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), [row["short_caption"] for row in rows]
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def encoder_digest(encoder: Path) -> str:
+    weights = sorted(encoder.glob("*.safetensors")) or sorted(encoder.glob("*.bin"))
+    return "-".join(file_digest(path) for path in weights) or str(encoder.resolve())
+
+
+def caption_embeddings(encoder: Path, captions: list[str], cache: Path) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """``(unique caption states, empty prompt states, index of each caption)``; cached by content."""
+    unique = sorted(set(captions))
+    key = hashlib.sha256(("\n".join(unique) + encoder_digest(encoder)).encode()).hexdigest()[:16]
+    if cache.is_file():
+        stored = torch.load(cache, weights_only=True)
+        if stored["key"] == key:
+            print(f"text embeddings: cached ({len(unique)} captions)")
+            lookup = {caption: i for i, caption in enumerate(unique)}
+            return stored["states"].float(), stored["empty"].float(), [lookup[c] for c in captions]
+    pipe = build_pipeline(encoder, vae=AutoencoderKL(**VAE_CONFIG), unet=UNet2DConditionModel(**unet_config(32)))
+    states = []
+    with torch.no_grad():
+        for start in tqdm(range(0, len(unique), 256), desc="text embeddings"):
+            states.append(pipe.encode_prompt(unique[start : start + 256], "cpu", 1, False)[0])
+        empty = pipe.encode_prompt([""], "cpu", 1, False)[0][0]
+    states = torch.cat(states)
+    atomic_torch_save({"key": key, "states": states.half(), "empty": empty.half()}, cache)
+    lookup = {caption: i for i, caption in enumerate(unique)}
+    return states.half().float(), empty.half().float(), [lookup[c] for c in captions]
+
+
+def build_pipeline(encoder: Path, *, vae, unet, scheduler=None):
+    from debias_diffusion import DeBiasStableDiffusionPipeline, load_text_encoder
+
+    loaded = load_text_encoder(str(encoder), with_projection=False)
+    return DeBiasStableDiffusionPipeline(
+        vae=vae, text_encoder=loaded.text_encoder, tokenizer=loaded.tokenizer, unet=unet,
+        scheduler=scheduler or inference_scheduler(), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )  # fmt: skip
+
+
+def unet_config(cross_attention_dim: int) -> dict:
+    return dict(UNET_CONFIG, cross_attention_dim=cross_attention_dim)
+
+
+def inference_scheduler() -> DDIMScheduler:
+    return DDIMScheduler(**SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, scratch)
+    os.replace(scratch, path)
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    return images.float() / 127.5 - 1.0
+
+
+def random_flip(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Horizontal flips: the summary names no positions, so a mirrored scene has the same caption."""
+    flip = torch.rand(batch.shape[0], generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None].to(batch.device), batch.flip(-1), batch)
+
+
+# ---------------------------------------------------------------- stages
+
+
+def train_vae(args, state: dict, images: torch.Tensor, device: torch.device) -> AutoencoderKL:
+    torch.manual_seed(args.seed)
+    vae = AutoencoderKL(**VAE_CONFIG).to(device)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+    if "vae" in state:
+        vae.load_state_dict(state["vae"])
+        if "vae_optimizer" in state:
+            optimizer.load_state_dict(state["vae_optimizer"])
+    step = state.get("vae_step", 0)
+    if step >= args.vae_steps:
+        print(f"VAE: trained ({step} steps), kept")
+        return vae.eval()
+    generator = torch.Generator().manual_seed(args.seed * 1000 + step)
+    vae.train()
+    bar = tqdm(range(step, args.vae_steps), desc="VAE", initial=step, total=args.vae_steps)
+    smoothed = None
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, args.vae_steps, args.vae_lr)
+        index = torch.randint(0, len(images), (args.batch_size,), generator=generator)
+        batch = random_flip(to_unit(images[index]).to(device), generator)
+        posterior = vae.encode(batch).latent_dist
+        reconstruction = vae.decode(posterior.sample()).sample
+        rec = F.l1_loss(reconstruction, batch) + F.mse_loss(reconstruction, batch)
+        kl = posterior.kl().mean() / batch[0].numel()
+        loss = rec + KL_WEIGHT * batch[0].numel() * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        smoothed = rec.item() if smoothed is None else 0.95 * smoothed + 0.05 * rec.item()
+        bar.set_postfix(rec=f"{smoothed:.4f}", kl=f"{kl.item():.3f}")
+        done = step + 1
+        if done % max(1, args.vae_steps // 10) == 0 or done == args.vae_steps:
+            tqdm.write(f"VAE step {done}: reconstruction {smoothed:.4f} (L1+MSE), KL/dim {kl.item():.4f}")
+        if done % args.checkpoint_every == 0 or done == args.vae_steps:
+            state.update(vae=vae.state_dict(), vae_optimizer=optimizer.state_dict(), vae_step=done, vae_loss=smoothed)
+            atomic_torch_save(state, args.work_dir / "state.pt")
+    state.pop("vae_optimizer", None)
+    atomic_torch_save(state, args.work_dir / "state.pt")
+    return vae.eval()
+
+
+@torch.no_grad()
+def encode_latents(vae: AutoencoderKL, images: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means and standard deviations of every image (flipped copies are encoded on the fly)."""
+    means, stds = [], []
+    for start in range(0, len(images), 256):
+        posterior = vae.encode(to_unit(images[start : start + 256]).to(device)).latent_dist
+        means.append(posterior.mean.cpu())
+        stds.append(posterior.std.cpu())
+    return torch.cat(means), torch.cat(stds)
+
+
+def train_unet(args, state, latents, embeddings, device) -> UNet2DConditionModel:
+    means, stds, flipped_means, flipped_stds, scale = latents
+    states, empty, caption_index = embeddings
+    torch.manual_seed(args.seed + 1)
+    unet = UNet2DConditionModel(**unet_config(states.shape[-1])).to(device)
+    ema = UNet2DConditionModel(**unet_config(states.shape[-1])).to(device)
+    ema.load_state_dict(unet.state_dict())
+    ema.requires_grad_(False)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=args.unet_lr, weight_decay=0.01)
+    if "unet" in state:
+        unet.load_state_dict(state["unet"])
+        ema.load_state_dict(state["ema"])
+        if "unet_optimizer" in state:
+            optimizer.load_state_dict(state["unet_optimizer"])
+    step = state.get("unet_step", 0)
+    if step >= args.unet_steps:
+        print(f"UNet: trained ({step} steps), kept")
+        return ema.eval()
+    noise_scheduler = DDPMScheduler(**SCHEDULE)
+    alphas = noise_scheduler.alphas_cumprod.to(device)
+    states, empty = states.to(device), empty.to(device)
+    caption_index = torch.tensor(caption_index)
+    generator = torch.Generator().manual_seed(args.seed * 1000 + 7 + step)
+    unet.train()
+    bar = tqdm(range(step, args.unet_steps), desc="UNet", initial=step, total=args.unet_steps)
+    smoothed = None
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, args.unet_steps, args.unet_lr, warmup=200)
+        index = torch.randint(0, len(means), (args.batch_size,), generator=generator)
+        flip = (torch.rand(args.batch_size, generator=generator) < 0.5)[:, None, None, None]
+        mean = torch.where(flip, flipped_means[index], means[index])
+        std = torch.where(flip, flipped_stds[index], stds[index])
+        x0 = (mean + std * torch.randn(mean.shape, generator=generator)).to(device) * scale
+        noise = torch.randn(x0.shape, generator=generator).to(device)
+        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (args.batch_size,), generator=generator)
+        t = t.to(device)
+        a = alphas[t][:, None, None, None]
+        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        cond = states[caption_index[index].to(device)]
+        drop = (torch.rand(args.batch_size, generator=generator) < DROP_CONDITION).to(device)
+        cond = torch.where(drop[:, None, None], empty.expand_as(cond), cond)
+        prediction = unet(noisy, t, encoder_hidden_states=cond).sample
+        loss = F.mse_loss(prediction, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        decay = min(EMA_DECAY, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), unet.parameters(), strict=True):
+                e.lerp_(p, 1 - decay)
+        smoothed = loss.item() if smoothed is None else 0.98 * smoothed + 0.02 * loss.item()
+        bar.set_postfix(loss=f"{smoothed:.4f}")
+        done = step + 1
+        if done % max(1, args.unet_steps // 20) == 0 or done == args.unet_steps:
+            tqdm.write(f"UNet step {done}: epsilon MSE {smoothed:.4f}")
+        if done % args.checkpoint_every == 0 or done == args.unet_steps:
+            state.update(
+                unet=unet.state_dict(), ema=ema.state_dict(), unet_optimizer=optimizer.state_dict(),
+                unet_step=done, unet_loss=smoothed,
+            )  # fmt: skip
+            atomic_torch_save(state, args.work_dir / "state.pt")
+    state.pop("unet_optimizer", None)
+    state.pop("unet", None)
+    atomic_torch_save(state, args.work_dir / "state.pt")
+    return ema.eval()
+
+
+def export(args, vae: AutoencoderKL, unet: UNet2DConditionModel, scale: float) -> None:
+    from debias_diffusion.atomic_io import atomic_directory
+
+    vae.register_to_config(scaling_factor=scale)
+    pipe = build_pipeline(args.encoder, vae=vae.cpu().half(), unet=unet.cpu().half())
+    with atomic_directory(args.output, overwrite=True) as scratch:
+        pipe.save_pretrained(scratch, safe_serialization=True)
+    size = sum(path.stat().st_size for path in args.output.rglob("*") if path.is_file())
+    parts = {
+        name: sum(p.stat().st_size for p in (args.output / name).rglob("*") if p.is_file()) for name in ("unet", "vae")
+    }
+    print(f"saved {args.output} ({size / 1e6:.1f} MB; unet {parts['unet'] / 1e6:.2f} MB, vae {parts['vae'] / 1e6:.2f} MB)")
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))  # fmt: skip
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    started = time.perf_counter()
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    images, captions = load_dataset(args.data, args.scenes)
+    print(f"{len(images)} scenes from {args.data}; device {device}")
+    state_file = args.work_dir / "state.pt"
+    state = torch.load(state_file, weights_only=False) if state_file.is_file() else {}
+    if state:
+        print(f"resuming from {state_file}: VAE step {state.get('vae_step', 0)}, UNet step {state.get('unet_step', 0)}")
+    embeddings = caption_embeddings(args.encoder, captions, args.work_dir / "embeddings.pt")
+
+    vae = train_vae(args, state, images, device)
+    means, stds = encode_latents(vae, images, device)
+    flipped_means, flipped_stds = encode_latents(vae, images.flip(-1), device)
+    scale = float(1.0 / means.std())
+    print(f"latents {tuple(means.shape[1:])}: std {means.std().item():.3f} -> scaling_factor {scale:.4f}")
+    unet = train_unet(args, state, (means, stds, flipped_means, flipped_stds, scale), embeddings, device)
+    minutes = (time.perf_counter() - started) / 60
+    summary = {
+        "vae_steps": state.get("vae_step"), "vae_reconstruction_loss": state.get("vae_loss"),
+        "unet_steps": state.get("unet_step"), "unet_epsilon_mse": state.get("unet_loss"),
+        "scaling_factor": scale, "minutes_this_run": round(minutes, 2), "device": str(device),
+    }  # fmt: skip
+    print(json.dumps(summary))
+    if args.train_only:
+        return
+    export(args, vae, unet, scale)
+    (args.work_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if args.evaluate:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from evaluate_generation import main as evaluate
+
+        evaluate(["--pipeline", str(args.output), "--threads", str(args.threads)] + (["--quick"] if args.quick else []))
+
+
+if __name__ == "__main__":
+    main()
