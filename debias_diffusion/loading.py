@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import CLIPTextModel, CLIPTextModelWithProjection
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from .conversion.hf_models import HFTextEncoder, build_text_encoder
 from .conversion.sources import OPEN_CLIP_PREFIX, ClipSource, read_clip_source
@@ -116,6 +116,10 @@ def _from_pretrained(repo: str, subfolder, config: dict, with_projection, **kwar
     want_projection = has_projection if with_projection is None else with_projection
     cls = CLIPTextModelWithProjection if want_projection else CLIPTextModel
     try:
+        if want_projection and "text_config" in config:  # a CLIPModel folder: its projection width is top-level
+            text_config = CLIPTextConfig.from_pretrained(repo, subfolder=subfolder or "", **kwargs)
+            text_config.projection_dim = config.get("projection_dim", text_config.projection_dim)
+            kwargs = {**kwargs, "config": text_config}
         if has_projection and not want_projection:
             with quiet_transformers():  # dropping the projection is intended, not worth a report
                 return cls.from_pretrained(repo, subfolder=subfolder or "", **kwargs)

@@ -112,3 +112,25 @@ def test_hub_ids_load_from_the_cache_when_offline(long_clip_folder, tmp_path, mo
         with torch.no_grad():
             out = loaded.text_encoder(input_ids=ids).last_hidden_state
         torch.testing.assert_close(out, open_clip_text_outputs(reference, ids)["last"], atol=1e-5, rtol=0)
+
+
+def test_clip_model_folder_with_its_own_projection_width(tmp_path):
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=24,  # text_config.projection_dim keeps its default (512)
+    )  # fmt: skip
+    clip = CLIPModel(config).eval()
+    clip.save_pretrained(tmp_path / "clip")
+    loaded = load_text_encoder(tmp_path / "clip")
+    assert isinstance(loaded.text_encoder, CLIPTextModelWithProjection)
+    assert torch.equal(loaded.text_encoder.text_projection.weight, clip.text_projection.weight)
+    ids = torch.tensor([[49406, 320, 1125, 49407]])
+    with torch.no_grad():
+        expected = clip.text_projection(clip.text_model(input_ids=ids).pooler_output)
+        assert torch.allclose(loaded.text_encoder(input_ids=ids).text_embeds, expected, atol=1e-6)
+    assert isinstance(load_text_encoder(tmp_path / "clip", with_projection=False).text_encoder, CLIPTextModel)
