@@ -60,8 +60,8 @@ def object_sets(count: int, objects: int) -> list[list[str]]:
 
 
 def load_pipe(models: Path, encoder: str) -> DeBiasStableDiffusionPipeline:
-    kwargs = {} if encoder == "clip-77" else {"text_encoder": str(models / encoder / "text_encoder")}
-    pipe = DeBiasStableDiffusionPipeline.from_pretrained(models / "pipeline", **kwargs)
+    kwargs = {} if encoder == "clip-77" else {"text_encoder": str(models / encoder)}  # a CLIPModel folder
+    pipe = DeBiasStableDiffusionPipeline.from_pretrained(models / "pipeline", torch_dtype=torch.float32, **kwargs)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -81,7 +81,7 @@ def main() -> None:
 
     print("[1/4] retrieval in the world, with the DeBias paper's probes")
     eval_set = world_eval_set(output, 60 if args.quick else 300)
-    clips = {label: str(models / name / "clip") for label, name in ENCODERS.items()}
+    clips = {label: str(models / name) for label, name in ENCODERS.items()}
     retrieval = evaluate(clips, [eval_set], PROBES, batch_size=64, num_workers=0, output_dir=output / "retrieval",
                          progress=False)  # fmt: skip
 

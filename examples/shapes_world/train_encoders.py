@@ -30,7 +30,7 @@ from train_encoder.trainer import train
 TEXT = dict(hidden_size=32, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4)
 VISION = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4, patch_size=8)
 COMMON = dict(logit_scale=10.0, lr=1e-3, weight_decay=0.1, warmup_steps=50, lr_schedule="cosine", epochs=1000,
-              num_workers=0, checkpoint_every=0, keep_checkpoints=1, log_every=50, random_crop=False)  # fmt: skip
+              num_workers=0, checkpoint_every=100, keep_checkpoints=1, log_every=50, random_crop=False)  # fmt: skip
 
 
 def random_clip(image_size: int, seed: int) -> CLIPModel:

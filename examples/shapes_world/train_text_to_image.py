@@ -78,14 +78,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--max-minutes", type=float, help="stop UNet training (checkpointed) after this long")
+    parser.add_argument("--embeddings-only", action="store_true", help="only compute the text-embedding cache")
     parser.add_argument("--train-only", action="store_true", help="train (and checkpoint) but do not export")
     parser.add_argument("--evaluate", action="store_true", help="run evaluate_generation.py on the result")
     parser.add_argument("--quick", action="store_true", help="smoke run: 256 scenes, 60 VAE + 120 UNet steps")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.scenes = args.scenes or 256
-        args.vae_steps, args.unet_steps, args.batch_size = 60, 120, 16
-        args.checkpoint_every = 50
+    if args.quick:  # defaults for a smoke run; explicit options still win
+        defaults = dict(scenes=256, vae_steps=40, unet_steps=100, batch_size=16, checkpoint_every=50)
+        for name, value in defaults.items():
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
     args.work_dir = args.work_dir or args.output.with_name(args.output.name + "-train")
     return args
 
@@ -245,9 +248,10 @@ def train_unet(args, state, latents, embeddings, device) -> UNet2DConditionModel
     ema.load_state_dict(unet.state_dict())
     ema.requires_grad_(False)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.unet_lr, weight_decay=0.01)
+    if "ema" in state:
+        ema.load_state_dict(state["ema"])
     if "unet" in state:
         unet.load_state_dict(state["unet"])
-        ema.load_state_dict(state["ema"])
         if "unet_optimizer" in state:
             optimizer.load_state_dict(state["unet_optimizer"])
     step = state.get("unet_step", 0)
@@ -262,9 +266,18 @@ def train_unet(args, state, latents, embeddings, device) -> UNet2DConditionModel
     unet.train()
     bar = tqdm(range(step, args.unet_steps), desc="UNet", initial=step, total=args.unet_steps)
     smoothed = None
+    # --max-minutes: a time budget; the learning-rate schedule follows whichever of steps and time runs out first
+    budget = 60 * args.max_minutes if args.max_minutes else math.inf
+    begun, first = time.perf_counter(), step
     for step in bar:
+        elapsed = time.perf_counter() - begun
+        if elapsed > budget:
+            tqdm.write(f"UNet: --max-minutes reached at step {step}: training ends there")
+            args.unet_steps = step
+            break
+        progress = max(step / args.unet_steps, first / args.unet_steps + elapsed / budget)
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, args.unet_steps, args.unet_lr, warmup=200)
+            group["lr"] = lr_at(round(progress * args.unet_steps), args.unet_steps, args.unet_lr, warmup=200)
         index = torch.randint(0, len(means), (args.batch_size,), generator=generator)
         flip = (torch.rand(args.batch_size, generator=generator) < 0.5)[:, None, None, None]
         mean = torch.where(flip, flipped_means[index], means[index])
@@ -299,9 +312,11 @@ def train_unet(args, state, latents, embeddings, device) -> UNet2DConditionModel
                 unet_step=done, unet_loss=smoothed,
             )  # fmt: skip
             atomic_torch_save(state, args.work_dir / "state.pt")
-    state.pop("unet_optimizer", None)
-    state.pop("unet", None)
-    atomic_torch_save(state, args.work_dir / "state.pt")
+    if step + 1 >= args.unet_steps or args.unet_steps == step:  # finished: drop what only resuming needs
+        state.update(ema=ema.state_dict(), unet_step=args.unet_steps, unet_loss=smoothed)
+        state.pop("unet_optimizer", None)
+        state.pop("unet", None)
+        atomic_torch_save(state, args.work_dir / "state.pt")
     return ema.eval()
 
 
@@ -316,7 +331,9 @@ def export(args, vae: AutoencoderKL, unet: UNet2DConditionModel, scale: float) -
     parts = {
         name: sum(p.stat().st_size for p in (args.output / name).rglob("*") if p.is_file()) for name in ("unet", "vae")
     }
-    print(f"saved {args.output} ({size / 1e6:.1f} MB; unet {parts['unet'] / 1e6:.2f} MB, vae {parts['vae'] / 1e6:.2f} MB)")
+    print(
+        f"saved {args.output} ({size / 1e6:.1f} MB; unet {parts['unet'] / 1e6:.2f} MB, vae {parts['vae'] / 1e6:.2f} MB)"
+    )
 
 
 def main(argv=None) -> None:
@@ -332,10 +349,12 @@ def main(argv=None) -> None:
     images, captions = load_dataset(args.data, args.scenes)
     print(f"{len(images)} scenes from {args.data}; device {device}")
     state_file = args.work_dir / "state.pt"
-    state = torch.load(state_file, weights_only=False) if state_file.is_file() else {}
+    state = torch.load(state_file, map_location="cpu", weights_only=False) if state_file.is_file() else {}
     if state:
         print(f"resuming from {state_file}: VAE step {state.get('vae_step', 0)}, UNet step {state.get('unet_step', 0)}")
     embeddings = caption_embeddings(args.encoder, captions, args.work_dir / "embeddings.pt")
+    if args.embeddings_only:
+        return
 
     vae = train_vae(args, state, images, device)
     means, stds = encode_latents(vae, images, device)
