@@ -179,7 +179,16 @@ def test_gather_is_the_identity_without_a_process_group():
     assert features.grad is not None
 
 
-def _gather_worker(rank: int, sizes: list[int], init_file: str, images: torch.Tensor, texts: torch.Tensor, out) -> None:
+def _loss_of(which: str, image: torch.Tensor, text: torch.Tensor, *, gather: bool = True) -> torch.Tensor:
+    if which == "contrastive":
+        return contrastive_loss(image, text, 10.0, gather=gather)
+    # two-caption loss: short captions = the texts reversed in width; PCA of 2 components over the global batch
+    return two_caption_loss(image, text, text.flip(-1), 10.0, short_weight=0.3, pca_components=2, gather=gather).total
+
+
+def _gather_worker(
+    rank: int, sizes: list[int], init_file: str, images: torch.Tensor, texts: torch.Tensor, out, which: str
+) -> None:
     torch.set_num_threads(1)  # a forked child must not reuse the parent's OpenMP pool (it hangs)
     world, timeout = len(sizes), datetime.timedelta(seconds=30)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=timeout)
@@ -187,7 +196,7 @@ def _gather_worker(rank: int, sizes: list[int], init_file: str, images: torch.Te
         start = sum(sizes[:rank])
         image = images[start : start + sizes[rank]].clone().requires_grad_()
         text = texts[start : start + sizes[rank]].clone().requires_grad_()
-        loss = contrastive_loss(image, text, 10.0)
+        loss = _loss_of(which, image, text)
         # DDP averages gradients over processes; weighting by the local share makes that the global mean.
         (loss * sizes[rank] / sum(sizes) * world).backward()
         out.put((rank, loss.item(), image.grad.tolist(), text.grad.tolist()))  # no shared-memory tensors
@@ -196,15 +205,16 @@ def _gather_worker(rank: int, sizes: list[int], init_file: str, images: torch.Te
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="forks two gloo processes")
+@pytest.mark.parametrize("which", ["contrastive", "two_caption"])
 @pytest.mark.parametrize("sizes", [[4, 4], [5, 3], [6, 0]], ids=["equal", "unequal", "empty-rank"])
-def test_gather_with_grad_across_two_processes_equals_the_global_loss(tmp_path, sizes):
+def test_gather_with_grad_across_two_processes_equals_the_global_loss(tmp_path, sizes, which):
     world, total = len(sizes), sum(sizes)
     images = F.normalize(torch.randn(total, 6, generator=torch.Generator().manual_seed(0)), dim=-1)
     texts = F.normalize(images + 0.3 * torch.randn(total, 6, generator=torch.Generator().manual_seed(1)), dim=-1)
     context = mp.get_context("fork")  # spawn would re-import torch in each child (seconds)
     out = context.Queue()
     processes = [
-        context.Process(target=_gather_worker, args=(rank, sizes, str(tmp_path / "init"), images, texts, out))
+        context.Process(target=_gather_worker, args=(rank, sizes, str(tmp_path / "init"), images, texts, out, which))
         for rank in range(world)
     ]
     for process in processes:
@@ -219,7 +229,7 @@ def test_gather_with_grad_across_two_processes_equals_the_global_loss(tmp_path, 
     assert [process.exitcode for process in processes] == [0] * world
 
     image, text = images.clone().requires_grad_(), texts.clone().requires_grad_()
-    global_loss = contrastive_loss(image, text, 10.0, gather=False)
+    global_loss = _loss_of(which, image, text, gather=False)
     global_loss.backward()
     # Labels offset by the lower ranks' rows: the share-weighted local losses add up to the global
     # loss. all_gather's backward sums every process's loss into each slice, which DDP then averages.

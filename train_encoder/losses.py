@@ -186,8 +186,8 @@ def two_caption_loss(
 
     All features are L2-normalised here. Long branch: long captions vs image features. Short
     branch: short captions vs ``primary_components(image, pca_components)`` (``None``: the image
-    features themselves). The PCA runs over each process's local batch before gathering, as in
-    Long-CLIP.
+    features themselves). The PCA runs over the global batch (all processes' image features, gathered
+    with gradient; on one process, the local batch), not per process as Long-CLIP's code does.
     """
     if not 0.0 <= short_weight <= 1.0:
         raise ValueError(f"short_weight (λ) must lie in [0, 1], got {short_weight}")
@@ -196,7 +196,11 @@ def two_caption_loss(
     images = F.normalize(image_features, dim=-1)
     long_texts = F.normalize(long_text_features, dim=-1)
     short_texts = F.normalize(short_text_features, dim=-1)
-    short_images = images if pca_components is None else primary_components(images, pca_components)
+    short_images = images
+    if pca_components is not None:
+        # the PCA basis comes from the global batch (every process's rows, with gradient); each process keeps its rows
+        everything, offset = _gather(images) if gather else (images, 0)
+        short_images = primary_components(everything, pca_components)[offset : offset + images.shape[0]]
     loss_long = contrastive_loss(images, long_texts, logit_scale, label_smoothing=label_smoothing, gather=gather)
     loss_short = contrastive_loss(
         short_images, short_texts, logit_scale, label_smoothing=label_smoothing, gather=gather
