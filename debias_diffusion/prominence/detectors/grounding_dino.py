@@ -30,7 +30,7 @@ from ...errors import DetectorError
 from ..measurement import Box, ObjectMeasurement
 from .boxes import absent, centre_to_corners, centres_inside, clip_box, detected
 from .inputs import batches, checked_batch_size, checked_inputs, checked_threshold
-from .pretrained import load_model, load_pretrained, model_id, model_placement
+from .pretrained import PretrainedParts, built_model_placement
 from .sam import SamMasker
 
 DEFAULT_GROUNDING_DINO_MODEL = "IDEA-Research/grounding-dino-base"
@@ -40,10 +40,11 @@ PROMPT_FORM = "labels lower-cased, joined with '. ', ending with '.'"
 _SEPARATORS = (".", "?")  # Grounding DINO splits its prompt into phrases at these tokens
 
 
-class GroundingDinoDetector:
+class GroundingDinoDetector(PretrainedParts):
     """Measures labels with Grounding DINO; see the module docstring for how boxes become labels."""
 
     name = "grounding-dino"
+    model_class, processor_class, what = "GroundingDinoForObjectDetection", "GroundingDinoProcessor", "Grounding DINO"
 
     def __init__(
         self,
@@ -56,15 +57,11 @@ class GroundingDinoDetector:
         batch_size: int = 4,
         masks: SamMasker | None = None,
     ) -> None:
-        self.model_name = model
+        self._set_parts(model, device, dtype)
         self.box_threshold = checked_threshold("box_threshold", box_threshold)
         self.text_threshold = checked_threshold("text_threshold", text_threshold)
-        self.device = torch.device(device)
-        self.dtype = dtype
         self.batch_size = checked_batch_size(batch_size)
         self.masker = masks
-        self._model: Any = None
-        self._processor: Any = None
 
     @classmethod
     def from_components(
@@ -79,31 +76,11 @@ class GroundingDinoDetector:
         masks: SamMasker | None = None,
     ) -> GroundingDinoDetector:
         """Wrap a built ``GroundingDinoForObjectDetection`` and ``GroundingDinoProcessor`` (used as they are)."""
-        device, dtype = model_placement(model)
+        placement = built_model_placement(model, model_name)
         detector = cls(
-            model_id(model, model_name),
-            box_threshold,
-            text_threshold,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-            masks=masks,
+            **placement, box_threshold=box_threshold, text_threshold=text_threshold, batch_size=batch_size, masks=masks
         )
-        detector._model, detector._processor = model.eval(), processor
-        return detector
-
-    def load(self) -> GroundingDinoDetector:
-        """Load the model and processor now (``ModelNotFoundError`` when missing offline)."""
-        if self._model is None:
-            from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
-
-            self._processor = load_pretrained(GroundingDinoProcessor, self.model_name, "Grounding DINO processor")
-            self._model = load_model(
-                GroundingDinoForObjectDetection, self.model_name, "Grounding DINO model", self.device, self.dtype
-            )
-        if self.masker is not None:
-            self.masker.load()
-        return self
+        return detector._adopt(model, processor)
 
     def settings(self) -> dict[str, Any]:
         return {

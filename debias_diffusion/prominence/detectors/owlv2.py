@@ -13,7 +13,7 @@ from ...errors import DetectorError
 from ..measurement import Box, ObjectMeasurement
 from .boxes import absent, centre_to_corners, centres_inside, clip_box, detected
 from .inputs import batches, checked_batch_size, checked_inputs, checked_threshold
-from .pretrained import load_model, load_pretrained, model_id, model_placement
+from .pretrained import PretrainedParts, built_model_placement
 from .sam import SamMasker
 
 DEFAULT_OWLV2_MODEL = "google/owlv2-base-patch16-ensemble"
@@ -23,7 +23,7 @@ DEFAULT_QUERY_TEMPLATE = "a photo of a {label}"
 """OWL-ViT's prompt form (its paper and the transformers examples query "a photo of a cat")."""
 
 
-class Owlv2Detector:
+class Owlv2Detector(PretrainedParts):
     """Measures each label with its own OWLv2 text query.
 
     The query for label ``L`` is ``query_template.format(label=L)`` (default "a photo of a red
@@ -36,6 +36,7 @@ class Owlv2Detector:
     """
 
     name = "owlv2"
+    model_class, processor_class, what = "Owlv2ForObjectDetection", "Owlv2Processor", "OWLv2"
 
     def __init__(
         self,
@@ -50,15 +51,11 @@ class Owlv2Detector:
     ) -> None:
         if "{label}" not in query_template:
             raise DetectorError(f"query_template must contain '{{label}}', got {query_template!r}")
-        self.model_name = model
+        self._set_parts(model, device, dtype)
         self.threshold = checked_threshold("threshold", threshold)
-        self.device = torch.device(device)
-        self.dtype = dtype
         self.batch_size = checked_batch_size(batch_size)
         self.masker = masks
         self.query_template = query_template
-        self._model: Any = None
-        self._processor: Any = None
 
     @classmethod
     def from_components(
@@ -73,29 +70,11 @@ class Owlv2Detector:
         query_template: str = DEFAULT_QUERY_TEMPLATE,
     ) -> Owlv2Detector:
         """Wrap a built ``Owlv2ForObjectDetection`` and ``Owlv2Processor`` (used where it is, in its dtype)."""
-        device, dtype = model_placement(model)
+        placement = built_model_placement(model, model_name)
         detector = cls(
-            model_id(model, model_name),
-            threshold,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-            masks=masks,
-            query_template=query_template,
+            **placement, threshold=threshold, batch_size=batch_size, masks=masks, query_template=query_template
         )
-        detector._model, detector._processor = model.eval(), processor
-        return detector
-
-    def load(self) -> Owlv2Detector:
-        """Load the model and processor now (``ModelNotFoundError`` when missing offline)."""
-        if self._model is None:
-            from transformers import Owlv2ForObjectDetection, Owlv2Processor
-
-            self._processor = load_pretrained(Owlv2Processor, self.model_name, "OWLv2 processor")
-            self._model = load_model(Owlv2ForObjectDetection, self.model_name, "OWLv2 model", self.device, self.dtype)
-        if self.masker is not None:
-            self.masker.load()
-        return self
+        return detector._adopt(model, processor)
 
     def settings(self) -> dict[str, Any]:
         return {

@@ -10,17 +10,19 @@ import torch
 from PIL import Image
 
 from ..measurement import Box
-from .pretrained import load_model, load_pretrained, model_id, model_placement
+from .pretrained import PretrainedParts, built_model_placement
 
 DEFAULT_SAM_MODEL = "facebook/sam-vit-base"
 
 
-class SamMasker:
+class SamMasker(PretrainedParts):
     """One binary mask per box prompt: SAM's single-mask output (``multimask_output=False``), as Grounded-SAM.
 
     The mask is SAM's, not clipped to the box; ``mask_threshold`` (0.0, SAM's own) binarises the
     upscaled mask logits. Loads lazily on the first call (or :meth:`load`).
     """
+
+    model_class, processor_class, what = "SamModel", "SamProcessor", "SAM"
 
     def __init__(
         self,
@@ -30,31 +32,15 @@ class SamMasker:
         dtype: torch.dtype = torch.float32,
         mask_threshold: float = 0.0,
     ) -> None:
-        self.model_name = model
-        self.device = torch.device(device)
-        self.dtype = dtype
+        self._set_parts(model, device, dtype)
         self.mask_threshold = float(mask_threshold)
-        self._model: Any = None
-        self._processor: Any = None
 
     @classmethod
     def from_components(
         cls, model: Any, processor: Any, *, model_name: str | None = None, mask_threshold: float = 0.0
     ) -> SamMasker:
         """Wrap an already built ``SamModel`` and ``SamProcessor`` (used where it is, in its dtype)."""
-        device, dtype = model_placement(model)
-        masker = cls(model_id(model, model_name), device=device, dtype=dtype, mask_threshold=mask_threshold)
-        masker._model, masker._processor = model.eval(), processor
-        return masker
-
-    def load(self) -> SamMasker:
-        """Load the model and processor now (``ModelNotFoundError`` when missing offline)."""
-        if self._model is None:
-            from transformers import SamModel, SamProcessor
-
-            self._processor = load_pretrained(SamProcessor, self.model_name, "SAM processor")
-            self._model = load_model(SamModel, self.model_name, "SAM model", self.device, self.dtype)
-        return self
+        return cls(**built_model_placement(model, model_name), mask_threshold=mask_threshold)._adopt(model, processor)
 
     def settings(self) -> dict[str, Any]:
         return {
