@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ..articles import with_article
 from ..errors import ProminenceDataError
 
 __all__ = [
@@ -35,7 +36,6 @@ __all__ = [
     "get_template",
     "orderings",
     "read_object_sets",
-    "with_article",
 ]
 
 
@@ -50,11 +50,6 @@ class ObjectSet:
             raise ProminenceDataError(f"an object set needs at least 2 objects, got {list(self.objects)}")
         if len(set(self.objects)) != len(self.objects):
             raise ProminenceDataError(f"an object set names an object twice: {list(self.objects)}")
-
-
-def with_article(phrase: str) -> str:
-    """``"a cat"``, ``"an orange cube"``."""
-    return f"{'an' if phrase[:1].lower() in 'aeiou' else 'a'} {phrase}"
 
 
 @dataclass(frozen=True)

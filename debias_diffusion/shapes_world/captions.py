@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from ..articles import with_article
 from ..errors import ShapesWorldError
-from ..prominence.prompts import with_article
 from .scenes import ORDER_STREAM, PHRASING_STREAM, Scene, scene_rng
 
 __all__ = [

@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from ..articles import indefinite_article, with_article
 from ..errors import ProbeConfigError
-from .vocabulary import Vocabulary, indefinite_article
+from .vocabulary import Vocabulary
 
 __all__ = [
     "CAPTION_STYLES",
@@ -76,7 +77,7 @@ def sample_object_sets(vocabulary_size: int, num_objects: int, count: int, *, se
 
 def object_phrase(name: str, *, articles: bool = False) -> str:
     """``name``, or ``"a name"`` / ``"an name"`` with ``articles``."""
-    return f"{indefinite_article(name)} {name}" if articles else name
+    return with_article(name) if articles else name
 
 
 def short_caption(names: Sequence[str], *, articles: bool = False) -> str:

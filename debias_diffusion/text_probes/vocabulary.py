@@ -24,7 +24,6 @@ __all__ = [
     "SHAPE_NAMES",
     "Vocabulary",
     "coco_vocabulary",
-    "indefinite_article",
     "make_vocabulary",
     "read_vocabulary",
     "resolve_vocabulary",
@@ -150,8 +149,3 @@ def resolve_vocabulary(spec: str | Path | Vocabulary | Sequence[str]) -> Vocabul
             f"{'/'.join(VOCABULARY_SUFFIXES)} file"
         )
     return make_vocabulary("custom", list(spec))
-
-
-def indefinite_article(name: str) -> str:
-    """``"an"`` before a vowel letter, else ``"a"`` (a spelling rule: "a unicorn" gets "an")."""
-    return "an" if name[:1].lower() in "aeiou" else "a"
