@@ -31,7 +31,7 @@ import torch
 from debias_diffusion import DeBiasStableDiffusionPipeline
 from debias_diffusion.atomic_io import atomic_write_json, atomic_write_text
 from debias_diffusion.prominence.detectors import ColourDetector
-from debias_diffusion.prominence.metrics import compare_models
+from debias_diffusion.prominence.metrics import compare_models, records_by_image
 from debias_diffusion.prominence.runner import GenerationOptions, evaluate_prominence
 from debias_diffusion.shapes_world import SceneConfig, export_dataset, sample_scene
 from train_encoder.evaluation import EvalSet, evaluate, text_drift
@@ -113,18 +113,13 @@ def main() -> None:
 
 
 def generation_quality(records) -> dict[str, dict[str, float]]:
-    """Per model and set size: share of images with every requested object detected, and per-object presence."""
-    images: dict[tuple, list] = {}
-    for record in records:
-        images.setdefault(record.image_key, []).append(record)
+    """Per model and set size: images, images with every requested object detected, and that share."""
     out: dict[str, dict[str, float]] = {}
-    for key, members in images.items():
+    for key, members in records_by_image(records).items():
         stats = out.setdefault(key[0], {})
         size = f"{len(members)}-object"
-        stats.setdefault(f"{size} images", 0)
-        stats.setdefault(f"{size} all detected", 0)
-        stats[f"{size} images"] += 1
-        stats[f"{size} all detected"] += all(r.present for r in members)
+        stats[f"{size} images"] = stats.get(f"{size} images", 0) + 1
+        stats[f"{size} all detected"] = stats.get(f"{size} all detected", 0) + all(r.present for r in members)
     for stats in out.values():
         for size in ("2-object", "3-object"):
             if stats.get(f"{size} images"):
