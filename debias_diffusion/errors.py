@@ -49,3 +49,7 @@ class UsageError(DebiasDiffusionError, ValueError):
 
 class ShapesWorldError(DebiasDiffusionError, ValueError):
     """A shapes-world setting is invalid (counts, sizes, colours, resolution), or an export folder does not match."""
+
+
+class BadImageError(DebiasDiffusionError, ValueError):
+    """An image file is missing, truncated or undecodable: the message names the file."""

@@ -6,15 +6,13 @@ import json
 from pathlib import Path
 
 from ..atomic_io import atomic_directory
+from ..probing.tables import markdown_table as _table
+from ..probing.tables import percent as _percent
 from .results import EncoderProbeResult, TextProbeResults
 
 __all__ = ["REPORT_FILES", "markdown_table", "markdown_report", "write_report"]
 
 REPORT_FILES = ("results.json", "table.md", "captions.jsonl")
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
 
 
 def _rows(encoder: EncoderProbeResult, n: int) -> list[list[str]]:
@@ -33,10 +31,8 @@ def markdown_table(results: TextProbeResults) -> str:
     """Rows encoder x probe (TOR, TOC), columns object positions 1..n, in percent."""
     n = results.settings.num_objects
     header = ["Encoder", "Probe", *(f"Obj {k}" for k in range(1, n + 1)), "Details"]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---", "---", *["---:"] * n, "---"]) + " |"]
-    for encoder in results.encoders:
-        lines += ["| " + " | ".join(row) + " |" for row in _rows(encoder, n)]
-    return "\n".join(lines) + "\n"
+    rows = [row for encoder in results.encoders for row in _rows(encoder, n)]
+    return _table(header, rows, numeric=range(2, 2 + n))
 
 
 def markdown_report(results: TextProbeResults) -> str:

@@ -11,9 +11,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import OutputExistsError, ProbeConfigError
+from ..errors import ProbeConfigError
 from ..loading import LoadedTextEncoder, load_text_encoder
 from ..pipeline_components import ENCODER_ALIASES
+from ..probing.outputs import check_output_dir
 from .captions import CAPTION_STYLES, Caption, CaptionStyle, build_captions, object_phrase
 from .classification import split_indices, toc_probe
 from .embedding import LONG_TEXT_POLICIES, LongTextPolicy, embed_texts
@@ -82,7 +83,7 @@ def probe_text(
     except ValueError as err:
         raise ProbeConfigError(f"cannot split the captions for the classification probe: {err}") from err
     if output_dir is not None:
-        _check_output(Path(output_dir), overwrite)
+        check_output_dir(output_dir, overwrite)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
 
     settings = ProbeSettings(
@@ -121,7 +122,7 @@ def _probe_one(
     tor = tor_probe(texts.embeddings, objects.embeddings, caption_objects)
     toc = toc_probe(
         texts.embeddings, caption_objects, len(vocabulary), test_fraction=settings.test_fraction,
-        seed=settings.seed, l2=settings.l2, progress=progress,
+        seed=settings.seed, l2=settings.l2, progress=progress, desc="TOC probes",
     )  # fmt: skip
     result = EncoderProbeResult(
         name=name, source=encoder.source, context_length=texts.context_length, projected=texts.projected,
@@ -141,9 +142,3 @@ def _load(source: EncoderSource) -> LoadedTextEncoder:
     if isinstance(source, (str, os.PathLike)):
         source = ENCODER_ALIASES.get(str(source).lower(), source)
     return load_text_encoder(source)
-
-
-def _check_output(output_dir: Path, overwrite: bool) -> None:
-    """Fail before hours of encoding, not after: the same check ``atomic_directory`` makes."""
-    if output_dir.exists() and not overwrite and (output_dir.is_file() or any(output_dir.iterdir())):
-        raise OutputExistsError(f"{output_dir} already exists and is not empty; pass overwrite=True / --overwrite")

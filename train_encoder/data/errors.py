@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from debias_diffusion.errors import BadImageError as _AnyBadImageError
 from debias_diffusion.errors import DebiasDiffusionError
 
 
@@ -17,7 +18,7 @@ class DataFileNotFoundError(DataError, FileNotFoundError):
     """An annotation file, image root or tar shard does not exist."""
 
 
-class BadImageError(DataError, ValueError):
+class BadImageError(DataError, _AnyBadImageError):
     """An image is missing, truncated or undecodable. Datasets count and skip these; they never end a run."""
 
 

@@ -1,9 +1,7 @@
-"""Encode captions and images with a CLIPModel in batches (L2-normalised), with an on-disk cache.
+"""Encode an eval set's captions and images (L2-normalised), with an on-disk cache.
 
-Captions are tokenised with the real CLIP BPE tokenizer at the model's context length (77 or
-248), truncated with EOT kept, and padded with ``"!"`` (id 0, like open_clip) to the longest
-caption of each batch; captions are batched longest first so padding stays small (CLIP's causal
-mask and EOT pooling make the padding length irrelevant to the result).
+The encoding itself (tokenisation, batching, pooling) is :mod:`debias_diffusion.clip_embedding`;
+image files are opened with the training data's ``load_image``.
 
 Cache entries are safetensors files keyed by (model identity, dataset, caption variant, kind,
 context length) plus a hash of the exact captions or image files, so any change is a miss.
@@ -20,19 +18,17 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
-from tqdm.auto import tqdm
 
-from debias_diffusion.tokenization import build_clip_tokenizer
+from debias_diffusion import clip_embedding
+from debias_diffusion.clip_embedding import PAD_TOKEN, encode_texts, tokenize_captions
 
-from ..data.images import image_transform, load_image
+from ..data.images import load_image
 from .datasets import EvalSet
 from .models import LoadedCLIP
 
@@ -50,46 +46,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PAD_TOKEN = "!"
 TENSOR_NAME = "embeddings"
 
 
-@functools.lru_cache(maxsize=4)
-def _tokenizer(context_length: int):
-    return build_clip_tokenizer(model_max_length=context_length, pad_token=PAD_TOKEN)
-
-
-def tokenize_captions(captions: Sequence[str], context_length: int) -> list[list[int]]:
-    """Token ids ``[SOT, ..., EOT]`` per caption, truncated to ``context_length`` with EOT kept."""
-    encoded = _tokenizer(context_length)(list(captions), truncation=True, max_length=context_length, padding=False)
-    return encoded["input_ids"]
-
-
-@torch.no_grad()
-def encode_texts(
-    clip: LoadedCLIP,
-    captions: Sequence[str],
-    *,
-    batch_size: int = 64,
-    progress: bool = True,
-    desc: str = "texts",
-) -> torch.Tensor:
-    """``[len(captions), D]`` float32 CPU tensor of L2-normalised text embeddings."""
-    model, device = clip.model, _device(clip)
-    ids = tokenize_captions(captions, clip.context_length)
-    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-    pad_id = _tokenizer(clip.context_length).pad_token_id
-    out = torch.empty(len(ids), model.config.projection_dim)
-    for batch in tqdm(_batches(order, batch_size), desc=desc, disable=not progress):
-        tokens = torch.full((len(batch), len(ids[batch[0]])), pad_id, dtype=torch.long)
-        for row, index in enumerate(batch):
-            tokens[row, : len(ids[index])] = torch.tensor(ids[index])
-        features = _pooled(model.get_text_features(input_ids=tokens.to(device)))
-        out[batch] = F.normalize(features.float(), dim=-1).cpu()
-    return out
-
-
-@torch.no_grad()
 def encode_images(
     clip: LoadedCLIP,
     image_paths: Sequence[str | Path],
@@ -99,31 +58,11 @@ def encode_images(
     progress: bool = True,
     desc: str = "images",
 ) -> torch.Tensor:
-    """``[len(image_paths), D]`` float32 CPU tensor of L2-normalised image embeddings.
-
-    Images are decoded on ``num_workers`` threads, one batch ahead of the model.
-    """
-    model, device = clip.model, _device(clip)
-    dtype = next(model.parameters()).dtype
-    transform = image_transform(clip.preprocessing)
-
-    def load(path: str) -> torch.Tensor:
-        return transform(load_image(path))
-
-    batches = _batches(list(range(len(image_paths))), batch_size)
-    out = torch.empty(len(image_paths), model.config.projection_dim)
-    with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
-
-        def submit(batch: list[int]) -> list[Future]:
-            return [pool.submit(load, image_paths[i]) for i in batch]
-
-        pending = submit(batches[0]) if batches else []
-        for number, batch in enumerate(tqdm(batches, desc=desc, disable=not progress)):
-            pixels = torch.stack([future.result() for future in pending])
-            pending = submit(batches[number + 1]) if number + 1 < len(batches) else []
-            features = _pooled(model.get_image_features(pixel_values=pixels.to(device, dtype)))
-            out[batch] = F.normalize(features.float(), dim=-1).cpu()
-    return out
+    """:func:`debias_diffusion.clip_embedding.encode_images` on files, bad ones raising the data's ``BadImageError``."""
+    return clip_embedding.encode_images(
+        clip, image_paths, batch_size=batch_size, num_workers=num_workers, progress=progress, desc=desc,
+        loader=load_image,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -250,21 +189,6 @@ def embed_images(
         desc=f"{eval_set.name} images",
     )
     return (cache or EmbeddingCache(None)).get_or_compute(image_cache_key(clip, eval_set), compute)
-
-
-def _pooled(output) -> torch.Tensor:
-    """transformers < 5 returns the projected features; 5.x a model output with them in ``pooler_output``."""
-    return output if isinstance(output, torch.Tensor) else output.pooler_output
-
-
-def _device(clip: LoadedCLIP) -> torch.device:
-    return next(clip.model.parameters()).device
-
-
-def _batches(items: list[int], size: int) -> list[list[int]]:
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {size!r}")
-    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _slug(text: str) -> str:
