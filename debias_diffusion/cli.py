@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_generate(commands)
     _add_evaluate_prominence(commands)
     _add_probe_text(commands)
+    _add_probe_image(commands)
     return parser
 
 
@@ -364,6 +365,81 @@ def _run_probe_text(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     print(markdown_table(results), end="")
+    print(f"wrote {', '.join(REPORT_FILES)} to {args.output_dir}")
+    return 0
+
+
+def _add_probe_image(commands) -> None:
+    p = commands.add_parser(
+        "probe-image",
+        help="measure CLIP models' object-size bias and order-sensitive matching (IOR/IOC, 'CLIP Under the Microscope')",
+        description=(
+            "Embed multi-object images and single-object references with each CLIP model (both towers) and report "
+            "per size slot (large, small 1, ...) the image-based object retrieval (IOR) shares and linear-probe "
+            "classification (IOC) accuracies, and the image-text matching accuracy with the large object named first "
+            "(scenario 1) or last (scenario 2). Data: the shapes world (default) or --images/--references folders. "
+            "Writes results.json, table.md and images.jsonl to the output folder."
+        ),
+    )
+    p.add_argument("-m", "--model", action="append", required=True, metavar="NAME=SOURCE",
+                   help="CLIP model to probe (repeatable): NAME=HF folder (CLIPModel, train_encoder clip/ export), Hub id, "
+                        ".pt/.safetensors (OpenAI / Long-CLIP layout) or open_clip:ARCH/PRETRAINED")  # fmt: skip
+    p.add_argument("--images", metavar="DIR", help="folder of obj1_obj2_..png images, obj1 the large object")
+    p.add_argument(
+        "--references", metavar="DIR", help="folder of single-object images named OBJECT.png (with --images)"
+    )
+    p.add_argument("--scenes", type=int, metavar="N", help="shapes world: number of scenes (default: 1000)")
+    p.add_argument("--objects", type=int, metavar="K",
+                   help="objects per image: shapes world scenes of K objects (default: 4); with --images, keep only "
+                        "images of K objects")  # fmt: skip
+    p.add_argument("--resolution", type=int, metavar="PX", help="shapes world: image side in pixels (default: 224)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the scenes, the absent objects and the IOC train/test split (default: 0)")  # fmt: skip
+    p.add_argument("--test-fraction", type=float, default=0.2, help="images held out for IOC (default: 0.2)")
+    p.add_argument("--l2", type=float, default=1e-3, help="IOC probes' L2 penalty (default: 0.001)")
+    p.add_argument(
+        "--articles", action="store_true", help="matching captions 'a cat and a dog' instead of 'cat and dog'"
+    )
+    p.add_argument("--hidden-act", choices=("quick_gelu", "gelu"), default="quick_gelu",
+                   help="MLP activation for checkpoint files: quick_gelu (OpenAI, Long-CLIP) or gelu (LAION open_clip)")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=64, help="images or texts per forward pass (default: 64)")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument(
+        "-o", "--output-dir", default="outputs/probe-image", help="output folder (default: outputs/probe-image)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace the output folder if it is not empty")
+    p.set_defaults(run=_run_probe_image)
+
+
+def _run_probe_image(args: argparse.Namespace) -> int:
+    from .errors import UsageError
+    from .image_probes import probe_image, read_image_folder, shapes_world_data
+    from .image_probes.report import REPORT_FILES, matching_table, slot_table
+    from .probing.outputs import check_output_dir
+
+    models = parse_named_values(args.model, "--model", example="openai=openai/clip-vit-large-patch14")
+    if (args.images is None) != (args.references is None):
+        raise UsageError(
+            "--images and --references go together: multi-object images and their single-object references"
+        )
+    if args.images is not None and (args.scenes is not None or args.resolution is not None):
+        raise UsageError("--scenes and --resolution are shapes-world options; they do not apply to --images")
+    check_output_dir(args.output_dir, args.overwrite)  # before rendering or reading anything
+    if args.images is not None:
+        data = read_image_folder(args.images, args.references, objects=args.objects)
+    else:
+        data = shapes_world_data(
+            1000 if args.scenes is None else args.scenes, 4 if args.objects is None else args.objects,
+            seed=args.seed, resolution=224 if args.resolution is None else args.resolution, progress=True,
+        )  # fmt: skip
+    results = probe_image(
+        models, data, seed=args.seed, test_fraction=args.test_fraction, l2=args.l2, articles=args.articles,
+        batch_size=args.batch_size, device=args.device, hidden_act=args.hidden_act, output_dir=args.output_dir,
+        overwrite=args.overwrite,
+    )  # fmt: skip
+    print(slot_table(results), end="")
+    print()
+    print(matching_table(results), end="")
     print(f"wrote {', '.join(REPORT_FILES)} to {args.output_dir}")
     return 0
 

@@ -1,0 +1,128 @@
+"""``probe_image``: IOR, IOC and order-sensitive matching for several CLIP models on the same images."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..clip_embedding import encode_images, encode_texts
+from ..clip_loading import LoadedCLIP, ModelSource, load_clip_model
+from ..errors import ProbeConfigError
+from ..probing.linear import split_indices
+from ..probing.outputs import check_output_dir
+from .data import ImageProbeData
+from .ioc import ioc_probe
+from .ior import ior_probe
+from .matching import MatchingCaptions, MatchingResult, absent_objects, matching_accuracy, matching_captions
+from .report import write_report
+from .results import ImageProbeResults, ImageProbeSettings, ModelImageProbeResult
+
+__all__ = ["build_matching_captions", "probe_image"]
+
+
+def build_matching_captions(data: ImageProbeData, *, seed: int = 0, articles: bool = False) -> list[MatchingCaptions]:
+    """Each image's scenario 1 / 2 captions with a seeded absent object (see :mod:`.matching`)."""
+    names = data.vocabulary.objects
+    absent = absent_objects([image.objects for image in data.images], len(names), seed=seed)
+    return [
+        matching_captions(data.names(image), names[missing], missing, articles=articles)
+        for image, missing in zip(data.images, absent, strict=True)
+    ]
+
+
+def probe_image(
+    models: Mapping[str, ModelSource | LoadedCLIP],
+    data: ImageProbeData,
+    *,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    l2: float = 1e-3,
+    articles: bool = False,
+    batch_size: int = 64,
+    num_workers: int = 4,
+    device: str | torch.device | None = None,
+    hidden_act: str = "quick_gelu",
+    output_dir: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ImageProbeResults:
+    """Run IOR, IOC and matching for each named model on ``data``.
+
+    ``models`` maps a display name to anything ``load_clip_model`` reads (HF folder or Hub id,
+    train_encoder export ``clip/`` folder, OpenAI-layout / Long-CLIP ``.pt``, ``open_clip:`` spec)
+    or a ``LoadedCLIP`` (moved to ``device`` and kept); they are loaded one at a time, after every
+    setting has been checked. ``hidden_act`` is passed to the reader for checkpoint files
+    (``gelu`` for LAION open_clip weights). With ``output_dir`` the reports are written atomically.
+    """
+    if not models:
+        raise ProbeConfigError("give at least one CLIP model to probe")
+    for name in models:
+        if not isinstance(name, str) or not name.strip():
+            raise ProbeConfigError(f"model names must be non-empty strings, got {name!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ProbeConfigError(f"batch size must be a positive integer, got {batch_size!r}")
+    if l2 < 0:
+        raise ProbeConfigError(f"l2 must be non-negative, got {l2}")
+    try:
+        split_indices(len(data.images), test_fraction=test_fraction, seed=seed)
+    except ValueError as err:
+        raise ProbeConfigError(f"cannot split the images for the classification probe (IOC): {err}") from err
+    if output_dir is not None:
+        check_output_dir(output_dir, overwrite)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+    settings = ImageProbeSettings(
+        source=data.source, vocabulary=data.vocabulary.name, vocabulary_size=len(data.vocabulary),
+        num_objects=data.num_objects, num_images=len(data.images), slot_order=data.slot_order, seed=seed,
+        test_fraction=test_fraction, l2=l2, articles=articles,
+    )  # fmt: skip
+    captions = build_matching_captions(data, seed=seed, articles=articles)
+    results = []
+    for name, source in tqdm(list(models.items()), desc="models", disable=not progress):
+        clip = source if isinstance(source, LoadedCLIP) else load_clip_model(source, hidden_act=hidden_act)
+        clip.model.to(device)
+        embed = dict(batch_size=batch_size, progress=progress)
+        references = encode_images(clip, data.references, num_workers=num_workers, desc=f"{name}: references", **embed)
+        images = encode_images(clip, [i.image for i in data.images], num_workers=num_workers,
+                               desc=f"{name}: images", **embed)  # fmt: skip
+        results.append(_measure(name, clip, data, captions, references, images, settings, embed, progress))
+        if not isinstance(source, LoadedCLIP):
+            del clip
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    probed = ImageProbeResults(settings, data.vocabulary, data.images, tuple(captions), tuple(results))
+    if output_dir is not None:
+        write_report(probed, output_dir, overwrite=overwrite)
+    return probed
+
+
+def _measure(
+    name: str,
+    clip: LoadedCLIP,
+    data: ImageProbeData,
+    captions: list[MatchingCaptions],
+    references: torch.Tensor,
+    images: torch.Tensor,
+    settings: ImageProbeSettings,
+    embed: dict,
+    progress: bool,
+) -> ModelImageProbeResult:
+    objects = torch.tensor([image.objects for image in data.images], dtype=torch.long)
+    ior = ior_probe(images, references, objects)
+    ioc = ioc_probe(images, objects, len(data.vocabulary), test_fraction=settings.test_fraction,
+                    seed=settings.seed, l2=settings.l2, progress=progress)  # fmt: skip
+    texts = [text for c in captions for text in (c.right_1, c.wrong_1, c.right_2, c.wrong_2)]
+    text_embeddings = encode_texts(clip, texts, desc=f"{name}: captions", **embed).view(len(captions), 4, -1)
+    scores = torch.einsum("id,ikd->ik", images.double(), text_embeddings.double())
+    matching = MatchingResult(
+        matching_accuracy(scores[:, 0], scores[:, 1]), matching_accuracy(scores[:, 2], scores[:, 3])
+    )
+    return ModelImageProbeResult(
+        name=name, source=clip.source, identity=clip.identity, context_length=clip.context_length,
+        image_size=clip.preprocessing.image_size, ior=ior, ioc=ioc, matching=matching,
+    )  # fmt: skip
