@@ -402,6 +402,7 @@ def _add_probe_image(commands) -> None:
     )
     p.add_argument("--hidden-act", choices=("quick_gelu", "gelu"), default="quick_gelu",
                    help="MLP activation for checkpoint files: quick_gelu (OpenAI, Long-CLIP) or gelu (LAION open_clip)")  # fmt: skip
+    p.add_argument("--num-heads", type=int, help="checkpoint files: text attention heads (default: width // 64)")
     p.add_argument("--batch-size", type=int, default=64, help="images or texts per forward pass (default: 64)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument(
@@ -434,7 +435,8 @@ def _run_probe_image(args: argparse.Namespace) -> int:
         )  # fmt: skip
     results = probe_image(
         models, data, seed=args.seed, test_fraction=args.test_fraction, l2=args.l2, articles=args.articles,
-        batch_size=args.batch_size, device=args.device, hidden_act=args.hidden_act, output_dir=args.output_dir,
+        batch_size=args.batch_size, device=args.device, hidden_act=args.hidden_act, num_heads=args.num_heads,
+        output_dir=args.output_dir,
         overwrite=args.overwrite,
     )  # fmt: skip
     print(slot_table(results), end="")

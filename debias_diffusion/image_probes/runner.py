@@ -46,6 +46,7 @@ def probe_image(
     num_workers: int = 4,
     device: str | torch.device | None = None,
     hidden_act: str = "quick_gelu",
+    num_heads: int | None = None,
     output_dir: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -55,8 +56,8 @@ def probe_image(
     ``models`` maps a display name to anything ``load_clip_model`` reads (HF folder or Hub id,
     train_encoder export ``clip/`` folder, OpenAI-layout / Long-CLIP ``.pt``, ``open_clip:`` spec)
     or a ``LoadedCLIP`` (moved to ``device`` and kept); they are loaded one at a time, after every
-    setting has been checked. ``hidden_act`` is passed to the reader for checkpoint files
-    (``gelu`` for LAION open_clip weights). With ``output_dir`` the reports are written atomically.
+    setting has been checked. ``hidden_act`` and ``num_heads`` are passed to the reader for
+    checkpoint files (``gelu`` for LAION open_clip weights; text heads when not ``width // 64``). With ``output_dir`` the reports are written atomically.
     """
     if not models:
         raise ProbeConfigError("give at least one CLIP model to probe")
@@ -83,7 +84,11 @@ def probe_image(
     captions = build_matching_captions(data, seed=seed, articles=articles)
     results = []
     for name, source in tqdm(list(models.items()), desc="models", disable=not progress):
-        clip = source if isinstance(source, LoadedCLIP) else load_clip_model(source, hidden_act=hidden_act)
+        clip = (
+            source
+            if isinstance(source, LoadedCLIP)
+            else load_clip_model(source, hidden_act=hidden_act, num_heads=num_heads)
+        )
         clip.model.to(device)
         embed = dict(batch_size=batch_size, progress=progress)
         references = encode_images(clip, data.references, num_workers=num_workers, desc=f"{name}: references", **embed)
