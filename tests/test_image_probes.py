@@ -18,6 +18,7 @@ from debias_diffusion.errors import ProbeConfigError
 from debias_diffusion.image_probes import (
     absent_objects,
     ioc_probe,
+    ior_diagnostics,
     ior_metric,
     ior_probe,
     matching_accuracy,
@@ -53,8 +54,17 @@ def test_ior_conditioning_and_per_slot_shares_hand_computed():
     assert result.shares == pytest.approx((0.5, 0.25, 0.25))
     assert slot_labels(3) == ["Large", "Small 1", "Small 2"]
 
+    every = ior_diagnostics(similarity, objects)  # over all 5 images, unconditioned
+    assert every.top1_shares == pytest.approx((3 / 5, 1 / 5, 1 / 5)) and every.outside == 0
+    # ranks per image and slot: (1,2,3) (2,1,3) (1,3,4) (2,3,1) (1,2,3); image 2's objects 2 and 4 tie, 2 first
+    assert every.mean_ranks == pytest.approx((7 / 5, 11 / 5, 14 / 5))
+
     nothing = ior_metric(np.eye(4)[[3, 3]], [[0, 1], [1, 2]])  # top-2 never equals the objects
     assert nothing.shares is None and nothing.qualified == 0 and nothing.counts == (0, 0)
+    outside = ior_diagnostics(np.eye(4)[[3, 3]], [[0, 1], [1, 2]])
+    assert (
+        outside.outside == 1 and outside.top1_shares == (0, 0) and outside.mean_ranks == (2.5, 3.5)
+    )  # ranks (2, 3) and (3, 4)
 
 
 def test_ior_probe_uses_cosine_similarity_of_images_and_references():
@@ -258,6 +268,7 @@ def test_probe_image_matches_direct_computation(tiny_models):
     references = encode_images(clip, data.references, progress=False)
     objects = torch.tensor([i.objects for i in data.images])
     assert model.ior == ior_metric(images.double() @ references.double().T, objects)
+    assert model.ior_all == ior_diagnostics(images.double() @ references.double().T, objects)
     texts = [text for c in results.captions for text in (c.right_1, c.wrong_1, c.right_2, c.wrong_2)]
     scores = torch.einsum(
         "id,ikd->ik", images.double(), encode_texts(clip, texts, progress=False).view(12, 4, -1).double()
@@ -285,6 +296,7 @@ def test_cli_probe_image_shapes_world_two_models(tiny_models, tmp_path, capsys):
     assert results["models"][0]["identity"] != results["models"][1]["identity"]
     for model in results["models"]:
         assert model["ior"]["total"] == 20 and sum(model["ior"]["counts"]) == model["ior"]["qualified"]
+        assert sum(model["ior_all"]["top1_shares"]) + model["ior_all"]["outside"] == pytest.approx(1)
         assert len(model["ioc"]["accuracies"]) == 3 and model["ioc"]["test_size"] == 4
         assert model["ioc"]["chance"] == pytest.approx(1 / 64)
         assert model["matching"]["scenario_1"]["pairs"] == model["matching"]["scenario_2"]["pairs"] == 20
@@ -295,10 +307,12 @@ def test_cli_probe_image_shapes_world_two_models(tiny_models, tmp_path, capsys):
 
     rows = _table_rows((out / "table.md").read_text())
     assert rows[0] == ["Model", "Probe", "Large", "Small 1", "Small 2", "Details"]
-    assert [(r[0], r[1]) for r in rows[1:5]] == [("hf", "IOR"), ("hf", "IOC"), ("openai", "IOR"), ("openai", "IOC")]
-    assert "/20 images qualified" in rows[1][5] and "chance 1.6; 16 train / 4 test" in rows[2][5]
-    assert rows[5] == ["Model", "First scenario", "Second scenario", "Drop", "Details"]
-    assert [r[0] for r in rows[6:]] == ["hf", "openai"]
+    probes = ["IOR", "IOR (all images)", "IOC"]
+    assert [(r[0], r[1]) for r in rows[1:7]] == [(m, p) for m in ("hf", "openai") for p in probes]
+    assert "/20 images qualified" in rows[1][5] and "chance 1.6; 16 train / 4 test" in rows[3][5]
+    assert "top-1 not in the image" in rows[2][5] and " of 64" in rows[2][5]
+    assert rows[7] == ["Model", "First scenario", "Second scenario", "Drop", "Details"]
+    assert [r[0] for r in rows[8:]] == ["hf", "openai"]
     assert _table_rows(captured.out) == rows  # both tables are printed too
 
     assert main(args) == 2  # the folder exists now

@@ -11,7 +11,7 @@ Data: the shapes world (:func:`shapes_world_data`) or a ComCO/SimCO-named folder
 from .data import ImageProbeData, ProbeImage, slot_labels
 from .folder import parse_image_name, read_image_folder
 from .ioc import ioc_probe
-from .ior import ior_metric, ior_probe
+from .ior import RetrievalDiagnostics, ior_diagnostics, ior_metric, ior_probe, ior_similarity
 from .matching import (
     MatchingCaptions,
     MatchingResult,
@@ -33,12 +33,15 @@ __all__ = [
     "MatchingResult",
     "ModelImageProbeResult",
     "ProbeImage",
+    "RetrievalDiagnostics",
     "ScenarioResult",
     "absent_objects",
     "build_matching_captions",
     "ioc_probe",
+    "ior_diagnostics",
     "ior_metric",
     "ior_probe",
+    "ior_similarity",
     "markdown_report",
     "matching_accuracy",
     "matching_captions",

@@ -14,11 +14,14 @@ __all__ = ["REPORT_FILES", "markdown_report", "matching_table", "slot_table", "w
 REPORT_FILES = ("results.json", "table.md", "images.jsonl")
 
 
-def _slot_rows(model: ModelImageProbeResult, n: int) -> list[list[str]]:
-    ior, ioc = model.ior, model.ioc
+def _slot_rows(model: ModelImageProbeResult, n: int, references: int) -> list[list[str]]:
+    ior, ioc, every = model.ior, model.ioc, model.ior_all
     ior_cells = [percent(s) for s in ior.shares] if ior.shares is not None else ["-"] * n
+    ranks = " / ".join(f"{r:.1f}" for r in every.mean_ranks)
     return [
         [model.name, "IOR", *ior_cells, f"{ior.qualified}/{ior.total} images qualified"],
+        [model.name, "IOR (all images)", *(percent(s) for s in every.top1_shares),
+         f"top-1 not in the image: {percent(every.outside)}; mean rank {ranks} of {references}"],
         [model.name, "IOC", *(percent(a) for a in ioc.accuracies),
          f"chance {percent(ioc.chance)}; {ioc.train_size} train / {ioc.test_size} test"],
     ]  # fmt: skip
@@ -27,7 +30,7 @@ def _slot_rows(model: ModelImageProbeResult, n: int) -> list[list[str]]:
 def slot_table(results: ImageProbeResults) -> str:
     """Rows model x probe (IOR, IOC), columns Large, Small 1, ..., in percent (the paper's Table 2)."""
     n = results.settings.num_objects
-    rows = [row for model in results.models for row in _slot_rows(model, n)]
+    rows = [row for model in results.models for row in _slot_rows(model, n, results.settings.vocabulary_size)]
     return markdown_table(["Model", "Probe", *results.slots, "Details"], rows, numeric=range(2, 2 + n))
 
 
@@ -54,7 +57,9 @@ def markdown_report(results: ImageProbeResults) -> str:
             "",
             slot_table(results),
             "IOR: among images whose top-n retrieved single-object references are exactly their n objects, % whose "
-            "top-1 is the object in each slot (no size bias: about 100/n each). IOC: held-out accuracy (%) of a "
+            "top-1 is the object in each slot (no size bias: about 100/n each). IOR (all images, our addition): % of "
+            "all images whose top-1 is each slot's object, and each slot's mean rank among all references. "
+            "IOC: held-out accuracy (%) of a "
             f"linear probe predicting the object in each slot ({100 * s.test_fraction:.0f}% of images held out).",
             "",
             matching_table(results),

@@ -9,6 +9,7 @@ from ..probing.linear import SlotProbeResult
 from ..probing.retrieval import SlotRetrievalResult
 from ..text_probes.vocabulary import Vocabulary
 from .data import ProbeImage, slot_labels
+from .ior import RetrievalDiagnostics
 from .matching import MatchingCaptions, MatchingResult
 
 __all__ = ["ImageProbeResults", "ImageProbeSettings", "ModelImageProbeResult"]
@@ -41,6 +42,8 @@ class ModelImageProbeResult:
     context_length: int
     image_size: int
     ior: SlotRetrievalResult
+    ior_all: RetrievalDiagnostics
+    """Unconditioned retrieval over all images (our addition; see :mod:`.ior`)."""
     ioc: SlotProbeResult
     matching: MatchingResult
 
@@ -52,6 +55,7 @@ class ModelImageProbeResult:
             "context_length": self.context_length,
             "image_size": self.image_size,
             "ior": self.ior.to_json(),
+            "ior_all": self.ior_all.to_json(),
             "ioc": self.ioc.to_json(),
             "matching": self.matching.to_json(),
         }

@@ -16,7 +16,7 @@ from ..probing.linear import split_indices
 from ..probing.outputs import check_output_dir
 from .data import ImageProbeData
 from .ioc import ioc_probe
-from .ior import ior_probe
+from .ior import ior_diagnostics, ior_metric, ior_similarity
 from .matching import MatchingCaptions, MatchingResult, absent_objects, matching_accuracy, matching_captions
 from .report import write_report
 from .results import ImageProbeResults, ImageProbeSettings, ModelImageProbeResult
@@ -118,7 +118,8 @@ def _measure(
     progress: bool,
 ) -> ModelImageProbeResult:
     objects = torch.tensor([image.objects for image in data.images], dtype=torch.long)
-    ior = ior_probe(images, references, objects)
+    similarity = ior_similarity(images, references)
+    ior, ior_all = ior_metric(similarity, objects), ior_diagnostics(similarity, objects)
     ioc = ioc_probe(images, objects, len(data.vocabulary), test_fraction=settings.test_fraction,
                     seed=settings.seed, l2=settings.l2, progress=progress)  # fmt: skip
     texts = [text for c in captions for text in (c.right_1, c.wrong_1, c.right_2, c.wrong_2)]
@@ -129,5 +130,5 @@ def _measure(
     )
     return ModelImageProbeResult(
         name=name, source=clip.source, identity=clip.identity, context_length=clip.context_length,
-        image_size=clip.preprocessing.image_size, ior=ior, ioc=ioc, matching=matching,
+        image_size=clip.preprocessing.image_size, ior=ior, ior_all=ior_all, ioc=ioc, matching=matching,
     )  # fmt: skip
