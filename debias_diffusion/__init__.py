@@ -37,6 +37,9 @@ _EXPORTS = {
     "generate": "generation",
     "load_pipeline": "generation",
     "probe_text": "text_probes",
+    "probe_image": "image_probes",
+    "load_clip_model": "clip_loading",
+    "LoadedCLIP": "clip_loading",
     "DebiasDiffusionError": "errors",
     "PromptError": "errors",
     "CheckpointError": "errors",
@@ -53,6 +56,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from .clip_loading import LoadedCLIP, load_clip_model
     from .conditioning import PromptPlan, plan_prompt
     from .conversion import convert_to_hf, read_clip_source
     from .errors import (
@@ -68,6 +72,7 @@ if TYPE_CHECKING:
         UsageError,
     )
     from .generation import GenerationSettings, generate, load_pipeline
+    from .image_probes import probe_image
     from .loading import LoadedTextEncoder, load_text_encoder
     from .pipeline_components import LONG_CLIP_L, use_long_text_encoder
     from .pipelines import DeBiasStableDiffusionPipeline, DeBiasStableDiffusionXLPipeline

@@ -393,6 +393,9 @@ def _add_probe_image(commands) -> None:
                    help="objects per image: shapes world scenes of K objects (default: 4); with --images, keep only "
                         "images of K objects")  # fmt: skip
     p.add_argument("--resolution", type=int, metavar="PX", help="shapes world: image side in pixels (default: 224)")
+    p.add_argument("--reference-size", type=float, metavar="F",
+                   help="shapes world: reference objects' size as a fraction of the image side (default: 0.34, the "
+                        "middle of the large range)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the scenes, the absent objects and the IOC train/test split (default: 0)")  # fmt: skip
     p.add_argument("--test-fraction", type=float, default=0.2, help="images held out for IOC (default: 0.2)")
@@ -423,15 +426,18 @@ def _run_probe_image(args: argparse.Namespace) -> int:
         raise UsageError(
             "--images and --references go together: multi-object images and their single-object references"
         )
-    if args.images is not None and (args.scenes is not None or args.resolution is not None):
-        raise UsageError("--scenes and --resolution are shapes-world options; they do not apply to --images")
+    if args.images is not None and any(v is not None for v in (args.scenes, args.resolution, args.reference_size)):
+        raise UsageError(
+            "--scenes, --resolution and --reference-size are shapes-world options; they do not apply to --images"
+        )
     check_output_dir(args.output_dir, args.overwrite)  # before rendering or reading anything
     if args.images is not None:
         data = read_image_folder(args.images, args.references, objects=args.objects)
     else:
         data = shapes_world_data(
             1000 if args.scenes is None else args.scenes, 4 if args.objects is None else args.objects,
-            seed=args.seed, resolution=224 if args.resolution is None else args.resolution, progress=True,
+            seed=args.seed, resolution=224 if args.resolution is None else args.resolution,
+            reference_size=args.reference_size, progress=True,
         )  # fmt: skip
     results = probe_image(
         models, data, seed=args.seed, test_fraction=args.test_fraction, l2=args.l2, articles=args.articles,

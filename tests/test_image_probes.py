@@ -225,6 +225,11 @@ def test_shapes_world_source_is_seeded_with_large_first_then_smaller(tmp_path):
     assert tuple(int(v) for v in centre) == tuple(DEFAULT_PALETTE["red"])
     scene = reference_scene("red", "circle", config)
     assert scene.objects[0].centre == (0.5, 0.5) and scene.objects[0].size == pytest.approx(0.34)
+    small = shapes_world_data(2, 4, seed=3, resolution=32, reference_size=0.16).references[red_circle]
+    coloured = [int((np.asarray(ref) != 255).any(axis=2).sum()) for ref in (data.references[red_circle], small)]
+    assert coloured[0] > 3 * coloured[1] > 0  # area (0.34 / 0.16)**2 = 4.5 x
+    with pytest.raises(ProbeConfigError, match="shapes world: size must be"):
+        shapes_world_data(2, 2, reference_size=1.5)
     with pytest.raises(ProbeConfigError, match="at least 2 objects"):
         shapes_world_data(3, 1)
     with pytest.raises(ProbeConfigError, match="shapes world"):
@@ -341,6 +346,8 @@ def test_cli_probe_image_on_a_folder(tiny_models, comco_folder, tmp_path):
         (["--model", "just-a-path"], "must look like NAME=VALUE"),
         (["--model", "a=x", "--images", "IMAGES"], "--images and --references go together"),
         (["--model", "a=x", "--images", "IMAGES", "--references", "REFS", "--scenes", "5"], "shapes-world options"),
+        (["--model", "a=x", "--images", "IMAGES", "--references", "REFS", "--reference-size", "0.2"],
+         "shapes-world options"),
         (["--model", "a=x", "--images", "IMAGES", "--references", "REFS", "--objects", "3"], "has no 'cow.png'"),
         (["--model", "a=x", "--scenes", "2", "--objects", "2", "--resolution", "16"], "cannot split the images"),
         (["--model", "a=x", "--scenes", "5", "--objects", "1"], "at least 2 objects"),

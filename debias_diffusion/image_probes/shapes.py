@@ -8,8 +8,11 @@ vocabulary is every colour x shape of the config (8 x 8 = 64), colour-major.
 Slots (our choice): slot 0 is the large object; the small objects follow by decreasing exact area
 (``size**2`` before occlusion), ties by scene index, so "Small 1" is the largest small object.
 
-References (our choice): each vocabulary object rendered alone, centred, at the middle of the
-large size range, on the scenes' background (no texture), at the scenes' resolution.
+References (our choice): each vocabulary object rendered alone, centred, on the scenes' background
+(no texture), at the scenes' resolution, at ``reference_size`` (default: the middle of the large
+size range). A reference drawn at the large size also matches the large object's *pixels* best, so
+even a random image tower ranks the large object first: compare with a random model, or render
+the references at a small size (e.g. 0.16) to see how much of a model's preference survives.
 """
 
 from __future__ import annotations
@@ -42,9 +45,9 @@ def slot_order(scene: Scene) -> tuple[int, ...]:
     return (large[0], *small)
 
 
-def reference_scene(colour: str, shape: str, config: SceneConfig) -> Scene:
-    """One object, centred, at the middle of the large size range, on the config's plain background."""
-    size = sum(config.large_size) / 2
+def reference_scene(colour: str, shape: str, config: SceneConfig, size: float | None = None) -> Scene:
+    """One object, centred, at ``size`` (default: the middle of the large range), on the plain background."""
+    size = sum(config.large_size) / 2 if size is None else size
     return Scene(0, 0, (SceneObject(shape, colour, size, (0.5, 0.5), "large"),), Background(config.background))
 
 
@@ -54,10 +57,14 @@ def shapes_world_data(
     *,
     seed: int = 0,
     resolution: int = 224,
+    reference_size: float | None = None,
     config: SceneConfig | None = None,
     progress: bool = False,
 ) -> ImageProbeData:
-    """``scenes`` seeded scenes of ``objects`` shapes (one large), rendered at ``resolution`` pixels."""
+    """``scenes`` seeded scenes of ``objects`` shapes (one large), rendered at ``resolution`` pixels.
+
+    ``reference_size``: the references' size as a fraction of the image side (see the module docstring).
+    """
     if isinstance(scenes, bool) or not isinstance(scenes, int) or scenes < 1:
         raise ProbeConfigError(f"the number of scenes must be a positive integer, got {scenes!r}")
     if isinstance(objects, bool) or not isinstance(objects, int) or objects < 2:
@@ -68,7 +75,9 @@ def shapes_world_data(
         vocabulary = shapes_world_vocabulary(config)
         index = {name: i for i, name in enumerate(vocabulary.objects)}
         references = [
-            render_scene(reference_scene(c, s, config), resolution).image for c in config.colours for s in config.shapes
+            render_scene(reference_scene(c, s, config, reference_size), resolution).image
+            for c in config.colours
+            for s in config.shapes
         ]
         images = []
         for number in tqdm(range(scenes), desc="rendering scenes", disable=not progress, leave=False):
