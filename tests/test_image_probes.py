@@ -80,8 +80,8 @@ def test_ior_probe_uses_cosine_similarity_of_images_and_references():
 
 
 def test_matching_captions_put_the_large_or_absent_object_first_or_last():
-    captions = matching_captions(["pizza", "apple", "desk"], "car", 7)
-    assert captions.absent == 7
+    captions = matching_captions(["pizza", "apple", "desk"], "car")
+    assert captions.absent == "car"
     assert (captions.right_1, captions.wrong_1) == ("pizza and apple and desk", "car and apple and desk")
     assert (captions.right_2, captions.wrong_2) == ("apple and desk and pizza", "apple and desk and car")
     with_articles = matching_captions(["apple", "desk"], "owl", articles=True)
@@ -324,7 +324,7 @@ def test_cli_probe_image_shapes_world_two_models(tiny_models, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
-def test_cli_probe_image_on_a_folder(tiny_models, comco_folder, tmp_path):
+def test_cli_probe_image_on_a_folder(tiny_models, comco_folder, tmp_path, capsys):
     images, references = comco_folder
     for number in range(6):  # enough images for the IOC split
         _png(images / f"hen_owl_cat__{number}.png", (number * 30, 90, 200))
@@ -338,6 +338,10 @@ def test_cli_probe_image_on_a_folder(tiny_models, comco_folder, tmp_path):
     assert results["settings"]["articles"] is True
     first = json.loads((out / "images.jsonl").read_text().splitlines()[0])
     assert first["image"] == "cat_dog_hen.png" and first["scenario_1"][0] == "a cat and a dog and a hen"
+
+    (images / "hen_owl_cat__broken.png").write_bytes(b"not a png")
+    assert main([*args, "--overwrite"]) == 2
+    assert "hen_owl_cat__broken.png" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize(

@@ -26,17 +26,15 @@ import torch
 
 from ..text_probes.captions import short_caption
 
-__all__ = ["SCENARIOS", "MatchingCaptions", "MatchingResult", "ScenarioResult", "absent_objects",
+__all__ = ["MatchingCaptions", "MatchingResult", "ScenarioResult", "absent_objects",
            "matching_accuracy", "matching_captions"]  # fmt: skip
-
-SCENARIOS: tuple[str, ...] = ("scenario_1", "scenario_2")
 
 
 @dataclass(frozen=True)
 class MatchingCaptions:
-    """One image's right and wrong caption in each scenario."""
+    """One image's right and wrong caption in each scenario, and the absent object they use."""
 
-    absent: int
+    absent: str
     right_1: str
     wrong_1: str
     right_2: str
@@ -76,9 +74,7 @@ def absent_objects(image_objects: Sequence[Sequence[int]], vocabulary_size: int,
     return drawn
 
 
-def matching_captions(
-    names: Sequence[str], absent_name: str, absent: int = -1, *, articles: bool = False
-) -> MatchingCaptions:
+def matching_captions(names: Sequence[str], absent: str, *, articles: bool = False) -> MatchingCaptions:
     """The four captions for an image whose object names are ``names`` in slot order (large first)."""
     large, small = names[0], list(names[1:])
 
@@ -88,9 +84,9 @@ def matching_captions(
     return MatchingCaptions(
         absent=absent,
         right_1=caption([large, *small]),
-        wrong_1=caption([absent_name, *small]),
+        wrong_1=caption([absent, *small]),
         right_2=caption([*small, large]),
-        wrong_2=caption([*small, absent_name]),
+        wrong_2=caption([*small, absent]),
     )
 
 

@@ -78,7 +78,7 @@ def write_report(results: ImageProbeResults, output_dir: str | Path, *, overwrit
     lines = []
     for image, captions in zip(results.images, results.captions, strict=True):
         record = {"image": image.name, "objects": list(image.objects), "names": [names[i] for i in image.objects],
-                  "absent": names[captions.absent], "scenario_1": [captions.right_1, captions.wrong_1],
+                  "absent": captions.absent, "scenario_1": [captions.right_1, captions.wrong_1],
                   "scenario_2": [captions.right_2, captions.wrong_2]}  # fmt: skip
         lines.append(json.dumps(record) + "\n")
     with atomic_directory(output_dir, overwrite=overwrite) as scratch:

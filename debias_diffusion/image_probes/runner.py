@@ -29,7 +29,7 @@ def build_matching_captions(data: ImageProbeData, *, seed: int = 0, articles: bo
     names = data.vocabulary.objects
     absent = absent_objects([image.objects for image in data.images], len(names), seed=seed)
     return [
-        matching_captions(data.names(image), names[missing], missing, articles=articles)
+        matching_captions(data.names(image), names[missing], articles=articles)
         for image, missing in zip(data.images, absent, strict=True)
     ]
 
