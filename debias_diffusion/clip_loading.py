@@ -24,14 +24,13 @@ from .conversion.hf_models import build_clip_model
 from .conversion.sources import OPEN_CLIP_PREFIX, read_clip_source
 from .errors import CheckpointError, ModelNotFoundError
 from .image_preprocessing import ImagePreprocessing
-from .loading import missing_model_error
+from .loading import CHECKPOINT_SUFFIXES, missing_model_error
 from .stretching import LONG_CLIP_KEEP, stretch_ratio, stretch_text_encoder
 from .text_model_layout import position_count
 
 __all__ = ["LoadedCLIP", "ModelSource", "load_clip_model", "weights_identity"]
 
 ModelSource = str | Path | nn.Module
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 PREPROCESSOR_FILE = "preprocessor_config.json"
 
 
