@@ -10,4 +10,4 @@ fix-clip recipe: masked patches, regional prompts, hierarchical alignment), ``lo
 (stretching, converters, loading, pipelines) is :mod:`debias_diffusion`.
 """
 
-from . import fix_clip  # noqa: E402, F401  (registers the fix-clip recipe)
+from . import fix_clip  # noqa: F401  (registers the fix-clip recipe)
