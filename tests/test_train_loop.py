@@ -318,7 +318,7 @@ def test_export_loads_into_the_sd_pipeline_and_conditions_on_248_tokens(trained,
         ({"lr": "fast"}, "lr: expected a number, got 'fast'"),
         ({"batch_size": 1}, "batch_size=1: must be >= 2"),
         ({"batch_size": 2.5}, "batch_size: expected an integer"),
-        ({"recipe": "fix-clip"}, "recipe='fix-clip': must be one of debias, long-clip"),
+        ({"recipe": "sigclip"}, "recipe='sigclip': must be one of debias, fix-clip, long-clip"),
         ({"mixed_precision": "fp8"}, "mixed_precision='fp8'"),
         ({"label_smoothing": 1.0}, r"label_smoothing=1.0: must be in \[0, 1\)"),
         ({"short_weight": 2}, "short_weight=2.0"),
@@ -452,13 +452,18 @@ def test_eval_cli_reports_retrieval_and_hidden_state_drift(tmp_path, trained, so
 
 
 @pytest.mark.skipif(os.environ.get("TRAIN_ENCODER_DDP_TEST") != "1", reason="slow: set TRAIN_ENCODER_DDP_TEST=1")
-def test_two_process_ddp_resume_is_exact(tmp_path, source_dir, data_dir):
+@pytest.mark.parametrize(
+    "recipe_args",
+    [[], ["--recipe", "fix-clip", "--set", "fix_clip_groups=1", "--set", "fix_clip_group_size=1"]],
+    ids=["debias", "fix-clip"],
+)
+def test_two_process_ddp_resume_is_exact(tmp_path, source_dir, data_dir, recipe_args):
     """torchrun, 2 CPU processes (gloo): 6 steps straight vs resumed from the step-2 checkpoint."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
     common = ["--config", str(TINY_YAML), "--model", str(source_dir), "--train-data", str(data_dir / "captions.jsonl"),
               "--image-root", str(data_dir / "images"), "--max-steps", "6", "--batch-size", "4",
               "--gradient-accumulation-steps", "2", "--checkpoint-every", "2", "--keep-checkpoints", "0",
-              "--export-final", "false", "--num-workers", "1"]  # fmt: skip
+              "--export-final", "false", "--num-workers", "1", *recipe_args]  # fmt: skip
 
     def launch(output: Path, *extra: str) -> None:
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
@@ -474,3 +479,7 @@ def test_two_process_ddp_resume_is_exact(tmp_path, source_dir, data_dir):
     whole = load_file(tmp_path / "whole" / "checkpoints" / "step-6" / "model" / "model.safetensors")
     resumed = load_file(tmp_path / "resumed" / "checkpoints" / "step-6" / "model" / "model.safetensors")
     assert all(torch.equal(whole[key], resumed[key]) for key in whole)
+    if recipe_args:  # the recipe's image-side extras resume exactly too
+        extras = [load_file(tmp_path / run / "checkpoints" / "step-6" / "recipe_extras.safetensors")
+                  for run in ("whole", "resumed")]  # fmt: skip
+        assert all(torch.equal(extras[0][key], extras[1][key]) for key in extras[0])

@@ -2,9 +2,12 @@
 
 ``python -m train_encoder {train,eval,export}``. Inside: ``config`` (every knob, YAML configs in
 ``configs/``), ``data`` (annotation readers, CLIP image transforms, resumable loaders),
-``augment`` (DeBias caption augmentation), ``recipes`` (debias, long-clip), ``losses``,
+``augment`` (DeBias caption augmentation), ``recipes`` (debias, long-clip), ``fix_clip`` (the
+fix-clip recipe: masked patches, regional prompts, hierarchical alignment), ``losses``,
 ``model_setup`` (stretching and the frozen-position split), ``trainer`` (accelerate loop),
 ``checkpointing`` (exact resume), ``export`` (Hugging Face folders the pipelines load) and
 ``evaluation`` (retrieval, bias probes, hidden-state drift, reports). The library it builds on
 (stretching, converters, loading, pipelines) is :mod:`debias_diffusion`.
 """
+
+from . import fix_clip  # noqa: F401  (registers the fix-clip recipe)

@@ -4,6 +4,8 @@ Layout of ``OUTPUT/checkpoints/step-N/`` (written to a scratch folder beside it,
 
     model/               the CLIPModel (config.json, model.safetensors, preprocessor_config.json):
                          a Hugging Face folder that `eval` and `export` read directly
+    recipe_extras.safetensors   a recipe's image-side parameters (FIX-CLIP: mask token, regional prompts,
+                         hierarchical heads); only for recipes that have them
     optimizer.pt         AdamW state (tensors and numbers only: loaded with weights_only=True)
     scaler.pt            the fp16 GradScaler state (fp16 runs only)
     rng.pt               every process's torch / CUDA / numpy / python RNG state
@@ -32,7 +34,8 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
+from torch import nn
 from transformers import CLIPModel
 
 from debias_diffusion.atomic_io import atomic_directory, atomic_write_json
@@ -44,6 +47,7 @@ from .model_setup import clip_image_processor
 
 __all__ = [
     "CHECKPOINTS_DIR",
+    "EXTRAS_FILE",
     "MODEL_DIR",
     "STATE_FILE",
     "RunShape",
@@ -60,6 +64,7 @@ __all__ = [
 CHECKPOINTS_DIR = "checkpoints"
 MODEL_DIR = "model"
 STATE_FILE = "trainer_state.json"
+EXTRAS_FILE = "recipe_extras.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 SCALER_FILE = "scaler.pt"
 RNG_FILE = "rng.pt"
@@ -104,9 +109,11 @@ def save_checkpoint(
     shape: RunShape,
     preprocessing: ImagePreprocessing,
     source: str,
+    extras: nn.Module | None = None,
 ) -> Path:
     """Write ``OUTPUT/checkpoints/step-N`` (every process must call this; only the main one writes).
 
+    ``extras``: the recipe's image side (``Recipe.image_side``), saved as ``recipe_extras.safetensors``.
     Keeps the last ``config.keep_checkpoints``. Returns the checkpoint folder.
     """
     rng_states = gather_object([capture_rng_state()])
@@ -115,6 +122,8 @@ def save_checkpoint(
         with atomic_directory(destination, overwrite=True) as scratch:
             model.save_pretrained(scratch / MODEL_DIR)
             clip_image_processor(preprocessing).save_pretrained(scratch / MODEL_DIR)
+            if extras is not None:
+                save_extras(extras.state_dict(), scratch / EXTRAS_FILE)
             torch.save(optimizer.state_dict(), scratch / OPTIMIZER_FILE)
             if accelerator.scaler is not None:
                 torch.save(accelerator.scaler.state_dict(), scratch / SCALER_FILE)
@@ -143,8 +152,10 @@ def load_checkpoint(
     model: CLIPModel,
     optimizer: torch.optim.Optimizer,
     shape: RunShape,
+    extras: nn.Module | None = None,
 ) -> TrainState:
-    """Restore weights, optimizer, scaler and this process's RNG state; return the progress to continue from."""
+    """Restore weights (and the recipe's ``extras``), optimizer, scaler and this process's RNG state; return
+    the progress to continue from."""
     checkpoint = Path(checkpoint)
     metadata = read_checkpoint_metadata(checkpoint)
     saved = RunShape(**metadata["shape"])
@@ -163,6 +174,7 @@ def load_checkpoint(
         model.load_state_dict(weights, strict=True)
     except RuntimeError as error:
         raise CheckpointError(f"{checkpoint} holds weights of another model than config.model: {error}") from None
+    _load_extras(checkpoint, extras, metadata.get("recipe"))
     optimizer.load_state_dict(_load(checkpoint / OPTIMIZER_FILE))
     if accelerator.scaler is not None:
         if not (checkpoint / SCALER_FILE).is_file():
@@ -173,6 +185,31 @@ def load_checkpoint(
     rng_states = _load(checkpoint / RNG_FILE)
     restore_rng_state(rng_states[accelerator.process_index])
     return TrainState(**metadata["state"])
+
+
+def save_extras(state: dict[str, torch.Tensor], path: Path) -> None:
+    """A recipe's extra parameters as safetensors (contiguous copies)."""
+    save_file({name: tensor.detach().contiguous().cpu() for name, tensor in state.items()}, str(path))
+
+
+def _load_extras(checkpoint: Path, extras: nn.Module | None, recipe: str | None) -> None:
+    path = checkpoint / EXTRAS_FILE
+    if extras is None and path.is_file():
+        raise CheckpointError(
+            f"{checkpoint} holds {EXTRAS_FILE} (recipe {recipe!r}) but this run's recipe has no image side; "
+            f"resume with recipe: {recipe}"
+        )
+    if extras is None:
+        return
+    if not path.is_file():
+        raise CheckpointError(
+            f"{checkpoint} has no {EXTRAS_FILE}: it was trained with recipe {recipe!r}, whose image side this run "
+            "needs; resume with that recipe or start a new run"
+        )
+    try:
+        extras.load_state_dict(load_file(path), strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path} does not fit this run's fix_clip / recipe settings: {error}") from None
 
 
 def read_checkpoint_metadata(checkpoint: str | Path) -> dict[str, Any]:

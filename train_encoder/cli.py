@@ -45,12 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="fine-tune a CLIP model (DeBias-CLIP / Long-CLIP recipes)")
+    train = commands.add_parser("train", help="fine-tune a CLIP model (DeBias-CLIP / Long-CLIP / FIX-CLIP recipes)")
     train.add_argument(
         "--config",
         type=Path,
         help="YAML config path, or a bundled config name (debias-vit-b-16, debias-vit-l-14, long-clip-vit-l-14, "
-        "tiny); defaults otherwise",
+        "fix-clip-vit-b-16, fix-clip-vit-l-14, tiny); defaults otherwise",
     )
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key (repeatable); values are YAML: null, true, 1e-5, [a, b]")  # fmt: skip

@@ -27,7 +27,7 @@ from debias_diffusion.atomic_io import atomic_write_text
 from debias_diffusion.errors import DebiasDiffusionError
 
 from .data.records import FORMATS
-from .recipes import recipe_names
+from .recipes import get_recipe, recipe_names
 
 __all__ = [
     "DATA_FORMATS",
@@ -48,6 +48,8 @@ MIXED_PRECISION = ("no", "fp16", "bf16")
 LR_SCHEDULES = ("cosine", "constant")
 HIDDEN_ACTS = ("quick_gelu", "gelu")
 #: Trackers accelerate's ``log_with`` knows; each needs its package installed.
+#: Config key prefixes that belong to one recipe (a value other than the default needs that recipe).
+RECIPE_KEY_PREFIXES = {"fix_clip_": "fix-clip"}
 TRACKERS = ("tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml", "dvclive", "swanlab", "trackio")
 
 
@@ -77,12 +79,34 @@ class TrainConfig:
     # --- recipe and loss ---------------------------------------------------------------------------
     recipe: str = "debias"
     short_weight: float | None = None
-    """λ in ``L = λ·L_short + (1-λ)·L_long``; null: the recipe's (debias 0.1, long-clip 0.5)."""
+    """λ in ``L = λ·L_short + (1-λ)·L_long``; null: the recipe's (debias 0.1, long-clip 0.5; fix-clip 0.5, where
+    its loss is ``2·(λ·L_short + (1-λ)·L_long) + Σ ω_i·L_i``)."""
     pca_components: int | None = None
     """Principal components of the image features for the short branch; null: the recipe's; 0: no PCA."""
     label_smoothing: float = 0.1
     distill_weight: float = 0.0
     """Weight of the SD-compatibility term (hidden states vs the frozen source on 77 positions); 0 = off."""
+
+    # --- fix-clip recipe only (docs/fix-clip.md; every default is our choice unless marked) ---------
+    fix_clip_mask_ratio: float = 0.75
+    """Share of patches the short branch's image has masked (paper: ~75%)."""
+    fix_clip_prompts: int = 4
+    """Regional prompt tokens per image-encoder layer, M (0: none)."""
+    fix_clip_region_grid: int = 2
+    """Regions: a G x G split of the patch grid; prompt m covers region m mod G²."""
+    fix_clip_prompt_init_std: float = 0.02
+    fix_clip_groups: int = 2
+    """Hierarchical groups of intermediate image-encoder layers (0: no hierarchical terms)."""
+    fix_clip_group_size: int = 4
+    """Consecutive layers per group; the groups end at the layer before the last."""
+    fix_clip_sigma: float = 1.0
+    """Width (in layers) of the Gaussian that weights the CLS states inside a group."""
+    fix_clip_center: float | None = None
+    """Peak of that Gaussian (0-based offset in the group); null: the group's middle."""
+    fix_clip_hierarchy_weight: float = 0.1
+    """ω_i of each hierarchical term in ``Σ ω_i·L_i + L_short + L_long``."""
+    fix_clip_head_init: str = "copy"
+    """Hierarchical heads start as copies of the final LayerNorm + projection ("copy") or random ("random")."""
 
     # --- optimisation ------------------------------------------------------------------------------
     lr: float = 1e-6
@@ -296,6 +320,13 @@ def _check_values(c: TrainConfig) -> None:
     if c.freeze_text and c.freeze_vision:
         raise ConfigError("freeze_text=true and freeze_vision=true: nothing would train; unfreeze one tower")
     one_of("recipe", recipe_names())
+    for spec in dataclasses.fields(c):
+        owner = next((name for prefix, name in RECIPE_KEY_PREFIXES.items() if spec.name.startswith(prefix)), None)
+        if owner is not None and owner != c.recipe and getattr(c, spec.name) != spec.default:
+            raise ConfigError(
+                f"{spec.name}={getattr(c, spec.name)!r} applies to recipe {owner!r} only, but recipe={c.recipe!r}; "
+                f"set recipe: {owner} or remove {spec.name}"
+            )
     need(c.short_weight is None or 0.0 <= c.short_weight <= 1.0, "short_weight", "null or in [0, 1]")
     need(c.pca_components is None or c.pca_components >= 0, "pca_components", "null (recipe default), 0 or more")
     need(0.0 <= c.label_smoothing < 1.0, "label_smoothing", "in [0, 1)")
@@ -333,6 +364,7 @@ def _check_values(c: TrainConfig) -> None:
     unknown = [name for name in c.trackers if name not in TRACKERS]
     if unknown:
         raise ConfigError(f"trackers={c.trackers!r}: unknown tracker {unknown[0]!r}; known: {', '.join(TRACKERS)}")
+    get_recipe(c.recipe).configured(c)  # the recipe checks its own keys (ConfigError naming the key)
 
 
 def resolved_data_format(config: TrainConfig) -> str:

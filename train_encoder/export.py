@@ -5,17 +5,23 @@
                                encoder's positions (248): what ``debias_diffusion.load_text_encoder`` and the
                                pipelines load (``CLIPTextModel.from_pretrained`` drops the projection for SD 1.x)
 
+``DESTINATION/recipe_extras.safetensors``  a recipe's image-side parameters (FIX-CLIP's mask token, prompts,
+                               hierarchical heads), for recipes that have them: kept for reference, not
+                               part of either model (inference runs the plain towers)
+
 Each folder also holds ``train_encoder_export.json`` (recipe, step, epoch, source).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from transformers import CLIPModel, CLIPTextModelWithProjection
 
 from debias_diffusion.atomic_io import atomic_directory
@@ -23,7 +29,7 @@ from debias_diffusion.errors import CheckpointError
 from debias_diffusion.text_model_layout import position_count
 from debias_diffusion.tokenization import build_clip_tokenizer
 
-from .checkpointing import MODEL_DIR, read_checkpoint_metadata
+from .checkpointing import EXTRAS_FILE, MODEL_DIR, read_checkpoint_metadata, save_extras
 from .data import ImagePreprocessing
 from .model_setup import clip_image_processor
 
@@ -68,8 +74,10 @@ def export_model(
     metadata: dict[str, Any],
     dtype: torch.dtype = torch.float32,
     overwrite: bool = False,
+    extras: Mapping[str, torch.Tensor] | None = None,
 ) -> ExportResult:
-    """Write ``model`` as ``clip/`` and ``text_encoder/`` under ``destination`` (one atomic rename)."""
+    """Write ``model`` as ``clip/`` and ``text_encoder/`` under ``destination`` (one atomic rename), and the
+    recipe's ``extras`` (a state dict) beside them as ``recipe_extras.safetensors``."""
     destination = Path(destination)
     positions = position_count(model)
     full = CLIPModel(model.config)
@@ -84,6 +92,8 @@ def export_model(
             tokenizer.save_pretrained(folder)
             (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
         clip_image_processor(preprocessing).save_pretrained(scratch / CLIP_DIR)
+        if extras is not None:
+            save_extras(dict(extras), scratch / EXTRAS_FILE)
     return ExportResult(destination, destination / CLIP_DIR, destination / TEXT_ENCODER_DIR, metadata)
 
 
@@ -107,6 +117,13 @@ def export_checkpoint(
         "checkpoint": str(checkpoint),
     }
     preprocessing = ImagePreprocessing(**saved["preprocessing"])
+    extras = load_file(checkpoint / EXTRAS_FILE) if (checkpoint / EXTRAS_FILE).is_file() else None
     return export_model(
-        model, destination, preprocessing=preprocessing, metadata=metadata, dtype=dtype, overwrite=overwrite
+        model,
+        destination,
+        preprocessing=preprocessing,
+        metadata=metadata,
+        dtype=dtype,
+        overwrite=overwrite,
+        extras=extras,
     )

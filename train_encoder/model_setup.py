@@ -169,20 +169,47 @@ class TwoCaptionOutput(NamedTuple):
     """Final-layer-norm hidden states of the long captions (what a Stable Diffusion UNet reads)."""
     logit_scale: torch.Tensor
     """The multiplier, ``logit_scale.exp()``."""
+    short_image_features: torch.Tensor | None = None
+    """The image features for the short captions when a recipe's image side makes its own (FIX-CLIP: masked)."""
+    hierarchy_features: tuple[torch.Tensor, ...] = ()
+    """Further image features from a recipe's image side (FIX-CLIP: one per layer group)."""
 
 
 class TwoCaptionCLIP(nn.Module):
-    """One forward over images, long captions and short captions (one text pass over both), for DDP."""
+    """One forward over images, long captions and short captions (one text pass over both), for DDP.
 
-    def __init__(self, clip: CLIPModel) -> None:
+    ``image_side`` (from ``Recipe.image_side``) replaces the plain image tower call: it is a submodule, so
+    its parameters train, synchronise under DDP and sit in ``parameters()`` after the CLIP model's.
+    """
+
+    def __init__(self, clip: CLIPModel, image_side: nn.Module | None = None) -> None:
         super().__init__()
         self.clip = clip
+        self.image_side = image_side
 
-    def forward(self, pixel_values: torch.Tensor, long_ids: torch.Tensor, short_ids: torch.Tensor) -> TwoCaptionOutput:
+    def forward(
+        self, pixel_values: torch.Tensor, long_ids: torch.Tensor, short_ids: torch.Tensor, **image_inputs: torch.Tensor
+    ) -> TwoCaptionOutput:
         clip = self.clip
-        vision = clip.vision_model(pixel_values=pixel_values)
-        image_features = clip.visual_projection(vision.pooler_output)
+        short_image_features, hierarchy = None, ()
+        if self.image_side is None:
+            if image_inputs:
+                raise ValueError(f"image inputs {sorted(image_inputs)} given, but there is no image side to take them")
+            vision = clip.vision_model(pixel_values=pixel_values)
+            image_features = clip.visual_projection(vision.pooler_output)
+        else:
+            side = self.image_side(clip, pixel_values, **image_inputs)
+            image_features, short_image_features = side.image_features, side.short_image_features
+            hierarchy = tuple(side.hierarchy_features)
         text = clip.text_model(input_ids=torch.cat([long_ids, short_ids]))
         long_features, short_features = clip.text_projection(text.pooler_output).split(long_ids.shape[0])
         hidden = text.last_hidden_state[: long_ids.shape[0]]
-        return TwoCaptionOutput(image_features, long_features, short_features, hidden, clip.logit_scale.exp())
+        return TwoCaptionOutput(
+            image_features,
+            long_features,
+            short_features,
+            hidden,
+            clip.logit_scale.exp(),
+            short_image_features,
+            hierarchy,
+        )

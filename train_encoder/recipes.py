@@ -3,29 +3,41 @@
 A recipe is a frozen ``Recipe``: its short-branch transform (any ``ShortBranch`` callable), the
 short-loss weight λ in ``L = λ·L_short + (1-λ)·L_long``, and how many principal components of the
 image features the short captions are matched against (``None``: the plain image features). A new
-method is an addition: write its ``ShortBranch`` (or reuse one), then ``register_recipe``; a method
-that also changes the image side (FIX-CLIP masks patches) subclasses ``Recipe`` with its fields.
+method is an addition: write its ``ShortBranch`` (or reuse one), then ``register_recipe``.
+
+A method that also changes the image side subclasses ``Recipe`` and overrides three hooks the trainer
+calls: ``configured`` (read its config keys), ``image_side`` (an ``nn.Module`` of extra trainable
+parameters and image branches, saved in checkpoints beside the CLIPModel; see ``ImageSide``) and
+``step_loss`` (the loss from the forward's output). The defaults are the two-caption recipe.
 
 Built in:
 
 * ``debias``: DeBias-CLIP, short = summary removed + sentences sub-sampled + token padding, λ=0.1;
 * ``long-clip``: Long-CLIP, short = first sentence (or the data's short caption), λ=0.5. Long-CLIP
   sums the two losses (``L_long + L_short``); λ=0.5 is that sum halved, the same up to the learning
-  rate (and AdamW is nearly scale-invariant).
+  rate (and AdamW is nearly scale-invariant);
+* ``fix-clip``: FIX-CLIP, registered by :mod:`train_encoder.fix_clip` (imported with the package).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
 from .augment import CaptionTokenizer, DebiasAugment, FirstSentence
 from .losses import LossParts, two_caption_loss
 
-__all__ = ["Recipe", "ShortBranch", "get_recipe", "recipe_names", "register_recipe"]
+if TYPE_CHECKING:
+    from transformers import CLIPModel
+
+    from .model_setup import TwoCaptionOutput
+
+__all__ = ["ImageSide", "Recipe", "ShortBranch", "get_recipe", "recipe_names", "register_recipe"]
 
 
 @runtime_checkable
@@ -40,6 +52,17 @@ class ShortBranch(Protocol):
         generator: torch.Generator,
         short_captions: Sequence[str | None] | None = None,
     ) -> torch.Tensor: ...
+
+
+class ImageSide(Protocol):
+    """What ``Recipe.image_side`` returns: an ``nn.Module`` (its parameters train and are checkpointed) that
+    ``TwoCaptionCLIP`` calls as ``side(clip_model, pixel_values, **inputs)`` instead of the plain image tower,
+    returning ``image_features``, ``short_image_features`` and ``hierarchy_features``; ``inputs`` come from
+    ``side.batch_inputs(batch_size, generator=...)`` (seeded per batch by the trainer)."""
+
+    def batch_inputs(self, batch_size: int, *, generator: torch.Generator) -> dict[str, torch.Tensor]: ...
+
+    def __call__(self, model: CLIPModel, pixel_values: torch.Tensor, **inputs: torch.Tensor) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -64,6 +87,31 @@ class Recipe:
         k = self.pca_components
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
             raise ValueError(f"pca_components must be an int >= 1 or None (no PCA), got {k!r}")
+
+    def configured(self, config: Any) -> Recipe:
+        """This recipe with a ``TrainConfig``'s overrides: ``short_weight``, ``pca_components`` (0 = no PCA)."""
+        changes = {}
+        if config.short_weight is not None:
+            changes["short_weight"] = config.short_weight
+        if config.pca_components is not None:
+            changes["pca_components"] = config.pca_components or None
+        return dataclasses.replace(self, **changes)
+
+    def image_side(self, model: CLIPModel) -> nn.Module | None:
+        """Extra image-side module for ``model`` (an :class:`ImageSide`), or ``None``: the plain image tower."""
+        return None
+
+    def step_loss(self, out: TwoCaptionOutput, *, label_smoothing: float = 0.1) -> dict[str, torch.Tensor]:
+        """The loss of one forward: ``{"loss": total, ...parts}`` (every value is logged). Default: ``loss``
+        on float32 features (bf16/fp16 logits at scale 100 lose the ranking)."""
+        parts = self.loss(
+            out.image_features.float(),
+            out.long_text_features.float(),
+            out.short_text_features.float(),
+            out.logit_scale.float(),
+            label_smoothing=label_smoothing,
+        )
+        return {"loss": parts.total, "loss_long": parts.long, "loss_short": parts.short}
 
     def long_token_ids(self, captions: Sequence[str], tokenizer: CaptionTokenizer) -> torch.Tensor:
         """The long branch: every caption whole, cut to the context with EOT last."""

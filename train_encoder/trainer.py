@@ -2,8 +2,10 @@
 
 Per batch: the long captions are tokenised whole (``recipe.long_token_ids``), the short branch is
 built by the recipe with a ``torch.Generator`` seeded from (seed, epoch, batch, rank), images and
-both caption branches go through one forward, and ``recipe.loss`` (features all-gathered with
-gradient) plus the optional distillation term is back-propagated. AdamW, linear warmup, cosine
+both caption branches go through one forward, and ``recipe.step_loss`` (features all-gathered with
+gradient) plus the optional distillation term is back-propagated. A recipe with an image side
+(``Recipe.image_side``: FIX-CLIP) adds its module to the forward, the optimizer, the checkpoints
+and the export, and draws its per-batch random inputs from a generator of their own stream. AdamW, linear warmup, cosine
 decay; the learning rate is a pure function of the optimizer step.
 
 Run it on one process (``python -m train_encoder train``) or many (``accelerate launch -m
@@ -22,12 +24,11 @@ the workers' RNG: set ``random_crop: false`` where bit-exact resume on shards ma
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -92,6 +93,7 @@ DRIFT_CAPTIONS = 256
 """Distinct training captions the end-of-run hidden-state drift report is computed on."""
 FINAL_DIR = "final"
 _CAPTION_STREAM = 2
+_IMAGE_SIDE_STREAM = 3
 _TRACKER_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "comet_ml": ("comet_ml",)}
 
 
@@ -160,13 +162,15 @@ def train(
     )
 
     model = prepared.model
+    image_side = recipe.image_side(model)
+    two_caption = TwoCaptionCLIP(model, image_side)
     optimizer = torch.optim.AdamW(
-        parameter_groups(model, config.weight_decay, decay_all=config.decay_all_parameters),
+        parameter_groups(two_caption, config.weight_decay, decay_all=config.decay_all_parameters),
         lr=config.lr,
         betas=(config.adam_beta1, config.adam_beta2),
         eps=config.adam_eps,
     )
-    module, optimizer = accelerator.prepare(TwoCaptionCLIP(model), optimizer)
+    module, optimizer = accelerator.prepare(two_caption, optimizer)
     reference = prepared.reference_text
     if reference is not None:
         reference.to(accelerator.device)
@@ -174,7 +178,9 @@ def train(
     state = TrainState()
     if resume is not None:
         checkpoint = resolve_checkpoint(resume, output_dir)
-        state = load_checkpoint(checkpoint, accelerator, model=model, optimizer=optimizer, shape=shape)
+        state = load_checkpoint(
+            checkpoint, accelerator, model=model, optimizer=optimizer, shape=shape, extras=image_side
+        )
         if prepared.frozen_rows is not None and not prepared.frozen_rows.unchanged():
             raise ConfigError(
                 f"{checkpoint} was not trained from model={config.model!r}: its frozen position rows differ"
@@ -194,7 +200,7 @@ def train(
     if config.trackers:
         accelerator.init_trackers(config.run_name, config=_tracker_config(config))
 
-    run = _Run(config, accelerator, prepared, recipe, tokenizer, module, optimizer, shape, total_steps)
+    run = _Run(config, accelerator, prepared, recipe, tokenizer, module, optimizer, shape, total_steps, image_side)
     run.loop(loader, state, on_step)
     last_checkpoint = output_dir / CHECKPOINTS_DIR / f"step-{state.step}"
     if not (last_checkpoint / STATE_FILE).is_file():
@@ -205,7 +211,10 @@ def train(
     if config.export_final and accelerator.is_main_process:
         metadata = {"recipe": recipe.name, "source": prepared.source, "step": state.step, "epoch": state.epoch}
         export_dir = output_dir / FINAL_DIR
-        export_model(model, export_dir, preprocessing=prepared.preprocessing, metadata=metadata, overwrite=True)
+        extras = None if image_side is None else image_side.state_dict()
+        export_model(
+            model, export_dir, preprocessing=prepared.preprocessing, metadata=metadata, overwrite=True, extras=extras
+        )
         _log(accelerator, "exported the final model to %s", export_dir)
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -213,14 +222,9 @@ def train(
 
 
 def resolve_recipe(config: TrainConfig) -> Recipe:
-    """The registered recipe with the config's λ / PCA overrides (``pca_components: 0`` = no PCA)."""
-    recipe = get_recipe(config.recipe)
-    changes = {}
-    if config.short_weight is not None:
-        changes["short_weight"] = config.short_weight
-    if config.pca_components is not None:
-        changes["pca_components"] = config.pca_components or None
-    return dataclasses.replace(recipe, **changes)
+    """The registered recipe configured by ``config`` (λ / PCA overrides, ``pca_components: 0`` = no PCA, and
+    recipe-specific keys such as ``fix_clip_*``)."""
+    return get_recipe(config.recipe).configured(config)
 
 
 def lr_factor(step: int, *, warmup_steps: int, total_steps: int, schedule: str = "cosine") -> float:
@@ -279,21 +283,16 @@ def forward_backward(
     label_smoothing: float = 0.1,
     reference_text: nn.Module | None = None,
     distill_weight: float = 0.0,
+    image_inputs: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """One micro-batch: a :class:`TwoCaptionCLIP` forward, the recipe's loss (+ distillation), backward.
 
+    ``image_inputs``: the recipe image side's per-batch inputs (``ImageSide.batch_inputs``), if it has one.
     Returns the detached-able loss parts for logging. The optimizer step is the caller's.
     """
-    out = module(images, long_ids, short_ids)
-    parts = recipe.loss(  # in float32: bf16/fp16 logits at scale 100 lose the ranking
-        out.image_features.float(),
-        out.long_text_features.float(),
-        out.short_text_features.float(),
-        out.logit_scale.float(),
-        label_smoothing=label_smoothing,
-    )
-    loss = parts.total
-    logged = {"loss": parts.total, "loss_long": parts.long, "loss_short": parts.short}
+    out = module(images, long_ids, short_ids, **(image_inputs or {}))
+    logged = recipe.step_loss(out, label_smoothing=label_smoothing)  # float32 features inside
+    loss = logged["loss"]
     if reference_text is not None and distill_weight > 0:
         positions = min(SD_POSITIONS, long_ids.shape[1])
         with torch.no_grad(), accelerator.autocast():
@@ -325,11 +324,21 @@ class _Run:
     """One run's loop state: the pieces built by ``train`` and the step/log/checkpoint logic."""
 
     def __init__(
-        self, config, accelerator, prepared: PreparedModel, recipe, tokenizer, module, optimizer, shape, total_steps
+        self,
+        config,
+        accelerator,
+        prepared: PreparedModel,
+        recipe,
+        tokenizer,
+        module,
+        optimizer,
+        shape,
+        total_steps,
+        image_side: nn.Module | None = None,
     ):
         self.config, self.accelerator, self.prepared = config, accelerator, prepared
         self.recipe, self.tokenizer, self.module, self.optimizer = recipe, tokenizer, module, optimizer
-        self.shape, self.total_steps = shape, total_steps
+        self.shape, self.total_steps, self.image_side = shape, total_steps, image_side
         self.output_dir = Path(config.output_dir)
         self.drift_captions: dict[str, None] = {}  # distinct training captions, in order
 
@@ -416,6 +425,13 @@ class _Run:
             captions, self.tokenizer, generator=generator, short_captions=batch.short_captions[:usable]
         )
         images = batch.images[:usable].to(device, non_blocking=True)
+        image_inputs = {}
+        if self.image_side is not None:
+            image_generator = torch.Generator().manual_seed(
+                derive_seed(config.seed, state.epoch, batch_index, accelerator.process_index, _IMAGE_SIDE_STREAM)
+            )
+            drawn = self.image_side.batch_inputs(usable, generator=image_generator)
+            image_inputs = {name: value.to(device) for name, value in drawn.items()}
         with accelerator.accumulate(self.module):
             logged = forward_backward(
                 accelerator,
@@ -427,6 +443,7 @@ class _Run:
                 label_smoothing=config.label_smoothing,
                 reference_text=self.prepared.reference_text,
                 distill_weight=config.distill_weight,
+                image_inputs=image_inputs,
             )
             if accelerator.sync_gradients and config.max_grad_norm is not None:
                 accelerator.clip_grad_norm_(self.module.parameters(), config.max_grad_norm)
@@ -486,6 +503,7 @@ class _Run:
             shape=self.shape,
             preprocessing=self.prepared.preprocessing,
             source=self.prepared.source,
+            extras=self.image_side,
         )
         _log(self.accelerator, "saved checkpoint %s", path)
         return path

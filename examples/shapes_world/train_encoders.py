@@ -1,10 +1,11 @@
-"""Train the shapes world's text encoders with ``train_encoder``: a 77-token CLIP, then two 248-token fine-tunes.
+"""Train the shapes world's text encoders with ``train_encoder``: a 77-token CLIP, then 248-token fine-tunes.
 
 1. ``clip-77``: a tiny CLIP trained from random weights on (image, short caption) pairs at 77
    positions: the stand-in for OpenAI CLIP (short web captions).
-2. ``long-clip-recipe`` and ``debias-recipe``: the same ``clip-77`` stretched to 248 positions (KPS)
-   and fine-tuned on (image, long caption) pairs with the Long-CLIP recipe and the DeBias recipe:
-   same data, same steps, same seed.
+2. ``long-clip-recipe``, ``debias-recipe`` and ``fix-clip-recipe``: the same ``clip-77`` stretched to
+   248 positions (KPS) and fine-tuned on (image, long caption) pairs with the Long-CLIP, DeBias and
+   FIX-CLIP recipes: same data, same steps, same seed. FIX-CLIP's layer groups are scaled to the
+   world's 3-layer image tower (one group of the two intermediate layers).
 
 Each model is exported as ``OUT/<name>/clip`` (CLIPModel) and ``OUT/<name>/text_encoder``.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -31,6 +33,11 @@ TEXT = dict(hidden_size=32, intermediate_size=128, num_hidden_layers=3, num_atte
 VISION = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4, patch_size=8)
 COMMON = dict(logit_scale=10.0, lr=1e-3, weight_decay=0.1, warmup_steps=50, lr_schedule="cosine", epochs=1000,
               num_workers=0, checkpoint_every=100, keep_checkpoints=1, log_every=50, random_crop=False)  # fmt: skip
+RECIPES = ("long-clip", "debias", "fix-clip")
+#: Recipe settings the world's small image tower needs (3 layers: 2 intermediate ones, an 8x8 patch grid).
+RECIPE_OPTIONS = {
+    "fix-clip": dict(fix_clip_groups=1, fix_clip_group_size=2, fix_clip_prompts=4, fix_clip_region_grid=2)
+}
 
 
 def random_clip(image_size: int, seed: int) -> CLIPModel:
@@ -75,8 +82,10 @@ def train_world_encoders(
     batch_size: int = 64,
     image_size: int = 64,
     seed: int = 0,
+    recipes: Sequence[str] = RECIPES,
 ) -> dict[str, Path]:
-    """Train (or keep, when already there) clip-77 and its two 248-token fine-tunes; their ``clip`` folders."""
+    """Train (or keep, when already there) clip-77 and its 248-token fine-tunes (``<recipe>-recipe``, one per
+    ``recipes``); their ``clip`` folders."""
     source = output / "random-clip"
     if not source.is_dir():
         random_clip(image_size, seed).save_pretrained(source)
@@ -84,10 +93,11 @@ def train_world_encoders(
     trained = {"clip-77": run("clip-77", output, model=str(source), train_data=str(short_caption_file(data)),
                               stretch_to=None, keep=0, recipe="long-clip", short_weight=0.0, pca_components=0,
                               max_steps=pretrain_steps, **common)}  # fmt: skip
-    for recipe in ("long-clip", "debias"):
+    for recipe in recipes:
         trained[f"{recipe}-recipe"] = run(
             f"{recipe}-recipe", output, model=str(trained["clip-77"]), train_data=str(data / "captions.jsonl"),
             stretch_to=248, keep=20, recipe=recipe, max_steps=finetune_steps, lr=5e-4, **common,
+            **RECIPE_OPTIONS.get(recipe, {}),
         )  # fmt: skip
     return trained
 
@@ -101,10 +111,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES,
+                        help="fine-tunes to train (default: all)")  # fmt: skip
     args = parser.parse_args()
     train_world_encoders(args.data, args.output, pretrain_steps=args.pretrain_steps,
                          finetune_steps=args.finetune_steps, batch_size=args.batch_size,
-                         image_size=args.image_size, seed=args.seed)  # fmt: skip
+                         image_size=args.image_size, seed=args.seed, recipes=args.recipes)  # fmt: skip
 
 
 if __name__ == "__main__":
