@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(OFFLINE) $(BIN)/python examples/foundation_demo.py --output outputs/demo
+	$(OFFLINE) $(BIN)/python examples/shapes_world/demo.py --output outputs/shapes_world
 
 test: $(STAMP)
 	$(BIN)/ruff check .

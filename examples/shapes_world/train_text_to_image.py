@@ -6,9 +6,13 @@ Two stages, then a standard diffusers pipeline folder:
    (L1 + MSE reconstruction, a small KL term); its ``scaling_factor`` is set from the latent
    standard deviation, as SD does;
 2. a tiny ``UNet2DConditionModel`` trained with the DDPM epsilon loss, conditioned on the frozen
-   text encoder's ``last_hidden_state`` of each scene's **short caption** (the summary, which
-   mentions the large object first, like web captions). The condition is replaced by the empty
-   prompt's states 10% of the time, for classifier-free guidance.
+   text encoder's ``last_hidden_state`` of a caption of the scene: its **summary** ("A picture of a
+   large red circle and a small blue star on a white background.") or its **list** prompt ("a red
+   circle and a blue star"), drawn per sample (``--caption-forms``). Both mention the large object
+   first, like web captions, so the model learns what SD learns from them: first mentioned, larger.
+   The condition is replaced by the empty prompt's states 10% of the time, for classifier-free
+   guidance. The loss of latent cells covered by objects is weighted up (``--object-weight``): on a
+   white background most cells are trivially predictable, and the small objects cover a few cells.
 
 The text embeddings are computed once with the pipeline's own ``encode_prompt`` (so training sees
 exactly what inference feeds the UNet) and cached. The result is saved with
@@ -17,10 +21,13 @@ exactly what inference feeds the UNet) and cached. The result is saved with
 such as the 248-position Long-CLIP and DeBias fine-tunes of the same ``clip-77``.
 
 Training checkpoints (``WORK/state.pt``, written atomically) are resumed when the script is run
-again with the same ``--work-dir``; a finished run only re-exports the pipeline.
+again with the same ``--work-dir``; a finished run only re-exports the pipeline (or, given more
+``--unet-steps``, continues from its EMA weights). ``--init-from OTHER_WORK_DIR`` starts a new run
+from another run's VAE (kept as it is) and EMA UNet: a second stage on other data.
 
 Usage: python examples/shapes_world/train_text_to_image.py --data DATA --encoder ENCODER --output OUT
-       [--vae-steps 1500] [--unet-steps 6000] [--batch-size 64] [--seed 0] [--quick] [--evaluate]
+       [--vae-steps 1500] [--unet-steps 6000] [--batch-size 64] [--caption-forms summary,list]
+       [--object-weight 4] [--init-from WORK] [--seed 0] [--quick] [--evaluate]
 ``DATA`` is a shapes-world export (``python -m debias_diffusion.shapes_world DATA --scenes 4000``),
 ``ENCODER`` a text-encoder folder (e.g. ``clip-77/text_encoder``). ``--quick`` is a smoke run
 (a few hundred scenes, a few dozen steps) that finishes in about two minutes on two CPU cores.
@@ -60,6 +67,11 @@ UNET_CONFIG = dict(
 KL_WEIGHT = 1e-6
 DROP_CONDITION = 0.1
 EMA_DECAY = 0.999
+CAPTION_FORMS = ("summary", "list")
+OBJECT_THRESHOLD = 48
+FIRST_STEPS = 5
+"""The summaries' ``*_first_loss``: the mean loss of a run's first steps."""
+"""A pixel belongs to an object when a channel differs from the background (the corner pixel) by more."""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -73,6 +85,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--vae-lr", type=float, default=1e-3)
     parser.add_argument("--unet-lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--caption-forms",
+        default="summary,list",
+        help=f"comma-separated captions drawn per sample: {', '.join(CAPTION_FORMS)}",
+    )
+    parser.add_argument(
+        "--object-weight",
+        type=float,
+        default=4.0,
+        help="extra loss weight of latent cells covered by objects (0: plain epsilon loss)",
+    )
+    parser.add_argument("--init-from", type=Path, help="work dir of a finished run: start from its VAE and EMA UNet")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scenes", type=int, help="use only the first N scenes")
     parser.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints")
@@ -90,18 +114,41 @@ def parse_args(argv=None) -> argparse.Namespace:
             if getattr(args, name) == parser.get_default(name):
                 setattr(args, name, value)
     args.work_dir = args.work_dir or args.output.with_name(args.output.name + "-train")
+    args.caption_forms = tuple(form.strip() for form in args.caption_forms.split(",") if form.strip())
+    unknown = sorted(set(args.caption_forms) - set(CAPTION_FORMS)) or (not args.caption_forms and ["(none)"])
+    if unknown:
+        parser.error(f"--caption-forms: unknown {', '.join(unknown)}; use a comma-separated subset of "
+                     f"{', '.join(CAPTION_FORMS)}")  # fmt: skip
+    if args.object_weight < 0:
+        parser.error(f"--object-weight must be >= 0, got {args.object_weight}")
+    if args.init_from is not None and not (args.init_from / "state.pt").is_file():
+        parser.error(f"--init-from {args.init_from}: no state.pt there; give the work dir of a finished run")
     return args
 
 
 # ---------------------------------------------------------------- data
 
 
-def load_dataset(data: Path, scenes: int | None) -> tuple[torch.Tensor, list[str]]:
-    """Images as uint8 ``(N, 3, 64, 64)`` and their short captions."""
+def load_dataset(data: Path, scenes: int | None, forms: tuple[str, ...]) -> tuple[torch.Tensor, list[list[str]]]:
+    """Images as uint8 ``(N, 3, 64, 64)`` and, per image, one caption per form (see the module docstring)."""
+    from debias_diffusion.shapes_world import list_prompt, read_scenes
+
     rows = [json.loads(line) for line in (data / "captions.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    rows = rows[:scenes] if scenes else rows
-    images = np.stack([np.asarray(Image.open(data / row["image"]).convert("RGB")) for row in rows])
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), [row["short_caption"] for row in rows]
+    world = read_scenes(data / "scenes.jsonl")
+    if len(world) != len(rows):
+        raise SystemExit(f"error: {data} has {len(rows)} captions but {len(world)} scenes; re-export it")
+    count = scenes or len(rows)
+    images = np.stack([np.asarray(Image.open(data / row["image"]).convert("RGB")) for row in rows[:count]])
+    make = {"summary": lambda row, scene: row["short_caption"], "list": lambda row, scene: list_prompt(scene, "size")}
+    captions = [[make[form](row, scene) for form in forms] for row, scene in zip(rows[:count], world, strict=False)]
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), captions
+
+
+def object_cells(images: torch.Tensor, factor: int) -> torch.Tensor:
+    """Share of each latent cell's pixels that belong to objects, ``(N, 1, H / factor, W / factor)``."""
+    background = images[:, :, :1, :1].int()
+    objects = ((images.int() - background).abs().amax(dim=1, keepdim=True) > OBJECT_THRESHOLD).float()
+    return F.avg_pool2d(objects, factor)
 
 
 def file_digest(path: Path) -> str:
@@ -113,16 +160,17 @@ def encoder_digest(encoder: Path) -> str:
     return "-".join(file_digest(path) for path in weights) or str(encoder.resolve())
 
 
-def caption_embeddings(encoder: Path, captions: list[str], cache: Path) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """``(unique caption states, empty prompt states, index of each caption)``; cached by content."""
-    unique = sorted(set(captions))
+def caption_embeddings(
+    encoder: Path, captions: list[list[str]], cache: Path
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(unique caption states, empty prompt states, (N, forms) index of each caption)``; cached by content."""
+    unique = sorted({caption for row in captions for caption in row})
     key = hashlib.sha256(("\n".join(unique) + encoder_digest(encoder)).encode()).hexdigest()[:16]
     if cache.is_file():
         stored = torch.load(cache, weights_only=True)
         if stored["key"] == key:
             print(f"text embeddings: cached ({len(unique)} captions)")
-            lookup = {caption: i for i, caption in enumerate(unique)}
-            return stored["states"].float(), stored["empty"].float(), [lookup[c] for c in captions]
+            return stored["states"].float(), stored["empty"].float(), caption_indices(unique, captions)
     pipe = build_pipeline(encoder, vae=AutoencoderKL(**VAE_CONFIG), unet=UNet2DConditionModel(**unet_config(32)))
     states = []
     with torch.no_grad():
@@ -131,8 +179,12 @@ def caption_embeddings(encoder: Path, captions: list[str], cache: Path) -> tuple
         empty = pipe.encode_prompt([""], "cpu", 1, False)[0][0]
     states = torch.cat(states)
     atomic_torch_save({"key": key, "states": states.half(), "empty": empty.half()}, cache)
+    return states.half().float(), empty.half().float(), caption_indices(unique, captions)
+
+
+def caption_indices(unique: list[str], captions: list[list[str]]) -> torch.Tensor:
     lookup = {caption: i for i, caption in enumerate(unique)}
-    return states.half().float(), empty.half().float(), [lookup[c] for c in captions]
+    return torch.tensor([[lookup[caption] for caption in row] for row in captions])
 
 
 def build_pipeline(encoder: Path, *, vae, unet, scheduler=None):
@@ -165,7 +217,8 @@ def atomic_torch_save(obj, path: Path) -> None:
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
-    """Linear warm-up, then cosine decay to 10% of the peak."""
+    """Linear warm-up (``warmup`` steps, at most a fifth of the run), then cosine decay to 10% of the peak."""
+    warmup = max(1, min(warmup, total // 5))
     if step < warmup:
         return peak * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
@@ -216,6 +269,8 @@ def train_vae(args, state: dict, images: torch.Tensor, device: torch.device) -> 
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         optimizer.step()
         smoothed = rec.item() if smoothed is None else 0.95 * smoothed + 0.05 * rec.item()
+        if step < FIRST_STEPS:
+            state["vae_first_loss"] = (state.get("vae_first_loss", 0.0) * step + rec.item()) / (step + 1)
         bar.set_postfix(rec=f"{smoothed:.4f}", kl=f"{kl.item():.3f}")
         done = step + 1
         if done % max(1, args.vae_steps // 10) == 0 or done == args.vae_steps:
@@ -240,7 +295,7 @@ def encode_latents(vae: AutoencoderKL, images: torch.Tensor, device: torch.devic
 
 
 def train_unet(args, state, latents, embeddings, device) -> UNet2DConditionModel:
-    means, stds, flipped_means, flipped_stds, scale = latents
+    means, stds, flipped_means, flipped_stds, scale, cells, flipped_cells = latents
     states, empty, caption_index = embeddings
     torch.manual_seed(args.seed + 1)
     unet = UNet2DConditionModel(**unet_config(states.shape[-1])).to(device)
@@ -254,6 +309,8 @@ def train_unet(args, state, latents, embeddings, device) -> UNet2DConditionModel
         unet.load_state_dict(state["unet"])
         if "unet_optimizer" in state:
             optimizer.load_state_dict(state["unet_optimizer"])
+    elif "ema" in state:  # a finished run given more steps, or --init-from: continue from the EMA weights
+        unet.load_state_dict(state["ema"])
     step = state.get("unet_step", 0)
     if step >= args.unet_steps:
         print(f"UNet: trained ({step} steps), kept")
@@ -261,7 +318,6 @@ def train_unet(args, state, latents, embeddings, device) -> UNet2DConditionModel
     noise_scheduler = DDPMScheduler(**SCHEDULE)
     alphas = noise_scheduler.alphas_cumprod.to(device)
     states, empty = states.to(device), empty.to(device)
-    caption_index = torch.tensor(caption_index)
     generator = torch.Generator().manual_seed(args.seed * 1000 + 7 + step)
     unet.train()
     bar = tqdm(range(step, args.unet_steps), desc="UNet", initial=step, total=args.unet_steps)
@@ -282,17 +338,19 @@ def train_unet(args, state, latents, embeddings, device) -> UNet2DConditionModel
         flip = (torch.rand(args.batch_size, generator=generator) < 0.5)[:, None, None, None]
         mean = torch.where(flip, flipped_means[index], means[index])
         std = torch.where(flip, flipped_stds[index], stds[index])
+        weight = (1 + args.object_weight * torch.where(flip, flipped_cells[index], cells[index])).to(device)
         x0 = (mean + std * torch.randn(mean.shape, generator=generator)).to(device) * scale
         noise = torch.randn(x0.shape, generator=generator).to(device)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (args.batch_size,), generator=generator)
         t = t.to(device)
         a = alphas[t][:, None, None, None]
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        cond = states[caption_index[index].to(device)]
+        form = torch.randint(0, caption_index.shape[1], (args.batch_size,), generator=generator)
+        cond = states[caption_index[index, form].to(device)]
         drop = (torch.rand(args.batch_size, generator=generator) < DROP_CONDITION).to(device)
         cond = torch.where(drop[:, None, None], empty.expand_as(cond), cond)
         prediction = unet(noisy, t, encoder_hidden_states=cond).sample
-        loss = F.mse_loss(prediction, noise)
+        loss = ((prediction - noise).square() * weight).mean() / weight.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -302,6 +360,8 @@ def train_unet(args, state, latents, embeddings, device) -> UNet2DConditionModel
             for e, p in zip(ema.parameters(), unet.parameters(), strict=True):
                 e.lerp_(p, 1 - decay)
         smoothed = loss.item() if smoothed is None else 0.98 * smoothed + 0.02 * loss.item()
+        if step < FIRST_STEPS:  # what the loss started from, to show that it falls
+            state["unet_first_loss"] = (state.get("unet_first_loss", 0.0) * step + loss.item()) / (step + 1)
         bar.set_postfix(loss=f"{smoothed:.4f}")
         done = step + 1
         if done % max(1, args.unet_steps // 20) == 0 or done == args.unet_steps:
@@ -318,6 +378,22 @@ def train_unet(args, state, latents, embeddings, device) -> UNet2DConditionModel
         state.pop("unet", None)
         atomic_torch_save(state, args.work_dir / "state.pt")
     return ema.eval()
+
+
+def initial_state(init_from: Path) -> dict:
+    """A new run's state from a finished one: its VAE and scale, its EMA UNet as the starting point."""
+    previous = torch.load(init_from / "state.pt", map_location="cpu", weights_only=True)
+    if "ema" not in previous or "vae" not in previous:
+        raise SystemExit(f"error: {init_from / 'state.pt'} has no trained VAE and UNet; finish that run first")
+    summary = init_from / "training_summary.json"
+    scale = previous.get("scaling_factor") or json.loads(summary.read_text(encoding="utf-8"))["scaling_factor"]
+    print(f"starting from {init_from}: its VAE ({previous['vae_step']} steps, kept) and EMA UNet "
+          f"({previous['unet_step']} steps)")  # fmt: skip
+    return {
+        "vae": previous["vae"], "vae_step": previous["vae_step"], "vae_loss": previous.get("vae_loss"),
+        "ema": previous["ema"], "scaling_factor": float(scale),
+        "init_from": {"work_dir": str(init_from), "vae_steps": previous["vae_step"], "unet_steps": previous["unet_step"]},
+    }  # fmt: skip
 
 
 def export(args, vae: AutoencoderKL, unet: UNet2DConditionModel, scale: float) -> None:
@@ -346,12 +422,16 @@ def main(argv=None) -> None:
         torch.backends.cudnn.allow_tf32 = True
     started = time.perf_counter()
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    images, captions = load_dataset(args.data, args.scenes)
-    print(f"{len(images)} scenes from {args.data}; device {device}")
+    images, captions = load_dataset(args.data, args.scenes, args.caption_forms)
+    print(f"{len(images)} scenes from {args.data} ({', '.join(args.caption_forms)} captions); device {device}")
     state_file = args.work_dir / "state.pt"
-    state = torch.load(state_file, map_location="cpu", weights_only=False) if state_file.is_file() else {}
+    state = torch.load(state_file, map_location="cpu", weights_only=True) if state_file.is_file() else {}
     if state:
         print(f"resuming from {state_file}: VAE step {state.get('vae_step', 0)}, UNet step {state.get('unet_step', 0)}")
+    elif args.init_from is not None:
+        state = initial_state(args.init_from)
+    if "init_from" in state:  # the VAE of the run this one continues is kept as it is
+        args.vae_steps = state["vae_step"]
     embeddings = caption_embeddings(args.encoder, captions, args.work_dir / "embeddings.pt")
     if args.embeddings_only:
         return
@@ -359,14 +439,20 @@ def main(argv=None) -> None:
     vae = train_vae(args, state, images, device)
     means, stds = encode_latents(vae, images, device)
     flipped_means, flipped_stds = encode_latents(vae, images.flip(-1), device)
-    scale = float(1.0 / means.std())
-    print(f"latents {tuple(means.shape[1:])}: std {means.std().item():.3f} -> scaling_factor {scale:.4f}")
-    unet = train_unet(args, state, (means, stds, flipped_means, flipped_stds, scale), embeddings, device)
+    # SD's rule: unit-variance latents; a continued run keeps the scale its UNet was trained with
+    state.setdefault("scaling_factor", float(1.0 / means.std()))
+    scale = state["scaling_factor"]
+    print(f"latents {tuple(means.shape[1:])}: std {means.std().item():.3f}; scaling_factor {scale:.4f}")
+    cells = object_cells(images, images.shape[-1] // means.shape[-1])
+    latents = (means, stds, flipped_means, flipped_stds, scale, cells, cells.flip(-1))
+    unet = train_unet(args, state, latents, embeddings, device)
     minutes = (time.perf_counter() - started) / 60
     summary = {
-        "vae_steps": state.get("vae_step"), "vae_reconstruction_loss": state.get("vae_loss"),
-        "unet_steps": state.get("unet_step"), "unet_epsilon_mse": state.get("unet_loss"),
-        "scaling_factor": scale, "minutes_this_run": round(minutes, 2), "device": str(device),
+        "vae_steps": state.get("vae_step"), "vae_first_loss": state.get("vae_first_loss"),
+        "vae_reconstruction_loss": state.get("vae_loss"), "unet_steps": state.get("unet_step"),
+        "unet_first_loss": state.get("unet_first_loss"), "unet_weighted_epsilon_mse": state.get("unet_loss"),
+        "scaling_factor": scale, "init_from": state.get("init_from"), "minutes_this_run": round(minutes, 2),
+        "device": str(device),
     }  # fmt: skip
     print(json.dumps(summary))
     if args.train_only:

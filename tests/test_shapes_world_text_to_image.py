@@ -1,0 +1,103 @@
+"""The shapes world's text-to-image model retrains (reduced) and learns; runs resume and continue."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from pipeline_builders import tiny_text_encoder
+
+from debias_diffusion import DeBiasStableDiffusionPipeline
+from debias_diffusion.shapes_world import SceneConfig, export_dataset
+from debias_diffusion.tokenization import build_clip_tokenizer
+
+ROOT = Path(__file__).parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("train_t2i", ROOT / "examples/shapes_world/train_text_to_image.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("t2i")
+    config = SceneConfig(min_objects=2, max_objects=3)
+    export_dataset(root / "data", 96, size=32, seed=0, config=config, progress=False)  # 32 px: a quarter of the work
+    encoder = tiny_text_encoder(77)
+    encoder.save_pretrained(root / "encoder")
+    build_clip_tokenizer(model_max_length=77).save_pretrained(root / "encoder")
+    return root / "data", root / "encoder"
+
+
+def _run(script, data: Path, encoder: Path, output: Path, *extra: str) -> dict:
+    script.main(["--data", str(data), "--encoder", str(encoder), "--output", str(output), "--vae-steps", "60",
+                 "--unet-steps", "60", "--batch-size", "16", "--checkpoint-every", "40", "--threads", "1", *extra])  # fmt: skip
+    return json.loads(output.with_name(output.name + "-train").joinpath("training_summary.json").read_text())
+
+
+@pytest.mark.usefixtures("single_torch_thread")
+def test_reduced_text_to_image_training_learns_and_exports_a_pipeline(world, tmp_path):
+    script = _script()
+    summary = _run(script, *world, tmp_path / "pipeline")
+    assert summary["vae_steps"] == 60 and summary["unet_steps"] == 60
+    assert summary["vae_reconstruction_loss"] < 0.6 * summary["vae_first_loss"], summary
+    assert summary["unet_weighted_epsilon_mse"] < 0.8 * summary["unet_first_loss"], summary
+
+    pipe = DeBiasStableDiffusionPipeline.from_pretrained(tmp_path / "pipeline", torch_dtype=torch.float32)
+    assert pipe.unet.dtype == torch.float32 and pipe.vae.config.scaling_factor == pytest.approx(
+        summary["scaling_factor"]
+    )
+    image = pipe("a red circle and a blue star", num_inference_steps=2, height=64, width=64,
+                 generator=torch.Generator().manual_seed(0), output_type="np").images  # fmt: skip
+    assert image.shape == (1, 64, 64, 3) and torch.isfinite(torch.from_numpy(image)).all()
+
+    # a finished run asked for more steps continues from its EMA weights, without retraining the VAE
+    more = _run(script, *world, tmp_path / "pipeline", "--unet-steps", "70")
+    assert more["unet_steps"] == 70 and more["vae_steps"] == 60 and more["vae_first_loss"] == summary["vae_first_loss"]
+    assert more["unet_weighted_epsilon_mse"] < summary["unet_first_loss"], more
+
+    # --init-from: a second stage keeps the first stage's VAE and scale
+    second = _run(script, *world, tmp_path / "stage2", "--init-from", str(tmp_path / "pipeline-train"),
+                  "--caption-forms", "list", "--object-weight", "0", "--unet-steps", "10")  # fmt: skip
+    assert (
+        second["init_from"]["unet_steps"] == 70
+        and second["unet_steps"] == 10
+        and second["scaling_factor"] == summary["scaling_factor"]
+    )
+    stage1, stage2 = (DeBiasStableDiffusionPipeline.from_pretrained(tmp_path / name) for name in ("pipeline", "stage2"))
+    for a, b in zip(stage1.vae.state_dict().values(), stage2.vae.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_caption_forms_and_object_cells(world):
+    script = _script()
+    data, _ = world
+    images, captions = script.load_dataset(data, 4, ("summary", "list"))
+    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.uint8
+    summary, listed = captions[0]
+    assert summary.startswith("A picture of a large ") and " large " not in listed and not listed.startswith("A ")
+    cells = script.object_cells(images, 4)
+    assert cells.shape == (4, 1, 8, 8) and 0 < cells.mean() < 0.5
+    blank = torch.full((1, 3, 8, 8), 255, dtype=torch.uint8)
+    blank[0, :, 4:, 4:] = torch.tensor([255, 0, 0])[:, None, None]  # a red quarter
+    assert script.object_cells(blank, 4).flatten().tolist() == [0.0, 0.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--caption-forms", "summary,poem"], "unknown poem"),
+        (["--object-weight", "-1"], "must be >= 0"),
+        (["--init-from", "nowhere"], "no state.pt"),
+    ],
+)
+def test_bad_options_are_refused_with_the_reason(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        _script().parse_args(["--data", "d", "--encoder", "e", "--output", str(tmp_path / "o"), *argv])
+    assert message in capsys.readouterr().err
