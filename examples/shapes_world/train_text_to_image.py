@@ -69,9 +69,9 @@ DROP_CONDITION = 0.1
 EMA_DECAY = 0.999
 CAPTION_FORMS = ("summary", "list")
 OBJECT_THRESHOLD = 48
+"""A pixel belongs to an object when a channel differs from the background (the corner pixel) by more."""
 FIRST_STEPS = 5
 """The summaries' ``*_first_loss``: the mean loss of a run's first steps."""
-"""A pixel belongs to an object when a channel differs from the background (the corner pixel) by more."""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -106,7 +106,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--embeddings-only", action="store_true", help="only compute the text-embedding cache")
     parser.add_argument("--train-only", action="store_true", help="train (and checkpoint) but do not export")
     parser.add_argument("--evaluate", action="store_true", help="run evaluate_generation.py on the result")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 256 scenes, 60 VAE + 120 UNet steps")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 256 scenes, 40 VAE + 100 UNet steps, batch 16")
     args = parser.parse_args(argv)
     if args.quick:  # defaults for a smoke run; explicit options still win
         defaults = dict(scenes=256, vae_steps=40, unet_steps=100, batch_size=16, checkpoint_every=50)
