@@ -15,6 +15,22 @@ import pytest  # noqa: E402
 from debias_diffusion.tokenization import build_clip_tokenizer  # noqa: E402
 
 
+@pytest.fixture(scope="session")
+def example_script():
+    """Load a script of ``examples/shapes_world`` as a module: ``example_script("train_encoders")``."""
+    import importlib.util
+    from pathlib import Path
+
+    def load(name: str):
+        path = Path(__file__).parents[1] / "examples" / "shapes_world" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
 @pytest.fixture(scope="module")
 def single_torch_thread():
     """Tiny tensors: intra-op threads only add waiting (seconds on a busy 2-core machine)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,15 +12,6 @@ from pipeline_builders import tiny_text_encoder
 from debias_diffusion import DeBiasStableDiffusionPipeline
 from debias_diffusion.shapes_world import SceneConfig, export_dataset
 from debias_diffusion.tokenization import build_clip_tokenizer
-
-ROOT = Path(__file__).parents[1]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("train_t2i", ROOT / "examples/shapes_world/train_text_to_image.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +32,8 @@ def _run(script, data: Path, encoder: Path, output: Path, *extra: str) -> dict:
 
 
 @pytest.mark.usefixtures("single_torch_thread")
-def test_reduced_text_to_image_training_learns_and_exports_a_pipeline(world, tmp_path):
-    script = _script()
+def test_reduced_text_to_image_training_learns_and_exports_a_pipeline(world, tmp_path, example_script):
+    script = example_script("train_text_to_image")
     summary = _run(script, *world, tmp_path / "pipeline")
     assert summary["vae_steps"] == 60 and summary["unet_steps"] == 60
     assert summary["vae_reconstruction_loss"] < 0.6 * summary["vae_first_loss"], summary
@@ -75,8 +65,8 @@ def test_reduced_text_to_image_training_learns_and_exports_a_pipeline(world, tmp
         assert torch.equal(a, b)
 
 
-def test_caption_forms_and_object_cells(world):
-    script = _script()
+def test_caption_forms_and_object_cells(world, example_script):
+    script = example_script("train_text_to_image")
     data, _ = world
     images, captions = script.load_dataset(data, 4, ("summary", "list"))
     assert images.shape == (4, 3, 32, 32) and images.dtype == torch.uint8
@@ -97,7 +87,9 @@ def test_caption_forms_and_object_cells(world):
         (["--init-from", "nowhere"], "no state.pt"),
     ],
 )
-def test_bad_options_are_refused_with_the_reason(argv, message, capsys, tmp_path):
+def test_bad_options_are_refused_with_the_reason(argv, message, capsys, tmp_path, example_script):
     with pytest.raises(SystemExit):
-        _script().parse_args(["--data", "d", "--encoder", "e", "--output", str(tmp_path / "o"), *argv])
+        example_script("train_text_to_image").parse_args(
+            ["--data", "d", "--encoder", "e", "--output", str(tmp_path / "o"), *argv]
+        )
     assert message in capsys.readouterr().err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,15 +11,6 @@ from debias_diffusion.shapes_world import export_dataset
 from debias_diffusion.text_model_layout import position_count
 from train_encoder.evaluation import EvalSet, evaluate, load_clip_model
 
-ROOT = Path(__file__).parents[1]
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / "shapes_world" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def _eval_set(folder: Path) -> EvalSet:
     rows = [json.loads(line) for line in (folder / "captions.jsonl").read_text().splitlines()]
@@ -29,13 +19,15 @@ def _eval_set(folder: Path) -> EvalSet:
 
 
 @pytest.mark.usefixtures("single_torch_thread")
-def test_reduced_encoder_training_learns(tmp_path):
+def test_reduced_encoder_training_learns(tmp_path, example_script):
     export_dataset(tmp_path / "train", 192, seed=0, progress=False)
     export_dataset(tmp_path / "unseen", 48, seed=1, progress=False)
-    trained = _script("train_encoders").train_world_encoders(
+    trained = example_script("train_encoders").train_world_encoders(
         tmp_path / "train", tmp_path / "models", pretrain_steps=150, finetune_steps=10, batch_size=32
     )
-    losses = [json.loads(line)["loss"] for line in (tmp_path / "models/clip-77/run/metrics.jsonl").read_text().splitlines()]
+    losses = [
+        json.loads(line)["loss"] for line in (tmp_path / "models/clip-77/run/metrics.jsonl").read_text().splitlines()
+    ]
     assert losses[-1] < 0.7 * losses[0], losses
     results = evaluate({name: str(path) for name, path in trained.items()}, [_eval_set(tmp_path / "unseen")],
                        ["full"], num_workers=0, progress=False)  # fmt: skip

@@ -143,12 +143,13 @@ def generation_quality(run) -> dict[str, dict[str, float]]:
     counts: dict[str, dict[str, list[int]]] = {}
     colours: dict[str, ColourCounts] = {}
     for (model, _, template, *_), members in records_by_image(run.records).items():
-        image = Image.open(run.output_dir / members[0].image).convert("RGB")
+        masks = detector.colour_masks(Image.open(run.output_dir / members[0].image).convert("RGB"))
+        wanted = {r.object.split()[0] for r in members}
         for group in (model, f"{model} / {template}"):
             found = counts.setdefault(group, {}).setdefault(f"{len(members)}-object", [0, 0])
             found[0] += all(r.present for r in members)
             found[1] += 1
-            colours.setdefault(group, ColourCounts()).add(detector, image, {r.object.split()[0] for r in members})
+            colours.setdefault(group, ColourCounts()).add(masks, wanted, detector.min_area)
     return {
         model: {
             **{f"{size} all detected": found / total for size, (found, total) in sorted(sizes.items())},

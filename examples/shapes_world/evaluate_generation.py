@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-COLOURS = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "magenta")
-SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond", "pentagon", "heart")
+from debias_diffusion.shapes_world import COLOURS, SHAPES
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -94,12 +93,12 @@ class ColourCounts:
     images: int = 0
     images_with_extra: int = 0
 
-    def add(self, detector, image, wanted: set[str]) -> None:
-        masks = detector.colour_masks(image)
+    def add(self, masks: dict[str, np.ndarray], wanted: set[str], min_area: float) -> None:
+        """Count one image from its ``ColourDetector.colour_masks``."""
         self.coloured_pixels += sum(int(m.sum()) for m in masks.values())
         self.requested_pixels += sum(int(masks[c].sum()) for c in wanted)
         self.images += 1
-        self.images_with_extra += any(m.mean() >= detector.min_area for c, m in masks.items() if c not in wanted)
+        self.images_with_extra += any(m.mean() >= min_area for c, m in masks.items() if c not in wanted)
 
     @property
     def precision(self) -> float:
@@ -132,7 +131,7 @@ def evaluate(args) -> dict:
     present = np.array([[m.present for m in row] for row in measured])
     colours = ColourCounts()
     for image, pair in zip(images, pairs, strict=True):
-        colours.add(detector, image, {c for c, _ in pair})
+        colours.add(detector.colour_masks(image), {c for c, _ in pair}, detector.min_area)
     report = {
         "pipeline": str(args.pipeline),
         "encoder": str(args.encoder) if args.encoder else "pipeline's own",

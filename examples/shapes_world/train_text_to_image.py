@@ -140,7 +140,7 @@ def load_dataset(data: Path, scenes: int | None, forms: tuple[str, ...]) -> tupl
     count = scenes or len(rows)
     images = np.stack([np.asarray(Image.open(data / row["image"]).convert("RGB")) for row in rows[:count]])
     make = {"summary": lambda row, scene: row["short_caption"], "list": lambda row, scene: list_prompt(scene, "size")}
-    captions = [[make[form](row, scene) for form in forms] for row, scene in zip(rows[:count], world, strict=False)]
+    captions = [[make[form](row, scene) for form in forms] for row, scene in zip(rows[:count], world[:count], strict=True)]
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), captions
 
 
