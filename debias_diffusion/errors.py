@@ -53,3 +53,7 @@ class ShapesWorldError(DebiasDiffusionError, ValueError):
 
 class BadImageError(DebiasDiffusionError, ValueError):
     """An image file is missing, truncated or undecodable: the message names the file."""
+
+
+class OutputLockedError(DebiasDiffusionError, RuntimeError):
+    """Another live run is writing the same output folder (see ``debias_diffusion.output_lock``)."""
