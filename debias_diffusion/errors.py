@@ -57,3 +57,7 @@ class BadImageError(DebiasDiffusionError, ValueError):
 
 class OutputLockedError(DebiasDiffusionError, RuntimeError):
     """Another live run is writing the same output folder (see ``debias_diffusion.output_lock``)."""
+
+
+class HubUploadError(DebiasDiffusionError, RuntimeError):
+    """Pushing a folder to the Hugging Face Hub is impossible (offline, bad repo id) or failed."""

@@ -403,6 +403,53 @@ def test_cli_exit_codes_and_messages(tmp_path, capsys, trained):
     assert (tmp_path / "exported" / "text_encoder" / "model.safetensors").is_file()
 
 
+def test_exports_carry_a_model_card_with_the_run_facts(trained, tmp_path):
+    config, result = trained
+    final_card = (Path(config.output_dir) / "final" / "README.md").read_text()  # the trainer's own export
+    assert "| steps | 30 |" in final_card and "| hardware | 1 x " in final_card
+    (Path(config.output_dir) / "eval").mkdir(exist_ok=True)
+    (Path(config.output_dir) / "eval" / "results.md").write_text("| dataset | probe |\n| --- | --- |\n| shapes | full |\n")
+    export = export_checkpoint(result.checkpoint, tmp_path / "export", license="mit")
+    card = (export.destination / "README.md").read_text()
+    assert "license: mit" in card and "library_name: transformers" in card and "base_model" not in card  # local source
+    drift = json.loads((Path(config.output_dir) / "drift.json").read_text())["mean_cosine_first_77"]
+    assert f"**{drift:.4g}**" in card and "| shapes | full |" in card and "| lr | 0.001 |" in card
+
+
+def test_export_push_to_hub_uploads_once_exported_and_refuses_offline_before_work(trained, tmp_path, monkeypatch, capsys):
+    from huggingface_hub import HfApi
+
+    config, _ = trained
+    calls = []
+
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        calls.append((repo_id, sorted(p.name for p in Path(folder_path).iterdir())))
+        return type("Commit", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
+
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: calls.append(("create", repo_id)))
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    argv = ["export", str(config.output_dir), "--output", str(tmp_path / "pushed"), "--push-to-hub", "me/tiny-debias"]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(argv) == 2
+    assert "HF_HUB_OFFLINE" in capsys.readouterr().err and not (tmp_path / "pushed").exists() and not calls
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    assert main(argv) == 0
+    assert calls == [("create", "me/tiny-debias"), ("me/tiny-debias", ["README.md", "clip", "text_encoder"])]
+    assert "pushed to https://huggingface.co/me/tiny-debias/commit/abc" in capsys.readouterr().out
+
+    def failing_upload(self, **kwargs):
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(HfApi, "upload_folder", failing_upload)
+    assert main([*argv[:3], str(tmp_path / "kept"), *argv[4:]]) == 2
+    err = capsys.readouterr().err
+    assert "connection refused" in err and f"hf upload me/tiny-debias {tmp_path / 'kept'}" in err
+    assert (tmp_path / "kept" / "README.md").is_file()  # the export is kept whole
+    assert main([*argv[:3], str(tmp_path / "bad"), "--push-to-hub", "no owner"]) == 2
+    assert "is not a Hub repo id" in capsys.readouterr().err
+
+
 def test_python_dash_m_entry_point(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run([sys.executable, "-m", "train_encoder", "export", str(tmp_path), "--output", str(tmp_path / "x")],

@@ -43,6 +43,7 @@ from debias_diffusion.errors import CheckpointError
 
 from .config import TrainConfig, save_config
 from .evaluation import ImagePreprocessing
+from .hardware import describe_hardware
 from .model_setup import clip_image_processor
 
 __all__ = [
@@ -138,6 +139,7 @@ def save_checkpoint(
                     "recipe": config.recipe,
                     "source": source,
                     "preprocessing": asdict(preprocessing),
+                    "hardware": describe_hardware(accelerator),
                 },
             )
         prune_checkpoints(output_dir, config.keep_checkpoints)

@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", type=Path, required=True, help="destination folder")
     export.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     export.add_argument("--overwrite", action="store_true")
+    export.add_argument(
+        "--license", default="other", help="Hub licence tag for the model card (the base model's; default: other)"
+    )
+    export.add_argument(
+        "--push-to-hub", metavar="REPO", help="after exporting, upload the folder to this Hub repo (USER/NAME)"
+    )
+    export.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
     export.set_defaults(run=_export)
     return parser
 
@@ -176,10 +183,18 @@ def _drift(models: dict[str, str], args: argparse.Namespace, *, captions: list[s
 def _export(args: argparse.Namespace) -> int:
     from .checkpointing import resolve_checkpoint
     from .export import export_checkpoint
+    from .hub_upload import check_can_push, push_to_hub
 
+    if args.push_to_hub:
+        check_can_push(args.push_to_hub)  # before the export, which can take minutes
     checkpoint = resolve_checkpoint(args.checkpoint)
-    result = export_checkpoint(checkpoint, args.output, dtype=DTYPES[args.dtype], overwrite=args.overwrite)
+    result = export_checkpoint(
+        checkpoint, args.output, dtype=DTYPES[args.dtype], overwrite=args.overwrite, license=args.license
+    )
     print(f"exported {checkpoint} (step {result.metadata['step']}):")
     print(f"  CLIPModel:    {result.clip}")
     print(f"  text encoder: {result.text_encoder}")
+    print(f"  model card:   {result.destination / 'README.md'}")
+    if args.push_to_hub:
+        print(f"pushed to {push_to_hub(result.destination, args.push_to_hub, private=args.private)}")
     return 0

@@ -9,7 +9,8 @@
                                hierarchical heads), for recipes that have them: kept for reference, not
                                part of either model (inference runs the plain towers)
 
-Each folder also holds ``train_encoder_export.json`` (recipe, step, epoch, source).
+Each folder also holds ``train_encoder_export.json`` (recipe, step, epoch, source), and ``DESTINATION/README.md``
+is a model card with Hub metadata (``train_encoder.model_card``), ready for ``--push-to-hub``.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from debias_diffusion.atomic_io import atomic_directory
 from debias_diffusion.errors import CheckpointError
 from debias_diffusion.text_model_layout import position_count
 from debias_diffusion.tokenization import build_clip_tokenizer
+from debias_diffusion.ui_compatibility import warn_if_ui_activation_differs
 
-from .checkpointing import EXTRAS_FILE, MODEL_DIR, read_checkpoint_metadata, save_extras
+from .checkpointing import CHECKPOINTS_DIR, EXTRAS_FILE, MODEL_DIR, read_checkpoint_metadata, save_extras
 from .data import ImagePreprocessing
+from .model_card import CARD_FILE, DEFAULT_LICENSE, model_card, run_facts
 from .model_setup import clip_image_processor
 
 __all__ = [
@@ -75,11 +78,16 @@ def export_model(
     dtype: torch.dtype = torch.float32,
     overwrite: bool = False,
     extras: Mapping[str, torch.Tensor] | None = None,
+    run_dir: str | Path | None = None,
+    license: str = DEFAULT_LICENSE,
 ) -> ExportResult:
-    """Write ``model`` as ``clip/`` and ``text_encoder/`` under ``destination`` (one atomic rename), and the
-    recipe's ``extras`` (a state dict) beside them as ``recipe_extras.safetensors``."""
+    """Write ``model`` as ``clip/`` and ``text_encoder/`` under ``destination`` (one atomic rename), the
+    recipe's ``extras`` (a state dict) beside them as ``recipe_extras.safetensors``, and a model card
+    (``README.md``, Hub metadata with ``license``) from ``metadata`` and the training ``run_dir``'s records."""
     destination = Path(destination)
     positions = position_count(model)
+    text_config = model.config.text_config
+    warn_if_ui_activation_differs(text_config.hidden_size, text_config.num_hidden_layers, text_config.hidden_act)
     full = CLIPModel(model.config)
     full.load_state_dict(model.state_dict())
     full = full.to(dtype).eval()
@@ -94,13 +102,19 @@ def export_model(
         clip_image_processor(preprocessing).save_pretrained(scratch / CLIP_DIR)
         if extras is not None:
             save_extras(dict(extras), scratch / EXTRAS_FILE)
+        (scratch / CARD_FILE).write_text(model_card(metadata, run_facts(run_dir), license=license), encoding="utf-8")
     return ExportResult(destination, destination / CLIP_DIR, destination / TEXT_ENCODER_DIR, metadata)
 
 
 def export_checkpoint(
-    checkpoint: str | Path, destination: str | Path, *, dtype: torch.dtype = torch.float32, overwrite: bool = False
+    checkpoint: str | Path,
+    destination: str | Path,
+    *,
+    dtype: torch.dtype = torch.float32,
+    overwrite: bool = False,
+    license: str = DEFAULT_LICENSE,
 ) -> ExportResult:
-    """Export a training checkpoint folder (``OUTPUT/checkpoints/step-N``)."""
+    """Export a training checkpoint folder (``OUTPUT/checkpoints/step-N``); its run folder feeds the model card."""
     checkpoint = Path(checkpoint)
     saved = read_checkpoint_metadata(checkpoint)
     try:
@@ -115,6 +129,7 @@ def export_checkpoint(
         "epoch": state["epoch"],
         "samples_seen": state["samples_seen"],
         "checkpoint": str(checkpoint),
+        **({"hardware": saved["hardware"]} if "hardware" in saved else {}),
     }
     preprocessing = ImagePreprocessing(**saved["preprocessing"])
     extras = load_file(checkpoint / EXTRAS_FILE) if (checkpoint / EXTRAS_FILE).is_file() else None
@@ -126,4 +141,6 @@ def export_checkpoint(
         dtype=dtype,
         overwrite=overwrite,
         extras=extras,
+        run_dir=checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINTS_DIR else None,
+        license=license,
     )

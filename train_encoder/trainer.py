@@ -70,6 +70,7 @@ from .data import (
 )
 from .evaluation import DRIFT_FILE, load_clip_model, text_drift
 from .export import export_model
+from .hardware import describe_hardware
 from .losses import SD_POSITIONS, distillation_loss
 from .model_setup import PreparedModel, TwoCaptionCLIP, build_model, clamp_logit_scale, parameter_groups
 from .recipes import Recipe, get_recipe
@@ -209,11 +210,24 @@ def train(
         run.report_drift()
     export_dir = None
     if config.export_final and accelerator.is_main_process:
-        metadata = {"recipe": recipe.name, "source": prepared.source, "step": state.step, "epoch": state.epoch}
+        metadata = {
+            "recipe": recipe.name,
+            "source": prepared.source,
+            "step": state.step,
+            "epoch": state.epoch,
+            "samples_seen": state.samples_seen,
+            "hardware": describe_hardware(accelerator),
+        }
         export_dir = output_dir / FINAL_DIR
         extras = None if image_side is None else image_side.state_dict()
         export_model(
-            model, export_dir, preprocessing=prepared.preprocessing, metadata=metadata, overwrite=True, extras=extras
+            model,
+            export_dir,
+            preprocessing=prepared.preprocessing,
+            metadata=metadata,
+            overwrite=True,
+            extras=extras,
+            run_dir=output_dir,
         )
         _log(accelerator, "exported the final model to %s", export_dir)
     accelerator.wait_for_everyone()

@@ -12,6 +12,7 @@ from ..atomic_io import atomic_directory
 from ..errors import CheckpointError
 from ..stretching import LONG_CLIP_KEEP
 from ..tokenization import build_clip_tokenizer
+from ..ui_compatibility import warn_if_ui_activation_differs
 from .canonical import CanonicalCLIP
 from .equivalence import EquivalenceReport, compare_image_encoder, compare_text_encoder
 from .hf_models import build_clip_model, build_text_encoder
@@ -61,6 +62,7 @@ def convert_to_hf(
         source, num_heads=num_heads, vision_num_heads=vision_num_heads, hidden_act=hidden_act, text_only=text_only
     )
     original_positions = clip.text.positions
+    warn_if_ui_activation_differs(clip.text.width, clip.text.layers, clip.text.hidden_act)
     if stretch_to is not None:
         clip = clip.stretched_to(stretch_to, keep=keep)
     model = build_text_encoder(clip) if clip.vision is None else build_clip_model(clip)
