@@ -310,12 +310,16 @@ def _add_probe_text(commands) -> None:
     p.add_argument("-e", "--encoder", action="append", required=True, metavar="NAME=SOURCE",
                    help="encoder to probe (repeatable): NAME=folder, .pt/.safetensors, Hub id, open_clip:ARCH/PRETRAINED "
                         "or longclip-l")  # fmt: skip
-    p.add_argument("--vocabulary", default="coco",
-                   help="coco (80 COCO names), shapes (64 colour-shape phrases) or a .txt/.json/.yaml file (default: coco)")  # fmt: skip
+    p.add_argument("--protocol", choices=("ours", "paper"), default="ours",
+                   help="ours: seeded ordered captions, exact top-n, TOR + TOC; paper: clip-oscope's TOR (every "
+                        "combination in vocabulary order, substring qualification, no TOC) (default: ours)")  # fmt: skip
+    p.add_argument("--vocabulary",
+                   help="coco (80 COCO names), comco (the paper's 90), simco (18 shapes), shapes (64 colour-shape "
+                        "phrases) or a .txt/.json/.yaml file (default: coco; comco with --protocol paper)")  # fmt: skip
     p.add_argument(
         "--objects", type=int, default=4, metavar="N", help="objects per caption, 2..5 in the paper (default: 4)"
     )
-    p.add_argument("--captions", type=int, default=1000, metavar="M", help="number of captions (default: 1000)")
+    p.add_argument("--captions", type=int, metavar="M", help="number of captions, --protocol ours (default: 1000)")
     p.add_argument("--style", choices=("short", "long"), default="short",
                    help="short: 'cat and dog and ...'; long: one sentence per object (default: short)")  # fmt: skip
     p.add_argument("--articles", action="store_true", help="'a cat and a dog' instead of 'cat and dog' (objects too)")
@@ -343,6 +347,7 @@ def _run_probe_text(args: argparse.Namespace) -> int:
     results = probe_text(
         parse_named_values(args.encoder, "--encoder", example="openai=openai/clip-vit-large-patch14"),
         args.vocabulary,
+        protocol=args.protocol,
         num_objects=args.objects,
         captions=args.captions,
         style=args.style,
