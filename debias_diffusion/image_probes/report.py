@@ -18,10 +18,12 @@ def _slot_rows(model: ModelImageProbeResult, n: int, references: int) -> list[li
     ior, ioc, every = model.ior, model.ioc, model.ior_all
     ior_cells = [percent(s) for s in ior.shares] if ior.shares is not None else ["-"] * n
     ranks = " / ".join(f"{r:.1f}" for r in every.mean_ranks)
+    best = " / ".join(percent(v) for v in every.best_slot_shares)
     return [
         [model.name, "IOR", *ior_cells, f"{ior.qualified}/{ior.total} images qualified"],
         [model.name, "IOR (all images)", *(percent(s) for s in every.top1_shares),
-         f"top-1 not in the image: {percent(every.outside)}; mean rank {ranks} of {references}"],
+         f"top-1 not in the image: {percent(every.outside)}; mean rank {ranks} of {references}; "
+         f"best of its own objects {best}"],
         [model.name, "IOC", *(percent(a) for a in ioc.accuracies),
          f"chance {percent(ioc.chance)}; {ioc.train_size} train / {ioc.test_size} test"],
     ]  # fmt: skip
