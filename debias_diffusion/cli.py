@@ -408,6 +408,9 @@ def _add_probe_image(commands) -> None:
     p.add_argument(
         "--articles", action="store_true", help="matching captions 'a cat and a dog' instead of 'cat and dog'"
     )
+    p.add_argument("--protocol", choices=("ours", "paper"), default="ours",
+                   help="paper: clip-oscope's RGB-first image loading and matching pairs (every absent object; its "
+                        "second-scenario captions) (default: ours)")  # fmt: skip
     p.add_argument("--hidden-act", choices=("quick_gelu", "gelu"), default="quick_gelu",
                    help="MLP activation for checkpoint files: quick_gelu (OpenAI, Long-CLIP) or gelu (LAION open_clip)")  # fmt: skip
     p.add_argument("--num-heads", type=int, help="checkpoint files: text attention heads (default: width // 64)")
@@ -446,7 +449,8 @@ def _run_probe_image(args: argparse.Namespace) -> int:
         )  # fmt: skip
     results = probe_image(
         models, data, seed=args.seed, test_fraction=args.test_fraction, l2=args.l2, articles=args.articles,
-        batch_size=args.batch_size, device=args.device, hidden_act=args.hidden_act, num_heads=args.num_heads,
+        protocol=args.protocol, batch_size=args.batch_size, device=args.device, hidden_act=args.hidden_act,
+        num_heads=args.num_heads,
         output_dir=args.output_dir,
         overwrite=args.overwrite,
     )  # fmt: skip
