@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -110,12 +111,15 @@ def probe_text(
         style=style, articles=articles, summary=summary, seed=seed, test_fraction=test_fraction, l2=l2,
         on_long=on_long, protocol=protocol,
     )  # fmt: skip
-    object_texts = [object_phrase(name, articles=articles) for name in vocab.objects]
+    common = dict(vocabulary=vocab, settings=settings, batch_size=batch_size, device=device, progress=progress)
+    if protocol == "paper":
+        measure = partial(_measure_paper, **common)
+    else:
+        object_texts = [object_phrase(name, articles=articles) for name in vocab.objects]
+        measure = partial(_measure_ours, captions=caption_list, object_texts=object_texts, **common)
     results = []
     for name, source in tqdm(list(encoders.items()), desc="encoders", disable=not progress):
-        results.append(
-            _probe_one(name, source, vocab, caption_list, object_texts, settings, batch_size, device, progress)
-        )
+        results.append(_probe_one(name, source, measure))
     probed = TextProbeResults(settings, vocab, tuple(caption_list), tuple(results))
     if output_dir is not None:
         write_report(probed, output_dir, overwrite=overwrite)
@@ -123,23 +127,11 @@ def probe_text(
 
 
 def _probe_one(
-    name: str,
-    source: EncoderSource,
-    vocabulary: Vocabulary,
-    captions: list[Caption],
-    object_texts: list[str],
-    settings: ProbeSettings,
-    batch_size: int,
-    device: str | torch.device,
-    progress: bool,
+    name: str, source: EncoderSource, measure: Callable[[str, LoadedTextEncoder], EncoderProbeResult]
 ) -> EncoderProbeResult:
+    """Load one encoder, measure it, and free it unless the caller passed it in loaded."""
     encoder = _load(source)
-    if settings.protocol == "paper":
-        result = _probe_one_paper(name, encoder, vocabulary, settings, batch_size, device, progress)
-    else:
-        result = _probe_one_ours(
-            name, encoder, vocabulary, captions, object_texts, settings, batch_size, device, progress
-        )
+    result = measure(name, encoder)
     if not isinstance(source, LoadedTextEncoder):
         del encoder
         gc.collect()
@@ -148,9 +140,10 @@ def _probe_one(
     return result
 
 
-def _probe_one_ours(
+def _measure_ours(
     name: str,
     encoder: LoadedTextEncoder,
+    *,
     vocabulary: Vocabulary,
     captions: list[Caption],
     object_texts: list[str],
@@ -174,9 +167,10 @@ def _probe_one_ours(
     )  # fmt: skip
 
 
-def _probe_one_paper(
+def _measure_paper(
     name: str,
     encoder: LoadedTextEncoder,
+    *,
     vocabulary: Vocabulary,
     settings: ProbeSettings,
     batch_size: int,
