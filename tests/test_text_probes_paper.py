@@ -131,6 +131,7 @@ def test_paper_protocol_refuses_settings_that_would_not_apply():
         (dict(articles=True), "without articles"),
         (dict(style="long"), "short style"),
         (dict(protocol="table1"), "unknown protocol 'table1'"),
+        (dict(num_objects=91), "holds only 90"),  # the paper protocol's default vocabulary is ComCO's 90 names
     ):
         with pytest.raises(ProbeConfigError, match=message):
             probe_text({"x": "/no/such/encoder"}, **{"protocol": "paper", **kwargs})
