@@ -53,7 +53,9 @@ def test_paper_captions_are_combinations_in_vocabulary_order():
     ]  # fmt: skip
     assert [c.objects for c in captions] == list(itertools.combinations(range(4), 3))
     with pytest.raises(ProbeConfigError, match="holds only 4"):
-        next(paper_captions(vocabulary, 5))
+        paper_captions(vocabulary, 5)  # refused at once, not when the first caption is made
+    with pytest.raises(ProbeConfigError, match="integer number of objects >= 2"):
+        paper_captions(vocabulary, 1)
 
 
 def test_substring_qualification_and_top1_outside_the_caption_hand_computed():

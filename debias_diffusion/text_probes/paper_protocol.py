@@ -83,7 +83,10 @@ def count_paper_captions(vocabulary_size: int, num_objects: int) -> int:
 
 
 def paper_captions(vocabulary: Vocabulary, num_objects: int) -> Iterator[Caption]:
-    """Every combination of ``num_objects`` names in vocabulary order, as ``"cat and dog and cup"``."""
+    """Every combination of ``num_objects`` names in vocabulary order, as ``"cat and dog and cup"``.
+
+    The number of objects is checked here, before the (lazy) captions are made.
+    """
     if isinstance(num_objects, bool) or not isinstance(num_objects, int) or num_objects < 2:
         raise ProbeConfigError(f"captions need an integer number of objects >= 2, got {num_objects!r}")
     if num_objects > len(vocabulary):
@@ -91,8 +94,10 @@ def paper_captions(vocabulary: Vocabulary, num_objects: int) -> Iterator[Caption
             f"{num_objects} distinct objects per caption, but the vocabulary holds only {len(vocabulary)}"
         )
     names = vocabulary.objects
-    for objects in itertools.combinations(range(len(names)), num_objects):
-        yield Caption(short_caption([names[i] for i in objects]), objects)
+    return (
+        Caption(short_caption([names[i] for i in objects]), objects)
+        for objects in itertools.combinations(range(len(names)), num_objects)
+    )
 
 
 def paper_tor_counts(
@@ -126,6 +131,7 @@ def paper_tor(
     desc: str = "captions",
 ) -> PaperTORRun:
     """TOR over every combination of ``num_objects`` names (see the module docstring)."""
+    captions = paper_captions(vocabulary, num_objects)
     total = count_paper_captions(len(vocabulary), num_objects)
     embed = dict(batch_size=batch_size, device=device, on_long=on_long)
     objects = embed_texts(encoder, list(vocabulary.objects), desc=f"{desc}: objects", **embed)
@@ -133,7 +139,6 @@ def paper_tor(
     counts = np.zeros(num_objects, dtype=np.int64)
     unconditional = np.zeros(num_objects, dtype=np.int64)
     qualified = truncated = longest = 0
-    captions = paper_captions(vocabulary, num_objects)
     with tqdm(total=total, desc=desc, disable=not progress, unit="caption") as bar:
         while chunk := list(itertools.islice(captions, CHUNK_CAPTIONS)):
             texts = embed_texts(encoder, [c.text for c in chunk], **embed)

@@ -90,7 +90,7 @@ def probe_text(
     vocab = resolve_vocabulary(vocabulary if vocabulary is not None else ("comco" if paper else "coco"))
     if paper:
         _check_paper_settings(captions, style, articles, summary)
-        next(paper_captions(vocab, num_objects))  # checks the number of objects
+        paper_captions(vocab, num_objects)  # checks the number of objects (the captions are made lazily)
         caption_list, num_captions = [], count_paper_captions(len(vocab), num_objects)
     else:
         caption_list = build_captions(
