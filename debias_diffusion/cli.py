@@ -310,12 +310,16 @@ def _add_probe_text(commands) -> None:
     p.add_argument("-e", "--encoder", action="append", required=True, metavar="NAME=SOURCE",
                    help="encoder to probe (repeatable): NAME=folder, .pt/.safetensors, Hub id, open_clip:ARCH/PRETRAINED "
                         "or longclip-l")  # fmt: skip
-    p.add_argument("--vocabulary", default="coco",
-                   help="coco (80 COCO names), shapes (64 colour-shape phrases) or a .txt/.json/.yaml file (default: coco)")  # fmt: skip
+    p.add_argument("--protocol", choices=("ours", "paper"), default="ours",
+                   help="ours: seeded ordered captions, exact top-n, TOR + TOC; paper: clip-oscope's TOR (every "
+                        "combination in vocabulary order, substring qualification, no TOC) (default: ours)")  # fmt: skip
+    p.add_argument("--vocabulary",
+                   help="coco (80 COCO names), comco (the paper's 90), simco (18 shapes), shapes (64 colour-shape "
+                        "phrases) or a .txt/.json/.yaml file (default: coco; comco with --protocol paper)")  # fmt: skip
     p.add_argument(
         "--objects", type=int, default=4, metavar="N", help="objects per caption, 2..5 in the paper (default: 4)"
     )
-    p.add_argument("--captions", type=int, default=1000, metavar="M", help="number of captions (default: 1000)")
+    p.add_argument("--captions", type=int, metavar="M", help="number of captions, --protocol ours (default: 1000)")
     p.add_argument("--style", choices=("short", "long"), default="short",
                    help="short: 'cat and dog and ...'; long: one sentence per object (default: short)")  # fmt: skip
     p.add_argument("--articles", action="store_true", help="'a cat and a dog' instead of 'cat and dog' (objects too)")
@@ -343,6 +347,7 @@ def _run_probe_text(args: argparse.Namespace) -> int:
     results = probe_text(
         parse_named_values(args.encoder, "--encoder", example="openai=openai/clip-vit-large-patch14"),
         args.vocabulary,
+        protocol=args.protocol,
         num_objects=args.objects,
         captions=args.captions,
         style=args.style,
@@ -403,6 +408,9 @@ def _add_probe_image(commands) -> None:
     p.add_argument(
         "--articles", action="store_true", help="matching captions 'a cat and a dog' instead of 'cat and dog'"
     )
+    p.add_argument("--protocol", choices=("ours", "paper"), default="ours",
+                   help="paper: clip-oscope's RGB-first image loading and matching pairs (every absent object; its "
+                        "second-scenario captions) (default: ours)")  # fmt: skip
     p.add_argument("--hidden-act", choices=("quick_gelu", "gelu"), default="quick_gelu",
                    help="MLP activation for checkpoint files: quick_gelu (OpenAI, Long-CLIP) or gelu (LAION open_clip)")  # fmt: skip
     p.add_argument("--num-heads", type=int, help="checkpoint files: text attention heads (default: width // 64)")
@@ -441,7 +449,8 @@ def _run_probe_image(args: argparse.Namespace) -> int:
         )  # fmt: skip
     results = probe_image(
         models, data, seed=args.seed, test_fraction=args.test_fraction, l2=args.l2, articles=args.articles,
-        batch_size=args.batch_size, device=args.device, hidden_act=args.hidden_act, num_heads=args.num_heads,
+        protocol=args.protocol, batch_size=args.batch_size, device=args.device, hidden_act=args.hidden_act,
+        num_heads=args.num_heads,
         output_dir=args.output_dir,
         overwrite=args.overwrite,
     )  # fmt: skip

@@ -3,6 +3,10 @@
 The eval transform matches open_clip's ``image_transform(is_train=False)`` (and Hugging Face's
 ``CLIPImageProcessor``): bicubic resize of the shortest side, center crop, normalise. The train
 transform is open_clip's default: ``RandomResizedCrop(scale=(0.9, 1.0))``, bicubic, normalise.
+Like open_clip, both convert to RGB *after* the resize and crop, so an image of any PIL mode
+(``P``, ``RGBA``, ``L``, ``CMYK``...) gives open_clip's tensor; ``load_image`` therefore keeps the
+file's own mode. (Pillow resizes ``P`` images with nearest neighbour and ``RGBA`` with premultiplied
+alpha, so converting first would change the pixels.)
 """
 
 from __future__ import annotations
@@ -126,7 +130,7 @@ def image_transform(
             T.Resize(cfg.resize_size or cfg.image_size, interpolation=T.InterpolationMode.BICUBIC),
             T.CenterCrop(cfg.image_size),
         ]
-    steps = [_ConvertRGB(), *geometry, T.ToTensor(), T.Normalize(cfg.mean, cfg.std)]
+    steps = [*geometry, _ConvertRGB(), T.ToTensor(), T.Normalize(cfg.mean, cfg.std)]
     return ClipImageTransform(steps, output_shape=(3, cfg.image_size, cfg.image_size))
 
 
@@ -141,7 +145,10 @@ class ClipImageTransform(T.Compose):
 def load_image(
     source: str | os.PathLike | bytes, *, name: str | None = None, error: type[Exception] = BadImageError
 ) -> Image.Image:
-    """Decode an image fully (so truncation shows here) and convert it to RGB.
+    """Decode an image fully (so truncation shows here), in the file's own mode.
+
+    The mode is kept (``P``, ``RGBA``, ``L``...): :func:`image_transform` converts to RGB after
+    resizing and cropping, as open_clip does; call ``.convert("RGB")`` for the pixels themselves.
 
     Raises ``error`` (:class:`BadImageError` by default) for a missing, truncated or undecodable
     file; ``name`` labels in-memory bytes in the message.
@@ -151,7 +158,11 @@ def load_image(
         image = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
         try:
             image.load()
-            return image if image.mode == "RGB" else image.convert("RGB")
+            if getattr(image, "fp", None) is None:  # single-frame files are closed once loaded
+                return image
+            loaded = image.copy()  # multi-frame (GIF, TIFF...): keep the first frame, release the file
+            image.close()
+            return loaded
         except BaseException:
             image.close()
             raise

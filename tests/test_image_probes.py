@@ -58,6 +58,7 @@ def test_ior_conditioning_and_per_slot_shares_hand_computed():
     assert every.top1_shares == pytest.approx((3 / 5, 1 / 5, 1 / 5)) and every.outside == 0
     # ranks per image and slot: (1,2,3) (2,1,3) (1,3,4) (2,3,1) (1,2,3); image 2's objects 2 and 4 tie, 2 first
     assert every.mean_ranks == pytest.approx((7 / 5, 11 / 5, 14 / 5))
+    assert every.best_slot_shares == pytest.approx((3 / 5, 1 / 5, 1 / 5))  # clip-oscope's second IOR list
 
     nothing = ior_metric(np.eye(4)[[3, 3]], [[0, 1], [1, 2]])  # top-2 never equals the objects
     assert nothing.shares is None and nothing.qualified == 0 and nothing.counts == (0, 0)
@@ -65,6 +66,9 @@ def test_ior_conditioning_and_per_slot_shares_hand_computed():
     assert (
         outside.outside == 1 and outside.top1_shares == (0, 0) and outside.mean_ranks == (2.5, 3.5)
     )  # ranks (2, 3) and (3, 4)
+    assert outside.best_slot_shares == (1, 0)  # every image counts once, even with its top-1 outside
+    mixed = ior_diagnostics(np.array([[0.1, 0.5, 0.9, 0.7], [0.9, 0.2, 0.3, 0.8]]), [[0, 1], [3, 1]])
+    assert mixed.top1_shares == (0, 0) and mixed.best_slot_shares == (0.5, 0.5)  # 1 beats 0 (slot 2); 3 beats 1 (slot 1)
 
 
 def test_ior_probe_uses_cosine_similarity_of_images_and_references():

@@ -267,7 +267,7 @@ def test_eval_transform_matches_open_clip():
 
 def test_train_transform_crops_randomly_within_scale():
     transform = image_transform(12, train=True)
-    crop = transform.transforms[1]
+    crop = transform.transforms[0]  # the crop comes first, RGB conversion after (open_clip order)
     assert type(crop).__name__ == "RandomResizedCrop" and crop.scale == (0.9, 1.0)
     pixels = np.random.default_rng(2).integers(0, 256, (40, 40, 3), dtype=np.uint8)
     image = Image.fromarray(pixels)
@@ -316,7 +316,7 @@ def test_load_image_reports_bad_files(tmp_path):
         load_image(b"\x89PNG garbage", name="shard-1:key")
     palette = io.BytesIO()
     Image.new("P", (4, 4), 3).save(palette, format="PNG")
-    assert load_image(palette.getvalue()).mode == "RGB"
+    assert load_image(palette.getvalue()).mode == "P"  # kept: image_transform converts after the crop, as open_clip
     assert load_image(noisy_jpeg()).size == (48, 48)
 
 

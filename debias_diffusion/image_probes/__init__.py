@@ -19,6 +19,7 @@ from .matching import (
     absent_objects,
     matching_accuracy,
     matching_captions,
+    paper_matching_captions,
 )
 from .report import markdown_report, matching_table, slot_table, write_report
 from .results import ImageProbeResults, ImageProbeSettings, ModelImageProbeResult
@@ -45,6 +46,7 @@ __all__ = [
     "markdown_report",
     "matching_accuracy",
     "matching_captions",
+    "paper_matching_captions",
     "matching_table",
     "parse_image_name",
     "probe_image",

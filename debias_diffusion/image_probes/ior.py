@@ -9,7 +9,9 @@ with size categories as slots (ties go to the lower vocabulary index).
 The conditioning keeps few or no images for weak models (a small or undertrained CLIP rarely
 ranks all n objects on top), so :func:`ior_diagnostics` adds, over *all* images (our addition,
 not in the paper): the share whose top-1 is each slot's object (the rest: top-1 not in the
-image), and each slot's mean rank among all references (1 = first).
+image), and each slot's mean rank among all references (1 = first); and, as the paper's code
+(clip-oscope's ``IOR.py``) prints second, the share of all images whose own objects rank best at
+each slot (every image counts for exactly one slot).
 """
 
 from __future__ import annotations
@@ -37,9 +39,12 @@ class RetrievalDiagnostics:
     """Fraction of all images whose top-1 reference is none of their objects."""
     mean_ranks: tuple[float, ...]
     """Mean 1-based rank of the slot's object among all references (ties: lower index first)."""
+    best_slot_shares: tuple[float, ...]
+    """Fraction of all images whose best-ranked *own* object is the one in slot k (sums to 1)."""
 
     def to_json(self) -> dict:
-        return {"top1_shares": list(self.top1_shares), "outside": self.outside, "mean_ranks": list(self.mean_ranks)}
+        return {"top1_shares": list(self.top1_shares), "outside": self.outside, "mean_ranks": list(self.mean_ranks),
+                "best_slot_shares": list(self.best_slot_shares)}  # fmt: skip
 
 
 def ior_diagnostics(
@@ -54,9 +59,10 @@ def ior_diagnostics(
     np.put_along_axis(ranks, order, np.arange(scores.shape[1])[None, :].repeat(len(scores), 0), axis=1)
     slot_ranks = np.take_along_axis(ranks, objects.astype(np.int64), axis=1) + 1
     top1 = slot_ranks == 1
+    best_slot = np.bincount(slot_ranks.argmin(axis=1), minlength=objects.shape[1]) / len(objects)
     return RetrievalDiagnostics(
         tuple(float(v) for v in top1.mean(axis=0)), float(1 - top1.any(axis=1).mean()),
-        tuple(float(v) for v in slot_ranks.mean(axis=0)),
+        tuple(float(v) for v in slot_ranks.mean(axis=0)), tuple(float(v) for v in best_slot),
     )  # fmt: skip
 
 

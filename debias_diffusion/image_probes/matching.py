@@ -11,7 +11,13 @@ For each image (objects in slot order: large, small 1, ..., small n-1) one absen
   absent one, which therefore stands last (``"small1 and small2 and absent"``).
 
 A pair counts as correct when the right caption's cosine similarity to the image is strictly
-higher than the wrong one's (a tie counts as wrong). Captions are the paper's list style, names
+higher than the wrong one's (a tie counts as wrong).
+
+``paper_matching_captions`` builds the pairs as the paper's code does (clip-oscope's
+``Image_Text_Matching.py``, for images whose large object is named first): one pair per absent
+vocabulary object, and in scenario 2 the right caption swaps the large object with the *last*
+one (``"small3 and small1 and small2 and large"``) while the wrong caption keeps the large object
+first and swaps the last one for the absent object (``"large and small1 and small2 and absent"``). Captions are the paper's list style, names
 joined by ``" and "``, optionally with articles.
 """
 
@@ -27,7 +33,7 @@ import torch
 from ..text_probes.captions import short_caption
 
 __all__ = ["MatchingCaptions", "MatchingResult", "ScenarioResult", "absent_objects",
-           "matching_accuracy", "matching_captions"]  # fmt: skip
+           "matching_accuracy", "matching_captions", "paper_matching_captions"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,8 @@ class MatchingCaptions:
     wrong_1: str
     right_2: str
     wrong_2: str
+    image: int = 0
+    """Index of the image the captions describe (the paper's protocol makes several pairs per image)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,7 @@ def absent_objects(image_objects: Sequence[Sequence[int]], vocabulary_size: int,
     return drawn
 
 
-def matching_captions(names: Sequence[str], absent: str, *, articles: bool = False) -> MatchingCaptions:
+def matching_captions(names: Sequence[str], absent: str, *, articles: bool = False, image: int = 0) -> MatchingCaptions:
     """The four captions for an image whose object names are ``names`` in slot order (large first)."""
     large, small = names[0], list(names[1:])
 
@@ -87,7 +95,32 @@ def matching_captions(names: Sequence[str], absent: str, *, articles: bool = Fal
         wrong_1=caption([absent, *small]),
         right_2=caption([*small, large]),
         wrong_2=caption([*small, absent]),
+        image=image,
     )
+
+
+def paper_matching_captions(
+    names: Sequence[str], vocabulary: Sequence[str], *, image: int = 0
+) -> list[MatchingCaptions]:
+    """clip-oscope's pairs for one image (``names`` in slot order, large first): one per absent object."""
+    large, *small = names
+
+    def caption(items: list[str]) -> str:
+        return short_caption(items)
+
+    right_1, right_2 = caption([large, *small]), caption([small[-1], *small[:-1], large])
+    return [
+        MatchingCaptions(
+            absent=absent,
+            right_1=right_1,
+            wrong_1=caption([absent, *small]),
+            right_2=right_2,
+            wrong_2=caption([large, *small[:-1], absent]),
+            image=image,
+        )  # fmt: skip
+        for absent in vocabulary
+        if absent not in names
+    ]
 
 
 def matching_accuracy(

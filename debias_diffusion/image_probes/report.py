@@ -18,10 +18,12 @@ def _slot_rows(model: ModelImageProbeResult, n: int, references: int) -> list[li
     ior, ioc, every = model.ior, model.ioc, model.ior_all
     ior_cells = [percent(s) for s in ior.shares] if ior.shares is not None else ["-"] * n
     ranks = " / ".join(f"{r:.1f}" for r in every.mean_ranks)
+    best = " / ".join(percent(v) for v in every.best_slot_shares)
     return [
         [model.name, "IOR", *ior_cells, f"{ior.qualified}/{ior.total} images qualified"],
         [model.name, "IOR (all images)", *(percent(s) for s in every.top1_shares),
-         f"top-1 not in the image: {percent(every.outside)}; mean rank {ranks} of {references}"],
+         f"top-1 not in the image: {percent(every.outside)}; mean rank {ranks} of {references}; "
+         f"best of its own objects {best}"],
         [model.name, "IOC", *(percent(a) for a in ioc.accuracies),
          f"chance {percent(ioc.chance)}; {ioc.train_size} train / {ioc.test_size} test"],
     ]  # fmt: skip
@@ -63,11 +65,24 @@ def markdown_report(results: ImageProbeResults) -> str:
             f"linear probe predicting the object in each slot ({100 * s.test_fraction:.0f}% of images held out).",
             "",
             matching_table(results),
-            "Matching: % of images whose right caption scores higher than the wrong one. First scenario: large "
-            "object named first, the wrong caption swaps it for an absent object; second scenario: the large "
-            "object named last, swapped likewise. Drop = first - second.",
+            _matching_note(s.protocol),
             "",
         ]
+    )
+
+
+def _matching_note(protocol: str) -> str:
+    if protocol == "paper":
+        return (
+            "Matching (clip-oscope's pairs): one pair per image and absent object; % of pairs whose right caption "
+            "scores higher. First scenario: large object named first, the wrong caption swaps it for the absent "
+            "object; second scenario: right = large and last object swapped (large last), wrong = large first and "
+            "the last object swapped for the absent one. Drop = first - second."
+        )
+    return (
+        "Matching: % of images whose right caption scores higher than the wrong one. First scenario: large "
+        "object named first, the wrong caption swaps it for an absent object; second scenario: the large "
+        "object named last, swapped likewise. Drop = first - second."
     )
 
 
@@ -75,11 +90,15 @@ def write_report(results: ImageProbeResults, output_dir: str | Path, *, overwrit
     """Write ``REPORT_FILES`` into ``output_dir`` atomically (all or nothing); returns their paths."""
     output_dir = Path(output_dir)
     names = results.vocabulary.objects
+    per_image: list[list[dict]] = [[] for _ in results.images]
+    for c in results.captions:
+        per_image[c.image].append({"absent": c.absent, "scenario_1": [c.right_1, c.wrong_1],
+                                   "scenario_2": [c.right_2, c.wrong_2]})  # fmt: skip
     lines = []
-    for image, captions in zip(results.images, results.captions, strict=True):
-        record = {"image": image.name, "objects": list(image.objects), "names": [names[i] for i in image.objects],
-                  "absent": captions.absent, "scenario_1": [captions.right_1, captions.wrong_1],
-                  "scenario_2": [captions.right_2, captions.wrong_2]}  # fmt: skip
+    for image, pairs in zip(results.images, per_image, strict=True):
+        record = {"image": image.name, "objects": list(image.objects), "names": [names[i] for i in image.objects]}
+        # ours: one pair per image, flat; the paper's protocol: one pair per absent object, listed
+        record.update(pairs[0] if results.settings.protocol == "ours" else {"pairs": pairs})
         lines.append(json.dumps(record) + "\n")
     with atomic_directory(output_dir, overwrite=overwrite) as scratch:
         (scratch / "results.json").write_text(json.dumps(results.to_json(), indent=2) + "\n", encoding="utf-8")

@@ -29,6 +29,8 @@ class ImageProbeSettings:
     test_fraction: float
     l2: float
     articles: bool
+    protocol: str = "ours"
+    """``"ours"`` or ``"paper"`` (clip-oscope's RGB-first loading and matching pairs)."""
 
 
 @dataclass(frozen=True)

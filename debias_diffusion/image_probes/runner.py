@@ -7,30 +7,48 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from ..clip_embedding import encode_images, encode_texts
 from ..clip_loading import LoadedCLIP, ModelSource, load_clip_model
 from ..errors import ProbeConfigError
+from ..image_preprocessing import load_image
 from ..probing.linear import split_indices
 from ..probing.outputs import check_output_dir
 from .data import ImageProbeData
 from .ioc import ioc_probe
 from .ior import ior_diagnostics, ior_metric, ior_similarity
-from .matching import MatchingCaptions, MatchingResult, absent_objects, matching_accuracy, matching_captions
+from .matching import (
+    MatchingCaptions,
+    MatchingResult,
+    absent_objects,
+    matching_accuracy,
+    matching_captions,
+    paper_matching_captions,
+)
 from .report import write_report
 from .results import ImageProbeResults, ImageProbeSettings, ModelImageProbeResult
 
-__all__ = ["build_matching_captions", "probe_image"]
+__all__ = ["IMAGE_PROTOCOLS", "build_matching_captions", "probe_image"]
+
+IMAGE_PROTOCOLS: tuple[str, ...] = ("ours", "paper")
 
 
-def build_matching_captions(data: ImageProbeData, *, seed: int = 0, articles: bool = False) -> list[MatchingCaptions]:
-    """Each image's scenario 1 / 2 captions with a seeded absent object (see :mod:`.matching`)."""
+def build_matching_captions(
+    data: ImageProbeData, *, seed: int = 0, articles: bool = False, protocol: str = "ours"
+) -> list[MatchingCaptions]:
+    """Scenario 1 / 2 captions (see :mod:`.matching`): per image one seeded absent object (``"ours"``),
+    or one pair per absent vocabulary object as clip-oscope builds them (``"paper"``)."""
     names = data.vocabulary.objects
+    if protocol == "paper":
+        return [
+            c for i, image in enumerate(data.images) for c in paper_matching_captions(data.names(image), names, image=i)
+        ]
     absent = absent_objects([image.objects for image in data.images], len(names), seed=seed)
     return [
-        matching_captions(data.names(image), names[missing], articles=articles)
-        for image, missing in zip(data.images, absent, strict=True)
+        matching_captions(data.names(image), names[missing], articles=articles, image=i)
+        for i, (image, missing) in enumerate(zip(data.images, absent, strict=True))
     ]
 
 
@@ -42,6 +60,7 @@ def probe_image(
     test_fraction: float = 0.2,
     l2: float = 1e-3,
     articles: bool = False,
+    protocol: str = "ours",
     batch_size: int = 64,
     num_workers: int = 4,
     device: str | torch.device | None = None,
@@ -58,6 +77,9 @@ def probe_image(
     or a ``LoadedCLIP`` (moved to ``device`` and kept); they are loaded one at a time, after every
     setting has been checked. ``hidden_act`` and ``num_heads`` are passed to the reader for
     checkpoint files (``gelu`` for LAION open_clip weights; text heads when not ``width // 64``). With ``output_dir`` the reports are written atomically.
+    ``protocol="paper"`` follows clip-oscope's code where it differs from ours: images are converted to
+    RGB before the model's transform, and the matching pairs are :func:`.matching.paper_matching_captions`
+    (IOR and IOC unchanged; see docs/image-probes.md).
     """
     if not models:
         raise ProbeConfigError("give at least one CLIP model to probe")
@@ -68,6 +90,10 @@ def probe_image(
         raise ProbeConfigError(f"batch size must be a positive integer, got {batch_size!r}")
     if l2 < 0:
         raise ProbeConfigError(f"l2 must be non-negative, got {l2}")
+    if protocol not in IMAGE_PROTOCOLS:
+        raise ProbeConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(IMAGE_PROTOCOLS)}")
+    if protocol == "paper" and articles:
+        raise ProbeConfigError("the paper protocol's captions have no articles ('cat and dog'); drop articles")
     try:
         split_indices(len(data.images), test_fraction=test_fraction, seed=seed)
     except ValueError as err:
@@ -79,9 +105,13 @@ def probe_image(
     settings = ImageProbeSettings(
         source=data.source, vocabulary=data.vocabulary.name, vocabulary_size=len(data.vocabulary),
         num_objects=data.num_objects, num_images=len(data.images), slot_order=data.slot_order, seed=seed,
-        test_fraction=test_fraction, l2=l2, articles=articles,
+        test_fraction=test_fraction, l2=l2, articles=articles, protocol=protocol,
     )  # fmt: skip
-    captions = build_matching_captions(data, seed=seed, articles=articles)
+    captions = build_matching_captions(data, seed=seed, articles=articles, protocol=protocol)
+    paper = protocol == "paper"
+    image_items = [_rgb(i.image) if paper else i.image for i in data.images]
+    reference_items = [_rgb(r) for r in data.references] if paper else data.references
+    loader = _load_rgb if paper else load_image
     results = []
     for name, source in tqdm(list(models.items()), desc="models", disable=not progress):
         clip = (
@@ -91,8 +121,9 @@ def probe_image(
         )
         clip.model.to(device)
         embed = dict(batch_size=batch_size, progress=progress)
-        references = encode_images(clip, data.references, num_workers=num_workers, desc=f"{name}: references", **embed)
-        images = encode_images(clip, [i.image for i in data.images], num_workers=num_workers,
+        references = encode_images(clip, reference_items, num_workers=num_workers, loader=loader,
+                                   desc=f"{name}: references", **embed)  # fmt: skip
+        images = encode_images(clip, image_items, num_workers=num_workers, loader=loader,
                                desc=f"{name}: images", **embed)  # fmt: skip
         results.append(_measure(name, clip, data, captions, references, images, settings, embed, progress))
         if not isinstance(source, LoadedCLIP):
@@ -104,6 +135,15 @@ def probe_image(
     if output_dir is not None:
         write_report(probed, output_dir, overwrite=overwrite)
     return probed
+
+
+def _rgb(item):
+    """clip-oscope opens images with ``.convert("RGB")`` before the model's transform."""
+    return item.convert("RGB") if isinstance(item, Image.Image) else item
+
+
+def _load_rgb(path) -> Image.Image:
+    return load_image(path).convert("RGB")
 
 
 def _measure(
@@ -123,8 +163,12 @@ def _measure(
     ioc = ioc_probe(images, objects, len(data.vocabulary), test_fraction=settings.test_fraction,
                     seed=settings.seed, l2=settings.l2, progress=progress)  # fmt: skip
     texts = [text for c in captions for text in (c.right_1, c.wrong_1, c.right_2, c.wrong_2)]
-    text_embeddings = encode_texts(clip, texts, desc=f"{name}: captions", **embed).view(len(captions), 4, -1)
-    scores = torch.einsum("id,ikd->ik", images.double(), text_embeddings.double())
+    unique = list(dict.fromkeys(texts))  # the paper's pairs repeat each right caption once per absent object
+    row = {text: i for i, text in enumerate(unique)}
+    embedded = encode_texts(clip, unique, desc=f"{name}: captions", **embed)
+    text_embeddings = embedded[torch.tensor([row[t] for t in texts], dtype=torch.long)].view(len(captions), 4, -1)
+    owners = torch.tensor([c.image for c in captions], dtype=torch.long)
+    scores = torch.einsum("id,ikd->ik", images[owners].double(), text_embeddings.double())
     matching = MatchingResult(
         matching_accuracy(scores[:, 0], scores[:, 1]), matching_accuracy(scores[:, 2], scores[:, 3])
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from .captions import Caption
 from .classification import TOCResult
+from .paper_protocol import paper_captions
 from .retrieval import TORResult
 from .vocabulary import Vocabulary
 
@@ -28,6 +30,8 @@ class ProbeSettings:
     test_fraction: float
     l2: float
     on_long: str
+    protocol: str = "ours"
+    """``"ours"`` or ``"paper"`` (clip-oscope's captions and qualification, TOR only)."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,8 @@ class EncoderProbeResult:
     max_caption_tokens: int
     """Longest caption in tokens, SOT/EOT included, before truncation."""
     tor: TORResult
-    toc: TOCResult
+    toc: TOCResult | None
+    """``None`` under the paper protocol (its TOC is a separate experiment; docs/text-probes.md)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,7 +59,7 @@ class EncoderProbeResult:
             "truncated_captions": self.truncated_captions,
             "max_caption_tokens": self.max_caption_tokens,
             "tor": self.tor.to_json(),
-            "toc": self.toc.to_json(),
+            "toc": self.toc.to_json() if self.toc is not None else None,
         }
 
 
@@ -65,7 +70,14 @@ class TextProbeResults:
     settings: ProbeSettings
     vocabulary: Vocabulary
     captions: tuple[Caption, ...]
+    """Our protocol's captions; empty under the paper protocol (see ``iter_captions``)."""
     encoders: tuple[EncoderProbeResult, ...]
+
+    def iter_captions(self) -> Iterator[Caption]:
+        """The captions probed, in order; the paper protocol's are regenerated, not stored."""
+        if self.settings.protocol == "paper":
+            return paper_captions(self.vocabulary, self.settings.num_objects)
+        return iter(self.captions)
 
     def to_json(self) -> dict[str, Any]:
         """Settings, vocabulary and per-encoder results (captions are written separately)."""

@@ -1,4 +1,5 @@
-"""Object vocabularies for the text probes: COCO's 80 names, a SimCO-like shapes set, user lists.
+"""Object vocabularies for the text probes: COCO's 80 names, ComCO's 90 and SimCO's 18 (the
+paper's code), a SimCO-like colour-shape set, user lists.
 
 A user list is a ``.txt`` file (one name per line; blank lines and ``#`` comments skipped), a
 ``.json`` file or a ``.yaml``/``.yml`` file holding a list of strings (or a mapping with an
@@ -20,14 +21,18 @@ from ..errors import ProbeConfigError
 __all__ = [
     "BUILTIN_VOCABULARIES",
     "COCO_OBJECTS",
+    "COMCO_OBJECTS",
+    "SIMCO_OBJECTS",
     "SHAPE_COLOURS",
     "SHAPE_NAMES",
     "Vocabulary",
     "coco_vocabulary",
+    "comco_vocabulary",
     "make_vocabulary",
     "read_vocabulary",
     "resolve_vocabulary",
     "shapes_vocabulary",
+    "simco_vocabulary",
 ]
 
 # The 80 COCO 2017 detection categories, in category-id order.
@@ -43,6 +48,30 @@ COCO_OBJECTS: tuple[str, ...] = (
     "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
     "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
     "teddy bear", "hair drier", "toothbrush",
+)
+
+# The 90 object names of the paper's ComCO experiments, in the order of clip-oscope's TOR/TOC
+# scripts (``--protocol paper`` builds its captions in this order): COCO's 80 without "sports ball",
+# plus eleven names of COCO's original 91-category list that have no 2017 annotations (street sign,
+# hat, shoe, eye glasses, plate, mirror, window, desk, door, blender, hair brush). Three names are
+# substrings of others: car / carrot, dog / hot dog, bear / teddy bear.
+COMCO_OBJECTS: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "street sign", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse",
+    "sheep", "cow", "dining table", "cell phone", "elephant", "bear", "zebra", "giraffe", "hat", "backpack",
+    "umbrella", "shoe", "eye glasses", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "kite",
+    "baseball bat", "baseball glove", "tennis racket", "wine glass", "hot dog", "potted plant", "teddy bear",
+    "hair drier", "hair brush", "skateboard", "surfboard", "bottle", "plate", "cup", "fork", "knife", "spoon",
+    "bowl", "banana", "apple", "sandwich", "orange", "broccoli", "carrot", "pizza", "donut", "cake", "chair",
+    "couch", "bed", "mirror", "window", "desk", "toilet", "door", "tv", "laptop", "mouse", "remote",
+    "keyboard", "microwave", "oven", "toaster", "sink", "refrigerator", "blender", "book", "clock", "vase",
+    "scissors", "toothbrush",
+)
+
+# The 18 shape names of the paper's SimCO experiments, in clip-oscope's order.
+SIMCO_OBJECTS: tuple[str, ...] = (
+    "cube", "sphere", "cylinder", "mug", "pentagon", "heart", "cone", "pyramid", "diamond", "moon", "cross",
+    "snowflake", "leaf", "arrow", "star", "torus", "pot", "cap",
 )
 # fmt: on
 
@@ -70,12 +99,27 @@ def coco_vocabulary() -> Vocabulary:
     return Vocabulary("coco", COCO_OBJECTS)
 
 
+def comco_vocabulary() -> Vocabulary:
+    """ComCO's 90 object names in clip-oscope's order (the paper's TOR/TOC vocabulary)."""
+    return Vocabulary("comco", COMCO_OBJECTS)
+
+
+def simco_vocabulary() -> Vocabulary:
+    """SimCO's 18 shape names in clip-oscope's order."""
+    return Vocabulary("simco", SIMCO_OBJECTS)
+
+
 def shapes_vocabulary() -> Vocabulary:
     """64 SimCO-like ``"<colour> <shape>"`` phrases (8 colours x 8 shapes), colour-major."""
     return Vocabulary("shapes", tuple(f"{colour} {shape}" for colour in SHAPE_COLOURS for shape in SHAPE_NAMES))
 
 
-BUILTIN_VOCABULARIES = {"coco": coco_vocabulary, "shapes": shapes_vocabulary}
+BUILTIN_VOCABULARIES = {
+    "coco": coco_vocabulary,
+    "comco": comco_vocabulary,
+    "simco": simco_vocabulary,
+    "shapes": shapes_vocabulary,
+}
 
 
 def make_vocabulary(name: str, objects: Sequence[object], *, where: Sequence[str] | None = None) -> Vocabulary:
@@ -136,7 +180,7 @@ def read_vocabulary(path: str | Path) -> Vocabulary:
 
 
 def resolve_vocabulary(spec: str | Path | Vocabulary | Sequence[str]) -> Vocabulary:
-    """``"coco"``, ``"shapes"``, a file path, a ``Vocabulary`` or a list of names."""
+    """A built-in name (``"coco"``, ``"comco"``, ``"simco"``, ``"shapes"``), a file path, a ``Vocabulary`` or a list of names."""
     if isinstance(spec, Vocabulary):
         return spec
     if isinstance(spec, (str, Path)):
