@@ -9,6 +9,7 @@ lies in the kept text. SDXL's two tokenizers cut at the shorter length.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,16 +21,17 @@ __all__ = ["conditioned_objects", "mention_ends"]
 
 def mention_ends(prompt: str, ordering: Sequence[str]) -> list[int]:
     """Character offset just past each object's mention in ``prompt`` (whitespace collapsed), in prompt order."""
-    text = " ".join(prompt.split()).lower()
+    text = " ".join(prompt.split())
     ends, start = [], 0
     for label in ordering:
-        found = text.find(" ".join(label.split()).lower(), start)
-        if found < 0:
+        pattern = re.compile(rf"(?<!\w){re.escape(' '.join(label.split()))}(?!\w)", re.IGNORECASE)
+        found = pattern.search(text, start)
+        if found is None:
             raise ProminenceDataError(
                 f"the prompt {prompt!r} does not name {label!r} after the objects before it: a template must "
                 "contain every object's label, in order"
             )
-        start = found + len(" ".join(label.split()))
+        start = found.end()
         ends.append(start)
     return ends
 
