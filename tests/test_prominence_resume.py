@@ -223,5 +223,9 @@ def test_objects_cut_from_the_prompt_are_flagged_and_left_out_of_the_metrics(tmp
     assert "## Objects cut from the prompt" in run.report.summary.read_text()
     rows = json.loads(run.report.measurements_json.read_text())
     assert sum(not row["conditioned"] for row in rows) == 12 and len(rows) == 72
-    with pytest.raises(ProminenceDataError, match="every image's prompt lost an object"):
+    with pytest.raises(ProminenceDataError, match="every image's prompt lost an object"):  # all cached: at the report
         _run(tmp_path, {"painter": _tokenized_painter("truncate")}, templates=(long,))
+    painter = _tokenized_painter("truncate")
+    with pytest.raises(ProminenceDataError, match="every prompt loses an object"):  # before generating
+        _run(tmp_path / "fresh", {"painter": painter}, templates=(long,))
+    assert painter.calls == 0

@@ -240,12 +240,20 @@ class _Store:
         generation = self.generation
         todo = [batch for batch in planned_batches(jobs, lambda job: job.prompt, generation.images_per_call)
                 if any(sidecars[job] is None for job in batch)]  # fmt: skip
+        policy = generation.extra.get("long_prompt")
+        kept = {job.prompt: conditioned_objects(pipe, job.prompt, job.ordering, policy) for job in jobs}
+        if all(flags is not None and not all(flags) for flags in kept.values()):
+            raise ProminenceDataError(
+                f"every prompt loses an object to the long-prompt policy of {jobs[0].model!r}, so none of its images "
+                "would be asked for its whole set: use shorter templates or sets, a longer text encoder, or "
+                "long_prompt='chunk'"
+            )
         missing = sum(sidecars[job] is None for batch in todo for job in batch)
         bar = tqdm(total=missing, desc=f"generate {jobs[0].model}", disable=not progress, unit="image")
         count = 0
         for batch in todo:
             prompt = batch[0].prompt
-            conditioned = conditioned_objects(pipe, prompt, batch[0].ordering, generation.extra.get("long_prompt"))
+            conditioned = kept[prompt]
             kwargs = dict(num_inference_steps=generation.steps, guidance_scale=generation.guidance_scale,
                           width=generation.width, height=generation.height, **generation.extra)  # fmt: skip
             if generation.negative_prompt is not None:
