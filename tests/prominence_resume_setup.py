@@ -22,17 +22,21 @@ SEEDS = (0, 1, 2, 3)
 
 
 def run(output_dir: Path) -> ProminenceRun:
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the same maths in the test process and in the killed subprocesses
-    pipe = DeBiasStableDiffusionPipeline(**sd_components(248))
-    pipe.set_progress_bar_config(disable=True)
-    return evaluate_prominence(
-        {"tiny": pipe},
-        SETS,
-        detector=ColourDetector(),
-        output_dir=output_dir,
-        seeds=SEEDS,
-        generation=GenerationOptions(steps=2, width=64, height=64, images_per_call=4),
-        detection_batch_size=3,
-        grid_object_sets=1,
-        progress=False,
-    )
+    try:
+        pipe = DeBiasStableDiffusionPipeline(**sd_components(248))
+        pipe.set_progress_bar_config(disable=True)
+        return evaluate_prominence(
+            {"tiny": pipe},
+            SETS,
+            detector=ColourDetector(),
+            output_dir=output_dir,
+            seeds=SEEDS,
+            generation=GenerationOptions(steps=2, width=64, height=64, images_per_call=4),
+            detection_batch_size=3,
+            grid_object_sets=1,
+            progress=False,
+        )
+    finally:
+        torch.set_num_threads(threads)

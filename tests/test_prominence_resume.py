@@ -153,8 +153,9 @@ def test_scratch_of_killed_runs_is_removed(tmp_path):
         path.write_bytes(b"half")
     (folder / ".report.partial-q1w2" / "plots").mkdir(parents=True)
     (folder / ".report.old-e3r4").mkdir()
+    (folder / ".user-notes.tmp").write_text("not the run's")  # outside what the run writes: kept
     _run(tmp_path, {"painter": FirstMentionPainter()})
-    assert not _scratch(folder)
+    assert _scratch(folder) == [folder / ".user-notes.tmp"]
 
 
 def test_detector_problems_fail_before_any_image_is_generated(tmp_path):

@@ -85,12 +85,14 @@ def planned_batches(items: Sequence[T], group: Callable[[T], Hashable], size: in
     return [members[start : start + size] for members in groups.values() for start in range(0, len(members), size)]
 
 
-def remove_scratch(folder: Path) -> list[Path]:
-    """Remove what killed atomic writes leave in ``folder``: ``.*.tmp`` files, ``.*.partial-*`` / ``.*.old-*`` folders."""
-    if not folder.is_dir():
-        return []
+def remove_scratch(folder: Path, owned: Sequence[str]) -> list[Path]:
+    """Remove what killed atomic writes left in ``folder``'s ``owned`` subfolders: ``.*.tmp`` files and
+    ``.*.partial-*`` / ``.*.old-*`` folders inside them, and the scratch of replacing one of them whole
+    (``.NAME.partial-*``, ``.NAME.old-*`` beside it). Nothing else in ``folder`` is touched."""
+    candidates = [path for name in owned for path in folder.glob(f".{name}.*")]
+    candidates += [path for name in owned if (folder / name).is_dir() for path in (folder / name).rglob(".*")]
     removed = []
-    for path in sorted(folder.rglob(".*")):
+    for path in sorted(candidates):
         name = path.name
         if path.is_file() and name.endswith(".tmp"):
             path.unlink(missing_ok=True)

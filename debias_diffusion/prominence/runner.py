@@ -52,6 +52,9 @@ PipelineSource = Any
 """A diffusers-style text-to-image pipeline, or a function / ``functools.partial`` of no arguments returning one."""
 
 
+OUTPUT_FOLDERS = ("images", "detections", "cache", "report")
+"""What a run writes inside its output folder (scratch left in them by a killed run is removed)."""
+
 _RUNNER_ARGUMENTS = ("prompt", "generator", "num_inference_steps", "guidance_scale", "width", "height",
                      "negative_prompt", "num_images_per_prompt", "output_type")  # fmt: skip
 
@@ -181,7 +184,7 @@ def evaluate_prominence(
         mention_ends(prompt, ordering)  # every object is named, in order: its cut can be told later
     output_dir = Path(output_dir)
     with locked_output(output_dir):
-        remove_scratch(output_dir)
+        remove_scratch(output_dir, OUTPUT_FOLDERS)
         hashes = FileHashCache(output_dir / "cache" / "file-hashes.json")
         identities = {
             model: source_identity(source, hashes, is_loader=_is_loader(source)) for model, source in pipelines.items()
