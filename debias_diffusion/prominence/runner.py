@@ -20,33 +20,28 @@ are missing), so several Stable Diffusion pipelines never share the GPU.
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
-import json
-import logging
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
-from ..atomic_io import atomic_directory, atomic_write_json
+from ..atomic_io import atomic_directory
 from ..errors import ProminenceDataError
 from ..output_lock import locked_output
 from .identity import FileHashCache, source_identity
-from .image_cache import commit_image, image_sha256, planned_batches, read_valid_sidecar, remove_scratch
-from .measurement import Detector, ObjectMeasurement, ProminenceRecord
-from .mentions import conditioned_objects, mention_ends
-from .prompts import ObjectSet, PromptTemplate, get_template, orderings, read_object_sets
+from .image_cache import read_valid_sidecar, remove_scratch
+from .jobs import GenerationOptions, ImageJob, check_run_arguments, plan_jobs
+from .measurement import Detector, ProminenceRecord
+from .mentions import mention_ends
+from .prompts import ObjectSet, PromptTemplate, get_template, read_object_sets
+from .store import ImageStore
 
 __all__ = ["GenerationOptions", "ImageJob", "ProminenceRun", "evaluate_prominence", "plan_jobs"]
 
-logger = logging.getLogger(__name__)
 
 PipelineSource = Any
 """A diffusers-style text-to-image pipeline, or a function / ``functools.partial`` of no arguments returning one."""
@@ -54,49 +49,6 @@ PipelineSource = Any
 
 OUTPUT_FOLDERS = ("images", "detections", "cache", "report")
 """What a run writes inside its output folder (scratch left in them by a killed run is removed)."""
-
-_RUNNER_ARGUMENTS = ("prompt", "generator", "num_inference_steps", "guidance_scale", "width", "height",
-                     "negative_prompt", "num_images_per_prompt", "output_type")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class GenerationOptions:
-    """Settings every image is generated with (part of the image cache key)."""
-
-    steps: int = 30
-    guidance_scale: float = 7.5
-    width: int | None = None
-    height: int | None = None
-    negative_prompt: str | None = None
-    images_per_call: int = 4
-    """Seeds of one prompt generated in one batched call (each with its own generator). Batching changes
-    pixels slightly, so the batches are planned: the same seeds always share a call, on every run."""
-    extra: dict[str, Any] = field(default_factory=dict)
-    """More keyword arguments for the pipeline call (e.g. ``{"long_prompt": "chunk"}``)."""
-
-    def cache_fields(self) -> dict[str, Any]:
-        fields = asdict(self)
-        fields.pop("images_per_call")  # batches are planned the same way on every run
-        return fields
-
-
-@dataclass(frozen=True)
-class ImageJob:
-    """One image to generate and measure."""
-
-    model: str
-    object_set: int
-    template: str
-    ordering: tuple[str, ...]
-    seed: int
-    prompt: str
-
-    def key(self, options: GenerationOptions, identity: str = "") -> str:
-        """The image's cache key: model name and ``identity`` (see :mod:`.identity`), prompt, seed, settings."""
-        fields = {"model": self.model, "prompt": self.prompt, "seed": self.seed, **options.cache_fields()}
-        if identity:
-            fields["identity"] = identity
-        return hashlib.sha1(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 @dataclass
@@ -110,26 +62,6 @@ class ProminenceRun:
     """The :class:`~.report.ReportFiles` written, or ``None`` with ``report=False``."""
     identities: dict[str, str] = field(default_factory=dict)
     """Each model's content identity (:func:`.identity.source_identity`), part of its images' keys."""
-
-
-def plan_jobs(
-    model_names: Sequence[str],
-    object_sets: Sequence[ObjectSet],
-    templates: Sequence[PromptTemplate],
-    seeds: Sequence[int],
-    *,
-    max_orderings: int = 24,
-    ordering_seed: int = 0,
-) -> list[ImageJob]:
-    """Every (model, set, template, ordering, seed), ordered model-major so pipelines load once."""
-    jobs = []
-    for model in model_names:
-        for set_index, object_set in enumerate(object_sets):
-            for order in orderings(object_set.objects, max_orderings=max_orderings, seed=ordering_seed + set_index):
-                for template in templates:
-                    prompt = template.format(order)
-                    jobs.extend(ImageJob(model, set_index, template.name, order, seed, prompt) for seed in seeds)
-    return jobs
 
 
 def evaluate_prominence(
@@ -175,7 +107,7 @@ def evaluate_prominence(
     else:
         sets = list(object_sets)
     template_list = [get_template(spec) for spec in templates]
-    _check_arguments(pipelines, sets, template_list, seeds, generation, detection_batch_size)
+    check_run_arguments(pipelines, sets, template_list, seeds, generation, detection_batch_size)
     slugs = _slugs(pipelines)
     jobs = plan_jobs(
         list(pipelines), sets, template_list, seeds, max_orderings=max_orderings, ordering_seed=ordering_seed
@@ -190,7 +122,7 @@ def evaluate_prominence(
             model: source_identity(source, hashes, is_loader=_is_loader(source)) for model, source in pipelines.items()
         }
         hashes.save()
-        store = _Store(output_dir, slugs, generation, identities, detector)
+        store = ImageStore(output_dir, slugs, generation, identities, detector)
         sidecars = {job: read_valid_sidecar(store.image_path(job), store.key(job)) for job in jobs}
         measurements = {job: store.cached_measurements(job, sidecars[job]) for job in jobs}
         if any(found is None for found in measurements.values()):
@@ -219,134 +151,6 @@ def evaluate_prominence(
     return ProminenceRun(records, output_dir, generated, measured, files, identities)
 
 
-class _Store:
-    """Where one run's images and measurements live, and how they are made, checked and read."""
-
-    def __init__(self, output_dir: Path, slugs, generation: GenerationOptions, identities, detector: Detector) -> None:
-        self.output_dir, self.slugs, self.generation, self.identities = output_dir, slugs, generation, identities
-        self.detector = detector
-        self.detector_settings = {"name": detector.name, **detector.settings()}
-        self.detector_dir = output_dir / "detections" / _hash(self.detector_settings)
-        atomic_write_json(self.detector_dir / "detector.json", self.detector_settings)
-
-    def key(self, job: ImageJob) -> str:
-        return job.key(self.generation, self.identities[job.model])
-
-    def image_path(self, job: ImageJob) -> Path:
-        return self.output_dir / "images" / self.slugs[job.model] / f"{self.key(job)}.png"
-
-    def detection_path(self, job: ImageJob) -> Path:
-        return self.detector_dir / self.slugs[job.model] / f"{self.key(job)}.json"
-
-    def generate(self, pipe, jobs: list[ImageJob], sidecars: dict, progress: bool) -> int:
-        """Generate the planned batches of ``jobs`` that miss an image; write only the missing images."""
-        generation = self.generation
-        todo = [batch for batch in planned_batches(jobs, lambda job: job.prompt, generation.images_per_call)
-                if any(sidecars[job] is None for job in batch)]  # fmt: skip
-        policy = generation.extra.get("long_prompt")
-        kept = {job.prompt: conditioned_objects(pipe, job.prompt, job.ordering, policy) for job in jobs}
-        if all(flags is not None and not all(flags) for flags in kept.values()):
-            raise ProminenceDataError(
-                f"every prompt loses an object to the long-prompt policy of {jobs[0].model!r}, so none of its images "
-                "would be asked for its whole set: use shorter templates or sets, a longer text encoder, or "
-                "long_prompt='chunk'"
-            )
-        missing = sum(sidecars[job] is None for batch in todo for job in batch)
-        bar = tqdm(total=missing, desc=f"generate {jobs[0].model}", disable=not progress, unit="image")
-        count = 0
-        for batch in todo:
-            prompt = batch[0].prompt
-            conditioned = kept[prompt]
-            kwargs = dict(num_inference_steps=generation.steps, guidance_scale=generation.guidance_scale,
-                          width=generation.width, height=generation.height, **generation.extra)  # fmt: skip
-            if generation.negative_prompt is not None:
-                kwargs["negative_prompt"] = [generation.negative_prompt] * len(batch)
-            generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in batch]
-            images = pipe(prompt=[prompt] * len(batch), generator=generators, **kwargs).images
-            if len(images) != len(batch):
-                raise ProminenceDataError(f"the pipeline returned {len(images)} images for {len(batch)} prompts")
-            for job, image in zip(batch, images, strict=True):
-                if sidecars[job] is not None:
-                    continue  # already on disk, the same bytes: this batch is regenerated for its other seeds
-                sidecar = {**asdict(job), **generation.cache_fields(), "identity": self.identities[job.model],
-                           "key": self.key(job), "batch_seeds": [j.seed for j in batch], "conditioned": conditioned}  # fmt: skip
-                sidecars[job] = commit_image(self.image_path(job), _as_pil(image), sidecar)
-                count += 1
-                bar.update(1)
-        bar.close()
-        return count
-
-    def cached_measurements(self, job: ImageJob, sidecar: Mapping[str, Any] | None) -> list[ObjectMeasurement] | None:
-        """The stored measurements of the image ``sidecar`` describes, or None if missing or of other bytes."""
-        path = self.detection_path(job)
-        if sidecar is None or not path.is_file():
-            return None
-        try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(stored, dict) or stored.get("image_sha256") != sidecar["image_sha256"]:
-                return None  # measured another image (or written by an older version): measure again
-            measurements = [_measurement(row) for row in stored["measurements"]]
-        except (ValueError, KeyError, TypeError):
-            logger.warning("%s is damaged: measuring its image again", path)
-            return None
-        return measurements if [m.label for m in measurements] == list(job.ordering) else None
-
-    def measure(self, jobs: list[ImageJob], sidecars: dict, measurements: dict, batch_size: int, progress) -> int:
-        """Measure the planned batches (per model) with an unmeasured image; write only the missing measurements."""
-        for job in jobs:  # a regenerated image has the bytes of the lost one: its stored measurements still apply
-            if measurements[job] is None:
-                measurements[job] = self.cached_measurements(job, sidecars[job])
-        todo = [batch for batch in planned_batches(jobs, lambda job: job.model, batch_size)
-                if any(measurements[job] is None for job in batch)]  # fmt: skip
-        missing = sum(measurements[job] is None for batch in todo for job in batch)
-        bar = tqdm(total=missing, desc=f"measure ({self.detector.name})", disable=not progress, unit="image")
-        for batch in todo:
-            images = []
-            for job in batch:
-                path = self.image_path(job)
-                if image_sha256(path) != sidecars[job]["image_sha256"]:
-                    raise ProminenceDataError(f"{path} changed during the run: its bytes no longer match its sidecar")
-                with Image.open(path) as image:
-                    images.append(image.convert("RGB"))
-            results = self.detector.measure(images, [list(job.ordering) for job in batch])
-            for job, result in zip(batch, results, strict=True):
-                if measurements[job] is not None:
-                    continue
-                if [m.label for m in result] != list(job.ordering):
-                    raise ProminenceDataError(
-                        f"the detector measured {[m.label for m in result]}, asked for {list(job.ordering)}"
-                    )
-                stored = {"image_sha256": sidecars[job]["image_sha256"], "measurements": [asdict(m) for m in result]}
-                atomic_write_json(self.detection_path(job), stored)
-                measurements[job] = result
-                bar.update(1)
-        bar.close()
-        return missing
-
-    def records(self, job: ImageJob, sidecar: Mapping[str, Any], measurements: list[ObjectMeasurement]):
-        image = self.image_path(job).relative_to(self.output_dir).as_posix()
-        conditioned = sidecar.get("conditioned") or [True] * len(job.ordering)
-        return [
-            ProminenceRecord(
-                model=job.model,
-                object_set=job.object_set,
-                template=job.template,
-                ordering=job.ordering,
-                seed=job.seed,
-                image=image,
-                object=m.label,
-                position=position,
-                present=m.present,
-                score=m.score,
-                box=m.box,
-                box_area=m.box_area,
-                mask_area=m.mask_area,
-                conditioned=bool(kept),
-            )  # fmt: skip
-            for position, (m, kept) in enumerate(zip(measurements, conditioned, strict=True), start=1)
-        ]
-
-
 def _write_report(records, output_dir: Path, caveat, grid_sets, settings):
     """The report folder, written whole or not at all (a killed run leaves the previous report as it was)."""
     from .report import write_report  # matplotlib: only when a report is written
@@ -373,14 +177,6 @@ def _dry_run_detector(detector: Detector, sets: Sequence[ObjectSet], batch_size:
             raise ProminenceDataError(f"the detector {detector.name!r} does not return one measurement per label")
 
 
-def _measurement(row: Mapping[str, Any]) -> ObjectMeasurement:
-    return ObjectMeasurement(**{**row, "box": None if row["box"] is None else tuple(row["box"])})
-
-
-def _hash(data: Any) -> str:
-    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
 def _slugs(pipelines: Mapping[str, Any]) -> dict[str, str]:
     slugs = {name: re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model" for name in pipelines}
     if len(set(slugs.values())) != len(slugs):
@@ -391,49 +187,3 @@ def _slugs(pipelines: Mapping[str, Any]) -> dict[str, str]:
 def _is_loader(source: Any) -> bool:
     """A function / partial that loads a pipeline (a pipeline object is callable too, but generates)."""
     return inspect.isroutine(source) or isinstance(source, functools.partial)
-
-
-def _as_pil(image: Any) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    raise ProminenceDataError(f"the pipeline must return PIL images (output_type='pil'), got {type(image).__name__}")
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def _check_generation(generation: GenerationOptions) -> None:
-    if not _positive_int(generation.steps) or not _positive_int(generation.images_per_call):
-        raise ProminenceDataError(
-            f"steps and images_per_call must be integers >= 1, got {generation.steps!r}, {generation.images_per_call!r}"
-        )
-    guidance = generation.guidance_scale
-    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
-        raise ProminenceDataError(f"guidance_scale must be a finite number, got {guidance!r}")
-    for name in ("width", "height"):
-        value = getattr(generation, name)
-        if value is not None and (not _positive_int(value) or value % 8):
-            raise ProminenceDataError(f"{name} must be a positive multiple of 8 (the VAE's factor), got {value!r}")
-    if generation.negative_prompt is not None and not isinstance(generation.negative_prompt, str):
-        raise ProminenceDataError(f"negative_prompt must be a string, got {type(generation.negative_prompt).__name__}")
-    if not isinstance(generation.extra, dict) or (taken := sorted(set(generation.extra) & set(_RUNNER_ARGUMENTS))):
-        raise ProminenceDataError(
-            f"GenerationOptions.extra must be a dict of other pipeline arguments; the runner sets {taken or 'these'} itself"
-        )
-
-
-def _check_arguments(pipelines, sets, templates, seeds, generation: GenerationOptions, batch_size: int) -> None:
-    if not pipelines:
-        raise ProminenceDataError("evaluate_prominence needs at least one pipeline")
-    if not sets:
-        raise ProminenceDataError("evaluate_prominence needs at least one object set")
-    if not templates:
-        raise ProminenceDataError("evaluate_prominence needs at least one template")
-    if len({t.name for t in templates}) != len(templates):
-        raise ProminenceDataError(f"template names repeat: {[t.name for t in templates]}")
-    if not seeds or len(set(seeds)) != len(seeds) or any(not isinstance(s, int) or s < 0 for s in seeds):
-        raise ProminenceDataError(f"seeds must be distinct non-negative integers, got {list(seeds)}")
-    if not _positive_int(batch_size):
-        raise ProminenceDataError(f"detection_batch_size must be an integer >= 1, got {batch_size!r}")
-    _check_generation(generation)
