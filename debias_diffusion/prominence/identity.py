@@ -154,7 +154,7 @@ def loader_identity(loader: Any, hashes: FileHashCache) -> dict[str, Any]:
 def _tensor_digest(digest: Any, name: str, tensor: torch.Tensor) -> None:
     data = tensor.detach().to("cpu").contiguous().reshape(-1)
     digest.update(f"{name}|{data.dtype}|{tuple(tensor.shape)}\n".encode())
-    digest.update(data.view(torch.uint8).numpy().tobytes())
+    digest.update(data.view(torch.uint8).numpy())  # the buffer itself, no copy
 
 
 def _module_digest(module: torch.nn.Module) -> str:
