@@ -3,6 +3,7 @@ cleanup, validation before the first image, and objects cut from the prompt."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -89,6 +90,10 @@ def test_a_changed_pipeline_folder_under_the_same_name_is_regenerated(tmp_path, 
     assert main(argv) == 0 and "0 images generated" in capsys.readouterr().out  # unchanged: all cached
 
 
+def _load_from(folder: str, scale: int = 1):
+    raise AssertionError("identities never call the loader")
+
+
 def test_identities_follow_content_not_names(tmp_path):
     hashes = FileHashCache(tmp_path / "hashes.json")
     (tmp_path / "model").mkdir()
@@ -102,6 +107,13 @@ def test_identities_follow_content_not_names(tmp_path):
     assert path_identity(tmp_path / "model", hashes) != before
     hashes.save()
     assert len(json.loads((tmp_path / "hashes.json").read_text())) == 1
+
+    loader = functools.partial(_load_from, str(tmp_path / "model"))
+    by_loader = source_identity(loader, hashes, is_loader=True)
+    assert source_identity(functools.partial(_load_from, folder=str(tmp_path / "model"), scale=1), hashes,
+                           is_loader=True) == by_loader  # defaults filled in: the same call  # fmt: skip
+    (tmp_path / "model" / "weights.bin").write_bytes(b"three")
+    assert source_identity(loader, hashes, is_loader=True) != by_loader  # the folder's bytes changed
 
     pipe = DeBiasStableDiffusionPipeline(**sd_components(248))
     identity = source_identity(pipe, hashes, is_loader=False)

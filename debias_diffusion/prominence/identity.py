@@ -11,7 +11,7 @@
   shape, bytes), the scheduler's and other components' configs, the tokenizers' vocabularies
   and lengths, the long-prompt policy and the device type.
 * A loader (a function or ``functools.partial`` of no arguments) is identified by its function's
-  qualified name and its arguments, each string argument that names a local path or a cached
+  qualified name and its arguments (with the function's defaults filled in), each string argument that names a local path or a cached
   Hub id replaced by that source's identity. A loader may instead carry its own identity as an
   ``identity`` attribute (a string).
 """
@@ -144,6 +144,12 @@ def loader_identity(loader: Any, hashes: FileHashCache) -> dict[str, Any]:
         kwargs = {**loader.keywords, **kwargs}
         loader = loader.func
     name = f"{getattr(loader, '__module__', '?')}.{getattr(loader, '__qualname__', repr(loader))}"
+    try:  # the defaults too: load_pipeline's default model is as much a part of what it loads as a given one
+        bound = inspect.signature(loader).bind(*args, **kwargs)
+        bound.apply_defaults()
+        args, kwargs = list(bound.args), dict(bound.kwargs)
+    except (TypeError, ValueError):  # no signature (a builtin) or not callable with these: keep what was given
+        pass
     return {
         "loader": name,
         "args": [_argument_identity(a, hashes) for a in args],
