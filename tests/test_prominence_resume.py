@@ -148,6 +148,13 @@ def test_a_damaged_image_or_sidecar_is_regenerated_not_served(tmp_path):
     sidecar = image.with_suffix(".json")
     sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "key": "another"}))
     assert _run(tmp_path, {"painter": FirstMentionPainter()}, report=False).generated == 1
+    detection = next((tmp_path / "run" / "detections").glob(f"*/painter/{image.stem}.json"))
+    stored = json.loads(detection.read_text())
+    detection.write_text(json.dumps({**stored, "image_sha256": "0" * 64}))  # measured some other image
+    run = _run(tmp_path, {"painter": FirstMentionPainter()}, report=False)
+    assert (run.generated, run.measured) == (0, 1) and json.loads(detection.read_text()) == stored
+    detection.write_text("[")  # damaged
+    assert _run(tmp_path, {"painter": FirstMentionPainter()}, report=False).measured == 1
 
 
 def test_a_second_run_on_a_locked_folder_is_refused(tmp_path):
