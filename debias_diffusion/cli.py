@@ -270,6 +270,8 @@ def _run_evaluate_prominence(args: argparse.Namespace) -> int:
         caveat=args.caveat,
     )
     print(f"{len(run.records)} measurements ({run.generated} images generated, {run.measured} measured this run)")
+    if cut := sum(not record.conditioned for record in run.records):
+        print(f"{cut} object mentions were cut from their prompts by --long-prompt (left out of the metrics)")
     print(f"report: {run.report.summary}")
     return 0
 

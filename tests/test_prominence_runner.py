@@ -107,7 +107,9 @@ def test_an_interrupted_run_resumes_without_regenerating(tmp_path):
     image.unlink()  # as if the run had died before this image was written
     third = FirstMentionPainter()
     run = _run(tmp_path, {"painter": third})
-    assert (run.generated, third.images, run.measured) == (1, 1, 0)  # its old measurement is reused
+    # its planned batch (both seeds of the prompt) is regenerated, only the lost image written; the same bytes
+    # come back, so its stored measurement is reused
+    assert (run.generated, third.images, run.measured) == (1, 2, 0)
     run = _run(tmp_path, {"painter": FirstMentionPainter()}, detector=ColourDetector(tolerance=50))
     assert (run.generated, run.measured) == (0, 12)  # another detector setting re-measures only
     run = _run(tmp_path, {"painter": FirstMentionPainter()}, generation=GenerationOptions(steps=2))

@@ -80,6 +80,9 @@ class ProminenceRecord:
     box: Box | None
     box_area: float
     mask_area: float | None
+    conditioned: bool = True
+    """Whether the pipeline encoded the object's mention: ``False`` when its long-prompt policy cut the
+    mention from the prompt (the object was named but never asked for; position metrics leave it out)."""
 
     @property
     def area(self) -> float:

@@ -1,7 +1,8 @@
 """Every measurement as a flat table: CSV and JSON files (one row per record), written atomically, and read back.
 
 Columns: the record's fields, with ``ordering`` as a JSON array, the box as ``box_x0, box_y0, box_x1, box_y1``
-(empty / null when there is no box) and the derived ``area``. Floats are written with ``repr`` so they read
+(empty / null when there is no box), the derived ``area`` and ``conditioned`` (false: the pipeline cut the
+object's mention from the prompt). Floats are written with ``repr`` so they read
 back exactly.
 """
 
@@ -45,6 +46,7 @@ MEASUREMENT_COLUMNS: tuple[str, ...] = (
     "box_area",
     "mask_area",
     "area",
+    "conditioned",
 )
 
 
@@ -66,6 +68,7 @@ def measurement_row(record: ProminenceRecord) -> dict[str, Any]:
         "box_area": float(record.box_area),
         "mask_area": None if record.mask_area is None else float(record.mask_area),
         "area": float(record.area),
+        "conditioned": bool(record.conditioned),
     }
 
 
@@ -93,6 +96,7 @@ def record_from_row(row: Mapping[str, Any]) -> ProminenceRecord:
             box=box,  # type: ignore[arg-type]
             box_area=float(row["box_area"]),
             mask_area=_optional_float(row["mask_area"]),
+            conditioned=_bool(row.get("conditioned", True)),  # files from before the column: all conditioned
         )
     except (KeyError, TypeError, ValueError) as error:
         raise ProminenceDataError(f"cannot read a measurement from row {dict(row)!r}: {error}") from error

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic_io import atomic_write_json, atomic_write_text
+from ..errors import ProminenceDataError
+from .cut_mentions import cut_mentions_markdown, cut_mentions_to_dict, split_by_conditioning
 from .grids import ImageOpener, image_opener, write_image_grids
 from .measurement import ProminenceRecord
 from .measurement_files import write_measurements_csv, write_measurements_json
@@ -94,15 +96,27 @@ def write_report(
     "these are the project's own tiny models"); ``run_settings`` (detector, thresholds, ...) is printed in
     the summary and stored in ``metrics.json``. The records are checked before anything is written.
     """
+    analysed, _ = split_by_conditioning(records)
+    if not analysed:
+        raise ProminenceDataError(
+            "every image's prompt lost an object to the long-prompt policy, so no image was asked for its whole "
+            "set: use shorter templates or sets, a longer text encoder, or long_prompt='chunk'"
+        )
     comparison = compare_models(
-        records, group_by_template=group_by_template, n_resamples=n_resamples, confidence=confidence, seed=seed
+        analysed, group_by_template=group_by_template, n_resamples=n_resamples, confidence=confidence, seed=seed
     )
     output_dir = Path(output_dir)
     measurements_csv = write_measurements_csv(output_dir / "measurements.csv", records)
     measurements_json = write_measurements_json(output_dir / "measurements.json", records)
     metrics_json = output_dir / "metrics.json"
     atomic_write_json(
-        metrics_json, {**comparison.to_dict(), "caveat": caveat, "run_settings": _jsonable(run_settings or {})}
+        metrics_json,
+        {
+            **comparison.to_dict(),
+            "cut_from_prompt": cut_mentions_to_dict(records),
+            "caveat": caveat,
+            "run_settings": _jsonable(run_settings or {}),
+        },
     )
 
     positions = list(comparison.positions)
@@ -141,7 +155,7 @@ def write_report(
         grids=None if open_image is None else [p.relative_to(output_dir).as_posix() for p in grids],
         run_settings=run_settings,
     )
-    atomic_write_text(summary, text)
+    atomic_write_text(summary, text + "\n".join(cut_mentions_markdown(records)))
     return ReportFiles(summary, measurements_csv, measurements_json, metrics_json, plots, grids)
 
 

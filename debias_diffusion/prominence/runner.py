@@ -1,81 +1,54 @@
 """``evaluate_prominence``: generate every ordering of every object set with each pipeline, measure, report.
 
-Work is cached on disk so an interrupted run resumes without redoing anything:
+Work is cached on disk so an interrupted run resumes without redoing anything, and exactly:
 
-* ``images/<model>/<key>.png`` (+ ``.json`` sidecar: prompt, seed, settings), ``key`` a hash of
-  (model name, prompt, seed, generation settings);
-* ``detections/<detector hash>/<model>/<key>.json``: the detector's measurements of that image,
-  so changing the detector or its thresholds re-measures without regenerating.
+* ``images/<model>/<key>.png`` + ``.json`` sidecar (prompt, seed, settings, the pipeline's identity,
+  which objects the prompt kept, the PNG's sha256); ``key`` hashes the model's name and content
+  identity (:mod:`.identity`: its weights' bytes, configs, policy, dtype, device), the prompt, the seed
+  and every generation setting, so another model under the same name is never served stale images;
+* ``detections/<detector hash>/<model>/<key>.json``: the detector's measurements of that image (and
+  the sha256 of the image they measured), so changing the detector re-measures without regenerating.
 
-Every file is written atomically; a run re-started with the same arguments only fills the gaps.
-Pipelines are used one at a time (a zero-argument callable is called only when its images are
-missing), so several Stable Diffusion pipelines never share the GPU.
+Images are generated and measured in planned batches (:mod:`.image_cache`), so a resumed run writes
+the same bytes as an uninterrupted one. The whole run holds the output folder's lock
+(:mod:`debias_diffusion.output_lock`), removes scratch left by killed runs, checks its arguments and
+the detector (a dry run on blank images) before the first image, and writes the report folder
+atomically. Pipelines are used one at a time (a zero-argument callable is called only when its images
+are missing), so several Stable Diffusion pipelines never share the GPU.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
-import json
-import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
-from ..atomic_io import atomic_save_image, atomic_write_json
+from ..atomic_io import atomic_directory
 from ..errors import ProminenceDataError
-from .measurement import Detector, ObjectMeasurement, ProminenceRecord
-from .prompts import ObjectSet, PromptTemplate, get_template, orderings, read_object_sets
+from ..output_lock import locked_output
+from .identity import FileHashCache, source_identity
+from .image_cache import read_valid_sidecar, remove_scratch
+from .jobs import GenerationOptions, ImageJob, check_run_arguments, plan_jobs
+from .measurement import Detector, ProminenceRecord
+from .mentions import mention_ends
+from .prompts import ObjectSet, PromptTemplate, get_template, read_object_sets
+from .store import ImageStore
 
 __all__ = ["GenerationOptions", "ImageJob", "ProminenceRun", "evaluate_prominence", "plan_jobs"]
 
-logger = logging.getLogger(__name__)
 
 PipelineSource = Any
 """A diffusers-style text-to-image pipeline, or a function / ``functools.partial`` of no arguments returning one."""
 
 
-@dataclass(frozen=True)
-class GenerationOptions:
-    """Settings every image is generated with (part of the image cache key)."""
-
-    steps: int = 30
-    guidance_scale: float = 7.5
-    width: int | None = None
-    height: int | None = None
-    negative_prompt: str | None = None
-    images_per_call: int = 4
-    """Seeds of one prompt generated in one batched call (each with its own generator)."""
-    extra: dict[str, Any] = field(default_factory=dict)
-    """More keyword arguments for the pipeline call (e.g. ``{"long_prompt": "chunk"}``)."""
-
-    def cache_fields(self) -> dict[str, Any]:
-        fields = asdict(self)
-        fields.pop("images_per_call")  # batching does not change what an image is
-        return fields
-
-
-@dataclass(frozen=True)
-class ImageJob:
-    """One image to generate and measure."""
-
-    model: str
-    object_set: int
-    template: str
-    ordering: tuple[str, ...]
-    seed: int
-    prompt: str
-
-    def key(self, options: GenerationOptions) -> str:
-        identity = {"model": self.model, "prompt": self.prompt, "seed": self.seed, **options.cache_fields()}
-        return hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
+OUTPUT_FOLDERS = ("images", "detections", "cache", "report")
+"""What a run writes inside its output folder (scratch left in them by a killed run is removed)."""
 
 
 @dataclass
@@ -87,26 +60,8 @@ class ProminenceRun:
     measured: int
     report: Any = None
     """The :class:`~.report.ReportFiles` written, or ``None`` with ``report=False``."""
-
-
-def plan_jobs(
-    model_names: Sequence[str],
-    object_sets: Sequence[ObjectSet],
-    templates: Sequence[PromptTemplate],
-    seeds: Sequence[int],
-    *,
-    max_orderings: int = 24,
-    ordering_seed: int = 0,
-) -> list[ImageJob]:
-    """Every (model, set, template, ordering, seed), ordered model-major so pipelines load once."""
-    jobs = []
-    for model in model_names:
-        for set_index, object_set in enumerate(object_sets):
-            for order in orderings(object_set.objects, max_orderings=max_orderings, seed=ordering_seed + set_index):
-                for template in templates:
-                    prompt = template.format(order)
-                    jobs.extend(ImageJob(model, set_index, template.name, order, seed, prompt) for seed in seeds)
-    return jobs
+    identities: dict[str, str] = field(default_factory=dict)
+    """Each model's content identity (:func:`.identity.source_identity`), part of its images' keys."""
 
 
 def evaluate_prominence(
@@ -128,8 +83,23 @@ def evaluate_prominence(
 ) -> ProminenceRun:
     """Generate, measure and report prompt-order prominence for each pipeline (see the module docstring).
 
-    ``pipelines`` maps display names (e.g. "CLIP-L", "Long-CLIP-L", "DeBias-CLIP-L") to pipelines or to
-    zero-argument callables that load one. Every pipeline sees the same prompts and seeds.
+    Args:
+        pipelines: display names (e.g. "CLIP-L", "DeBias-CLIP-L") mapped to pipelines or to zero-argument
+            callables that load one. Every pipeline sees the same prompts and seeds.
+        object_sets: :class:`ObjectSet` objects, lists of names, or a YAML / JSON file of them.
+        detector: measures the objects (see :mod:`.detectors`).
+        output_dir: images, measurements and ``report/``; locked for the whole run (another run on it
+            raises ``OutputLockedError``).
+        templates, seeds, max_orderings, ordering_seed: what is generated (see :func:`plan_jobs`).
+        generation: settings of every pipeline call.
+        detection_batch_size: images per detector call.
+        report, caveat, grid_object_sets: whether to write ``report/``, its caveat line, sets shown in grids.
+        progress: show progress bars.
+
+    Raises:
+        ProminenceDataError: bad arguments, a template that does not name every object, a detector that
+            cannot measure the object sets (checked before any image is generated).
+        OutputLockedError: another live run holds ``output_dir``.
     """
     generation = generation or GenerationOptions()
     if isinstance(object_sets, (str, Path)) or not all(isinstance(entry, ObjectSet) for entry in object_sets):
@@ -137,139 +107,74 @@ def evaluate_prominence(
     else:
         sets = list(object_sets)
     template_list = [get_template(spec) for spec in templates]
-    _check_arguments(pipelines, sets, template_list, seeds, generation, detection_batch_size)
-    output_dir = Path(output_dir)
+    check_run_arguments(pipelines, sets, template_list, seeds, generation, detection_batch_size)
     slugs = _slugs(pipelines)
     jobs = plan_jobs(
         list(pipelines), sets, template_list, seeds, max_orderings=max_orderings, ordering_seed=ordering_seed
     )
-    detector_settings = {"name": detector.name, **detector.settings()}
-    detector_dir = output_dir / "detections" / _hash(detector_settings)
-    atomic_write_json(detector_dir / "detector.json", detector_settings)
-
-    generated = 0
-    for model, source in pipelines.items():
-        missing = [
-            job for job in jobs if job.model == model and not _image_path(output_dir, slugs, job, generation).is_file()
-        ]
-        if missing:
-            pipe = source() if _is_loader(source) else source
-            generated += _generate(pipe, missing, output_dir, slugs, generation, progress)
-            del pipe
-    measured = _measure(jobs, output_dir, detector_dir, slugs, generation, detector, detection_batch_size, progress)
-    records = [
-        record
-        for job in jobs
-        for record in _records(job, _read_measurements(_detection_path(detector_dir, slugs, job, generation)),
-                               _image_path(output_dir, slugs, job, generation).relative_to(output_dir))
-    ]  # fmt: skip
-    files = None
-    if report:
-        from .report import write_report  # matplotlib: only when a report is written
-
-        settings = {
-            "detector": detector_settings,
-            "templates": [template.to_dict() for template in template_list],
-            "seeds": list(seeds),
-            "max_orderings": max_orderings,
-            "generation": generation.cache_fields(),
-            "object_sets": [list(s.objects) for s in sets],
+    for prompt, ordering in {(job.prompt, job.ordering) for job in jobs}:
+        mention_ends(prompt, ordering)  # every object is named, in order: its cut can be told later
+    output_dir = Path(output_dir)
+    with locked_output(output_dir):
+        remove_scratch(output_dir, OUTPUT_FOLDERS)
+        hashes = FileHashCache(output_dir / "cache" / "file-hashes.json")
+        identities = {
+            model: source_identity(source, hashes, is_loader=_is_loader(source)) for model, source in pipelines.items()
         }
-        files = write_report(
-            records,
-            output_dir / "report",
-            caveat=caveat,
-            images_root=output_dir,
-            grid_object_sets=range(min(grid_object_sets, len(sets))),
-            run_settings=settings,
-        )
-    return ProminenceRun(records, output_dir, generated, measured, files)
+        hashes.save()
+        store = ImageStore(output_dir, slugs, generation, identities, detector)
+        sidecars = {job: read_valid_sidecar(store.image_path(job), store.key(job)) for job in jobs}
+        measurements = {job: store.cached_measurements(job, sidecars[job]) for job in jobs}
+        if any(found is None for found in measurements.values()):
+            _dry_run_detector(detector, sets, detection_batch_size)
+        generated = 0
+        for model, source in pipelines.items():
+            model_jobs = [job for job in jobs if job.model == model]
+            if any(sidecars[job] is None for job in model_jobs):
+                pipe = source() if _is_loader(source) else source
+                generated += store.generate(pipe, model_jobs, sidecars, progress)
+                del pipe
+        measured = store.measure(jobs, sidecars, measurements, detection_batch_size, progress)
+        records = [record for job in jobs for record in store.records(job, sidecars[job], measurements[job])]
+        files = None
+        if report:
+            settings = {
+                "detector": store.detector_settings,
+                "templates": [template.to_dict() for template in template_list],
+                "seeds": list(seeds),
+                "max_orderings": max_orderings,
+                "generation": generation.cache_fields(),
+                "object_sets": [list(s.objects) for s in sets],
+                "identities": identities,
+            }
+            files = _write_report(records, output_dir, caveat, range(min(grid_object_sets, len(sets))), settings)
+    return ProminenceRun(records, output_dir, generated, measured, files, identities)
 
 
-def _generate(
-    pipe, jobs: list[ImageJob], output_dir: Path, slugs, generation: GenerationOptions, progress: bool
-) -> int:
-    by_prompt: dict[str, list[ImageJob]] = {}
-    for job in jobs:
-        by_prompt.setdefault(job.prompt, []).append(job)
-    bar = tqdm(total=len(jobs), desc=f"generate {jobs[0].model}", disable=not progress, unit="image")
-    count = 0
-    for prompt, group in by_prompt.items():
-        for start in range(0, len(group), generation.images_per_call):
-            chunk = group[start : start + generation.images_per_call]
-            kwargs = dict(num_inference_steps=generation.steps, guidance_scale=generation.guidance_scale,
-                          width=generation.width, height=generation.height, **generation.extra)  # fmt: skip
-            if generation.negative_prompt is not None:
-                kwargs["negative_prompt"] = [generation.negative_prompt] * len(chunk)
-            generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in chunk]
-            images = pipe(prompt=[prompt] * len(chunk), generator=generators, **kwargs).images
-            if len(images) != len(chunk):
-                raise ProminenceDataError(f"the pipeline returned {len(images)} images for {len(chunk)} prompts")
-            for job, image in zip(chunk, images, strict=True):
-                path = _image_path(output_dir, slugs, job, generation)
-                atomic_save_image(path, _as_pil(image))
-                atomic_write_json(path.with_suffix(".json"), {**asdict(job), **generation.cache_fields()})
-                count += 1
-                bar.update(1)
-    bar.close()
-    return count
+def _write_report(records, output_dir: Path, caveat, grid_sets, settings):
+    """The report folder, written whole or not at all (a killed run leaves the previous report as it was)."""
+    from .report import write_report  # matplotlib: only when a report is written
+
+    final = output_dir / "report"
+    with atomic_directory(final, overwrite=True) as scratch:
+        files = write_report(records, scratch, caveat=caveat, images_root=output_dir, grid_object_sets=grid_sets,
+                             run_settings=settings)  # fmt: skip
+    moved = {name: final / Path(value).relative_to(scratch) for name, value in asdict(files).items()
+             if isinstance(value, Path)}  # fmt: skip
+    tuples = {name: tuple(final / p.relative_to(scratch) for p in getattr(files, name)) for name in ("plots", "grids")}
+    return replace(files, **moved, **tuples)
 
 
-def _measure(jobs, output_dir, detector_dir, slugs, generation, detector: Detector, batch_size: int, progress) -> int:
-    todo = [job for job in jobs if not _detection_path(detector_dir, slugs, job, generation).is_file()]
-    bar = tqdm(total=len(todo), desc=f"measure ({detector.name})", disable=not progress, unit="image")
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        images = []
-        for job in chunk:
-            with Image.open(_image_path(output_dir, slugs, job, generation)) as image:
-                images.append(image.convert("RGB"))
-        results = detector.measure(images, [list(job.ordering) for job in chunk])
-        for job, measurements in zip(chunk, results, strict=True):
-            atomic_write_json(_detection_path(detector_dir, slugs, job, generation), [asdict(m) for m in measurements])
-        bar.update(len(chunk))
-    bar.close()
-    return len(todo)
-
-
-def _records(job: ImageJob, measurements: list[ObjectMeasurement], image: Path) -> list[ProminenceRecord]:
-    if [m.label for m in measurements] != list(job.ordering):
-        raise ProminenceDataError(f"cached measurements of {image} do not match its objects {list(job.ordering)}")
-    return [
-        ProminenceRecord(
-            model=job.model,
-            object_set=job.object_set,
-            template=job.template,
-            ordering=job.ordering,
-            seed=job.seed,
-            image=image.as_posix(),
-            object=m.label,
-            position=position,
-            present=m.present,
-            score=m.score,
-            box=m.box,
-            box_area=m.box_area,
-            mask_area=m.mask_area,
-        )  # fmt: skip
-        for position, m in enumerate(measurements, start=1)
-    ]
-
-
-def _read_measurements(path: Path) -> list[ObjectMeasurement]:
-    rows = json.loads(path.read_text(encoding="utf-8"))
-    return [ObjectMeasurement(**{**row, "box": None if row["box"] is None else tuple(row["box"])}) for row in rows]
-
-
-def _image_path(output_dir: Path, slugs: Mapping[str, str], job: ImageJob, generation: GenerationOptions) -> Path:
-    return output_dir / "images" / slugs[job.model] / f"{job.key(generation)}.png"
-
-
-def _detection_path(detector_dir: Path, slugs: Mapping[str, str], job: ImageJob, generation: GenerationOptions) -> Path:
-    return detector_dir / slugs[job.model] / f"{job.key(generation)}.json"
-
-
-def _hash(data: Any) -> str:
-    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+def _dry_run_detector(detector: Detector, sets: Sequence[ObjectSet], batch_size: int) -> None:
+    """Measure each object set on a blank image, so that labels the detector cannot measure (no palette
+    colour, two objects of one colour, a model that is not downloaded) fail before any image is generated."""
+    blank = Image.new("RGB", (64, 64), (255, 255, 255))
+    labels = [list(object_set.objects) for object_set in sets]
+    for start in range(0, len(labels), batch_size):
+        chunk = labels[start : start + batch_size]
+        results = detector.measure([blank] * len(chunk), chunk)
+        if [[m.label for m in result] for result in results] != chunk:
+            raise ProminenceDataError(f"the detector {detector.name!r} does not return one measurement per label")
 
 
 def _slugs(pipelines: Mapping[str, Any]) -> dict[str, str]:
@@ -282,24 +187,3 @@ def _slugs(pipelines: Mapping[str, Any]) -> dict[str, str]:
 def _is_loader(source: Any) -> bool:
     """A function / partial that loads a pipeline (a pipeline object is callable too, but generates)."""
     return inspect.isroutine(source) or isinstance(source, functools.partial)
-
-
-def _as_pil(image: Any) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    raise ProminenceDataError(f"the pipeline must return PIL images (output_type='pil'), got {type(image).__name__}")
-
-
-def _check_arguments(pipelines, sets, templates, seeds, generation: GenerationOptions, batch_size: int) -> None:
-    if not pipelines:
-        raise ProminenceDataError("evaluate_prominence needs at least one pipeline")
-    if not sets:
-        raise ProminenceDataError("evaluate_prominence needs at least one object set")
-    if not templates:
-        raise ProminenceDataError("evaluate_prominence needs at least one template")
-    if len({t.name for t in templates}) != len(templates):
-        raise ProminenceDataError(f"template names repeat: {[t.name for t in templates]}")
-    if not seeds or len(set(seeds)) != len(seeds) or any(not isinstance(s, int) or s < 0 for s in seeds):
-        raise ProminenceDataError(f"seeds must be distinct non-negative integers, got {list(seeds)}")
-    if generation.steps < 1 or generation.images_per_call < 1 or batch_size < 1:
-        raise ProminenceDataError("steps, images_per_call and detection_batch_size must be >= 1")
