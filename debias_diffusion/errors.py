@@ -57,3 +57,11 @@ class BadImageError(DebiasDiffusionError, ValueError):
 
 class OutputLockedError(DebiasDiffusionError, RuntimeError):
     """Another live run is writing the same output folder (see ``debias_diffusion.output_lock``)."""
+
+
+class DeviceError(DebiasDiffusionError, ValueError):
+    """A torch device name is malformed, or that device is not available on this machine."""
+
+
+class SettingError(DebiasDiffusionError, ValueError):
+    """A numeric or choice setting is out of range (steps, image count, guidance, seed, size)."""
