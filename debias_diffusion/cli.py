@@ -8,9 +8,8 @@ from collections.abc import Sequence
 
 from .argument_types import bounded_float, bounded_int, non_empty_text, seed
 from .error_boundary import run_guarded
+from .generation import DTYPES
 from .named_arguments import parse_named_values
-
-DTYPES = ("float32", "float16", "bfloat16")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,6 +23,7 @@ DEFAULT_ENCODER = "longclip-l"
 KEEP_MODEL_ENCODER = "none"
 MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes unsigned 64-bit seeds
 MAX_SIDE = 16384
+DTYPES = ("float32", "float16", "bfloat16")
 
 
 @dataclass
@@ -171,7 +172,7 @@ def check_generation_settings(settings: GenerationSettings) -> None:
         value = getattr(settings, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SIDE):
             raise SettingError(f"{name} must be a whole number of pixels in 1..{MAX_SIDE}, got {value!r}")
-    if settings.dtype is not None and not isinstance(getattr(torch, str(settings.dtype), None), torch.dtype):
+    if settings.dtype is not None and settings.dtype not in DTYPES:
         raise SettingError(f"dtype must be float32, float16 or bfloat16, got {settings.dtype!r}")
     resolve_device(settings.device)
 
