@@ -99,6 +99,12 @@ def _run_convert(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         overwrite=args.overwrite,
     )
+    if args.src.startswith("open_clip:") and "/" not in args.src:
+        print(
+            f"warning: {args.src} names no pretrained weights (open_clip:ARCH/PRETRAINED): this converted a "
+            "randomly initialised model",
+            file=sys.stderr,
+        )
     text = result.text
     kind = "text encoder (CLIPTextModelWithProjection)" if result.vision is None else "CLIPModel"
     print(f"wrote {kind} to {result.destination}")
@@ -114,7 +120,10 @@ def _add_count_tokens(commands) -> None:
     p = commands.add_parser("count-tokens", help="count a prompt's CLIP tokens and show what a limit would drop")
     p.add_argument("prompt", help="prompt text, or @FILE to read it from a file")
     p.add_argument(
-        "--max-length", type=bounded_int(3), default=248, help="encoder positions incl. SOT/EOT (default: 248)"
+        "--max-length",
+        type=bounded_int(3, 1_000_000),
+        default=248,
+        help="encoder positions incl. SOT/EOT (default: 248)",
     )
     p.set_defaults(run=_run_count_tokens)
 

@@ -146,6 +146,7 @@ CASES = [
     CliCase("count-tokens: bare @", count("@"), PromptError, "'@' must be followed by a file name"),
     CliCase("count-tokens: empty prompt", count(""), PromptError, "prompt is empty"),
     CliCase("count-tokens: --max-length 2", count("a cat", "--max-length", "2"), USAGE, "--max-length: must be at least 3"),
+    CliCase("count-tokens: --max-length 10**12", count("a cat", "--max-length", str(10**12)), USAGE, "--max-length: must be at most 1000000"),
     CliCase("count-tokens: --max-length 1.5", count("a cat", "--max-length", "1.5"), USAGE, "whole number, got '1.5'"),
     # generate: arguments
     CliCase("generate: --steps 0", gen("--steps", "0"), USAGE, "--steps: must be at least 1, got 0"),
