@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from .argument_types import MAX_SEED
 from .atomic_io import atomic_save_image, atomic_write_json
 from .conditioning import LongPromptPolicy, check_long_prompt_policy, plan_prompt
 from .devices import resolve_device
@@ -21,7 +22,6 @@ from .output_lock import locked_output
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_ENCODER = "longclip-l"
 KEEP_MODEL_ENCODER = "none"
-MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes unsigned 64-bit seeds
 MAX_SIDE = 16384
 DTYPES = ("float32", "float16", "bfloat16")
 
