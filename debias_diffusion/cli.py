@@ -6,28 +6,28 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .errors import DebiasDiffusionError
+from .argument_types import bounded_float, bounded_int, non_empty_text, seed
+from .error_boundary import run_guarded
+from .generation import DTYPES
 from .named_arguments import parse_named_values
-
-DTYPES = ("float32", "float16", "bfloat16")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the process exit code (0 ok, 2 bad input)."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except DebiasDiffusionError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    """Run the command line; returns the process exit code (0 ok, 2 bad input, 130 interrupted).
+
+    Failures print one ``error: ...`` line (see :mod:`debias_diffusion.error_boundary`); ``--debug``
+    or ``DEBIAS_DIFFUSION_DEBUG=1`` shows the traceback instead.
+    """
+    args = _parser().parse_args(argv)
+    return run_guarded(lambda: args.run(args), debug=args.debug)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="debias-diffusion", description="Long-prompt text encoders for Stable Diffusion."
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of a failure")
+    commands = _DebugSubparsers(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     _add_convert(commands)
     _add_count_tokens(commands)
     _add_generate(commands)
@@ -35,6 +35,22 @@ def _parser() -> argparse.ArgumentParser:
     _add_probe_text(commands)
     _add_probe_image(commands)
     return parser
+
+
+class _DebugSubparsers:
+    """Adds ``--debug`` to every subcommand too (``debias-diffusion generate ... --debug``)."""
+
+    def __init__(self, subparsers) -> None:
+        self._subparsers = subparsers
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        parser = self._subparsers.add_parser(name, **kwargs)
+        parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        return parser
+
+
+POSITIVE = bounded_int(1)
+FRACTION = bounded_float(above=0, below=1)
 
 
 def _add_convert(commands) -> None:
@@ -49,16 +65,16 @@ def _add_convert(commands) -> None:
     p.add_argument("src", help="checkpoint file (.pt/.pth/.bin/.ckpt/.safetensors) or open_clip:ARCH/PRETRAINED")
     p.add_argument("dst", help="output folder (written atomically)")
     p.add_argument(
-        "--stretch", type=int, metavar="N", help="apply knowledge-preserved stretching to N positions (e.g. 248)"
+        "--stretch", type=POSITIVE, metavar="N", help="apply knowledge-preserved stretching to N positions (e.g. 248)"
     )
-    p.add_argument("--keep", type=int, default=20, help="positions KPS copies unchanged (default: 20)")
+    p.add_argument("--keep", type=bounded_int(0), default=20, help="positions KPS copies unchanged (default: 20)")
     p.add_argument("--text-only", action="store_true", help="write only the text encoder + tokenizer")
-    p.add_argument("--num-heads", type=int, help="text attention heads (default: width // 64, as OpenAI)")
-    p.add_argument("--vision-num-heads", type=int, help="image attention heads (default: width // 64)")
+    p.add_argument("--num-heads", type=POSITIVE, help="text attention heads (default: width // 64, as OpenAI)")
+    p.add_argument("--vision-num-heads", type=POSITIVE, help="image attention heads (default: width // 64)")
     p.add_argument("--hidden-act", choices=("quick_gelu", "gelu"), default="quick_gelu",
                    help="MLP activation: quick_gelu for OpenAI/Long-CLIP weights, gelu for LAION open_clip")  # fmt: skip
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="dtype of the saved weights")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="max abs difference allowed vs open_clip")
+    p.add_argument("--tolerance", type=bounded_float(0), default=1e-4, help="max abs difference allowed vs open_clip")
     p.add_argument("--no-verify", action="store_true", help="skip the equivalence check against open_clip")
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     p.set_defaults(run=_run_convert)
@@ -83,6 +99,12 @@ def _run_convert(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         overwrite=args.overwrite,
     )
+    if args.src.startswith("open_clip:") and "/" not in args.src:
+        print(
+            f"warning: {args.src} names no pretrained weights (open_clip:ARCH/PRETRAINED): this converted a "
+            "randomly initialised model",
+            file=sys.stderr,
+        )
     text = result.text
     kind = "text encoder (CLIPTextModelWithProjection)" if result.vision is None else "CLIPModel"
     print(f"wrote {kind} to {result.destination}")
@@ -97,7 +119,12 @@ def _run_convert(args: argparse.Namespace) -> int:
 def _add_count_tokens(commands) -> None:
     p = commands.add_parser("count-tokens", help="count a prompt's CLIP tokens and show what a limit would drop")
     p.add_argument("prompt", help="prompt text, or @FILE to read it from a file")
-    p.add_argument("--max-length", type=int, default=248, help="encoder positions incl. SOT/EOT (default: 248)")
+    p.add_argument(
+        "--max-length",
+        type=bounded_int(3, 1_000_000),
+        default=248,
+        help="encoder positions incl. SOT/EOT (default: 248)",
+    )
     p.set_defaults(run=_run_count_tokens)
 
 
@@ -112,6 +139,15 @@ def _run_count_tokens(args: argparse.Namespace) -> int:
     if cut.was_truncated:
         print(cut.warning_message())
     return 0
+
+
+def _template(text: str) -> str:
+    """A prominence template: a built-in name, or text naming ``{objects}`` exactly once."""
+    if text.count("{objects}") > 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} names {{objects}} {text.count('{objects}')} times; a template names the objects once"
+        )
+    return non_empty_text(text)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -144,16 +180,17 @@ def _add_generate(commands) -> None:
                    help="long text encoder: folder, .pt/.safetensors, Hub id, 'longclip-l' (Long-CLIP-L, default) "
                         "or 'none' to keep the model's own encoder")  # fmt: skip
     p.add_argument("-o", "--output", default="outputs/generate", help="output folder (default: outputs/generate)")
-    p.add_argument("--steps", type=int, default=30, help="denoising steps (default: 30)")
-    p.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance scale (default: 7.5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first image; image i uses seed + i (default: 0)")
+    p.add_argument("--steps", type=POSITIVE, default=30, help="denoising steps (default: 30)")
+    p.add_argument("--guidance-scale", type=bounded_float(0), default=7.5,
+                   help="classifier-free guidance scale; 1 or less turns it off (default: 7.5)")  # fmt: skip
+    p.add_argument("--seed", type=seed, default=0, help="seed of the first image; image i uses seed + i (default: 0)")
     p.add_argument("--size", type=_size, metavar="WxH", help="image size, e.g. 512x512 (default: the model's)")
-    p.add_argument("--num-images", type=int, default=1, help="number of images (default: 1)")
+    p.add_argument("--num-images", type=POSITIVE, default=1, help="number of images (default: 1)")
     p.add_argument("--long-prompt", choices=LONG_PROMPT_POLICIES, default="truncate",
                    help="prompts longer than the encoder: truncate at a sentence, chunk, or error (default: truncate)")  # fmt: skip
     p.add_argument("--dtype", choices=DTYPES, help="weights dtype (default: float16 on CUDA, float32 on CPU)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--overwrite", action="store_true", help="replace images that already exist")
+    p.add_argument("--overwrite", action="store_true", help="replace images with the same seeds if they exist")
     p.set_defaults(run=_run_generate)
 
 
@@ -205,20 +242,20 @@ def _add_evaluate_prominence(commands) -> None:
                         "e.g. clip-l=none longclip-l=longclip-l debias=./export/text_encoder")  # fmt: skip
     p.add_argument("-p", "--pipeline", action="append", default=[], metavar="NAME=FOLDER",
                    help="compare a saved pipeline folder or Hub id as it is (repeatable)")  # fmt: skip
-    p.add_argument("-t", "--template", action="append", metavar="TEMPLATE",
+    p.add_argument("-t", "--template", action="append", metavar="TEMPLATE", type=_template,
                    help="'list' (a cat and a dog), 'descriptive' (one sentence per object) or a string with "
                         "{objects}; repeatable (default: list)")  # fmt: skip
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds per prompt (default: 0 1 2)")
-    p.add_argument("--max-orderings", type=int, default=24, help="orderings per set before sampling (default: 24)")
+    p.add_argument("--seeds", type=seed, nargs="+", default=[0, 1, 2], help="seeds per prompt (default: 0 1 2)")
+    p.add_argument("--max-orderings", type=POSITIVE, default=24, help="orderings per set before sampling (default: 24)")
     p.add_argument("--detector", choices=(*DETECTOR_NAMES, "color"), default="owlv2", help="default: owlv2")
     p.add_argument("--detector-model", help="detector checkpoint (default: the detector's documented one)")
-    p.add_argument("--threshold", type=float, help="owlv2 score threshold (default 0.25)")
-    p.add_argument("--box-threshold", type=float, help="grounding-dino box threshold (default 0.3)")
-    p.add_argument("--text-threshold", type=float, help="grounding-dino text threshold (default 0.25)")
+    p.add_argument("--threshold", type=bounded_float(0, 1), help="owlv2 score threshold (default 0.25)")
+    p.add_argument("--box-threshold", type=bounded_float(0, 1), help="grounding-dino box threshold (default 0.3)")
+    p.add_argument("--text-threshold", type=bounded_float(0, 1), help="grounding-dino text threshold (default 0.25)")
     p.add_argument("--sam", nargs="?", const="facebook/sam-vit-base", metavar="MODEL",
                    help="add SAM masks for mask areas (default model facebook/sam-vit-base)")  # fmt: skip
-    p.add_argument("--steps", type=int, default=30, help="denoising steps (default: 30)")
-    p.add_argument("--guidance-scale", type=float, default=7.5, help="default: 7.5")
+    p.add_argument("--steps", type=POSITIVE, default=30, help="denoising steps (default: 30)")
+    p.add_argument("--guidance-scale", type=bounded_float(0), default=7.5, help="default: 7.5")
     p.add_argument("--size", type=_size, metavar="WxH", help="image size (default: the model's)")
     p.add_argument("-n", "--negative-prompt", help="negative prompt for every image")
     p.add_argument("--long-prompt", choices=LONG_PROMPT_POLICIES, default="truncate", help="default: truncate")
@@ -234,12 +271,13 @@ def _run_evaluate_prominence(args: argparse.Namespace) -> int:
 
     import torch
 
+    from .devices import resolve_device
     from .errors import ProminenceDataError
     from .generation import load_pipeline
     from .prominence.detectors import get_detector
     from .prominence.runner import GenerationOptions, evaluate_prominence
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)  # before any model is loaded
     dtype = getattr(torch, args.dtype or ("float16" if device.startswith("cuda") else "float32"))
     load = functools.partial(load_pipeline, torch_dtype=dtype, device=device, long_prompt=args.long_prompt)
     pipelines = {}
@@ -319,21 +357,21 @@ def _add_probe_text(commands) -> None:
                    help="coco (80 COCO names), comco (the paper's 90), simco (18 shapes), shapes (64 colour-shape "
                         "phrases) or a .txt/.json/.yaml file (default: coco; comco with --protocol paper)")  # fmt: skip
     p.add_argument(
-        "--objects", type=int, default=4, metavar="N", help="objects per caption, 2..5 in the paper (default: 4)"
+        "--objects", type=POSITIVE, default=4, metavar="N", help="objects per caption, 2..5 in the paper (default: 4)"
     )
-    p.add_argument("--captions", type=int, metavar="M", help="number of captions, --protocol ours (default: 1000)")
+    p.add_argument("--captions", type=POSITIVE, metavar="M", help="number of captions, --protocol ours (default: 1000)")
     p.add_argument("--style", choices=("short", "long"), default="short",
                    help="short: 'cat and dog and ...'; long: one sentence per object (default: short)")  # fmt: skip
     p.add_argument("--articles", action="store_true", help="'a cat and a dog' instead of 'cat and dog' (objects too)")
     p.add_argument("--summary", action="store_true", help="long style: start with a summary sentence naming no object")
     p.add_argument(
-        "--seed", type=int, default=0, help="seed of the captions and of the TOC train/test split (default: 0)"
+        "--seed", type=seed, default=0, help="seed of the captions and of the TOC train/test split (default: 0)"
     )
-    p.add_argument("--test-fraction", type=float, default=0.2, help="captions held out for TOC (default: 0.2)")
-    p.add_argument("--l2", type=float, default=1e-3, help="TOC probes' L2 penalty (default: 0.001)")
+    p.add_argument("--test-fraction", type=FRACTION, default=0.2, help="captions held out for TOC (default: 0.2)")
+    p.add_argument("--l2", type=bounded_float(0), default=1e-3, help="TOC probes' L2 penalty (default: 0.001)")
     p.add_argument("--long-prompt", choices=("truncate", "error"), default="truncate",
                    help="captions longer than an encoder: cut (counted in the report) or error (default: truncate)")  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default: 64)")
+    p.add_argument("--batch-size", type=POSITIVE, default=64, help="texts per forward pass (default: 64)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument(
         "-o", "--output-dir", default="outputs/probe-text", help="output folder (default: outputs/probe-text)"
@@ -343,9 +381,11 @@ def _add_probe_text(commands) -> None:
 
 
 def _run_probe_text(args: argparse.Namespace) -> int:
+    from .devices import resolve_device
     from .text_probes import probe_text
     from .text_probes.report import REPORT_FILES, markdown_table
 
+    resolve_device(args.device)  # before any model is loaded
     results = probe_text(
         parse_named_values(args.encoder, "--encoder", example="openai=openai/clip-vit-large-patch14"),
         args.vocabulary,
@@ -395,18 +435,20 @@ def _add_probe_image(commands) -> None:
     p.add_argument(
         "--references", metavar="DIR", help="folder of single-object images named OBJECT.png (with --images)"
     )
-    p.add_argument("--scenes", type=int, metavar="N", help="shapes world: number of scenes (default: 1000)")
-    p.add_argument("--objects", type=int, metavar="K",
+    p.add_argument("--scenes", type=POSITIVE, metavar="N", help="shapes world: number of scenes (default: 1000)")
+    p.add_argument("--objects", type=POSITIVE, metavar="K",
                    help="objects per image: shapes world scenes of K objects (default: 4); with --images, keep only "
                         "images of K objects")  # fmt: skip
-    p.add_argument("--resolution", type=int, metavar="PX", help="shapes world: image side in pixels (default: 224)")
-    p.add_argument("--reference-size", type=float, metavar="F",
+    p.add_argument(
+        "--resolution", type=POSITIVE, metavar="PX", help="shapes world: image side in pixels (default: 224)"
+    )
+    p.add_argument("--reference-size", type=bounded_float(high=1, above=0), metavar="F",
                    help="shapes world: reference objects' size as a fraction of the image side (default: 0.34, the "
                         "middle of the large range)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=seed, default=0,
                    help="seed of the scenes, the absent objects and the IOC train/test split (default: 0)")  # fmt: skip
-    p.add_argument("--test-fraction", type=float, default=0.2, help="images held out for IOC (default: 0.2)")
-    p.add_argument("--l2", type=float, default=1e-3, help="IOC probes' L2 penalty (default: 0.001)")
+    p.add_argument("--test-fraction", type=FRACTION, default=0.2, help="images held out for IOC (default: 0.2)")
+    p.add_argument("--l2", type=bounded_float(0), default=1e-3, help="IOC probes' L2 penalty (default: 0.001)")
     p.add_argument(
         "--articles", action="store_true", help="matching captions 'a cat and a dog' instead of 'cat and dog'"
     )
@@ -415,8 +457,8 @@ def _add_probe_image(commands) -> None:
                         "second-scenario captions) (default: ours)")  # fmt: skip
     p.add_argument("--hidden-act", choices=("quick_gelu", "gelu"), default="quick_gelu",
                    help="MLP activation for checkpoint files: quick_gelu (OpenAI, Long-CLIP) or gelu (LAION open_clip)")  # fmt: skip
-    p.add_argument("--num-heads", type=int, help="checkpoint files: text attention heads (default: width // 64)")
-    p.add_argument("--batch-size", type=int, default=64, help="images or texts per forward pass (default: 64)")
+    p.add_argument("--num-heads", type=POSITIVE, help="checkpoint files: text attention heads (default: width // 64)")
+    p.add_argument("--batch-size", type=POSITIVE, default=64, help="images or texts per forward pass (default: 64)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument(
         "-o", "--output-dir", default="outputs/probe-image", help="output folder (default: outputs/probe-image)"
@@ -426,6 +468,7 @@ def _add_probe_image(commands) -> None:
 
 
 def _run_probe_image(args: argparse.Namespace) -> int:
+    from .devices import resolve_device
     from .errors import UsageError
     from .image_probes import probe_image, read_image_folder, shapes_world_data
     from .image_probes.report import REPORT_FILES, matching_table, slot_table
@@ -440,6 +483,7 @@ def _run_probe_image(args: argparse.Namespace) -> int:
         raise UsageError(
             "--scenes, --resolution and --reference-size are shapes-world options; they do not apply to --images"
         )
+    resolve_device(args.device)
     check_output_dir(args.output_dir, args.overwrite)  # before rendering or reading anything
     if args.images is not None:
         data = read_image_folder(args.images, args.references, objects=args.objects)

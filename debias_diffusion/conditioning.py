@@ -33,9 +33,9 @@ LONG_PROMPT_POLICIES: tuple[str, ...] = ("truncate", "chunk", "error")
 
 
 def check_long_prompt_policy(policy: object) -> LongPromptPolicy:
-    """Return ``policy`` if it is one of ``LONG_PROMPT_POLICIES``, else raise ``ValueError``."""
+    """Return ``policy`` if it is one of ``LONG_PROMPT_POLICIES``, else raise ``PromptError`` (a ``ValueError``)."""
     if policy not in LONG_PROMPT_POLICIES:
-        raise ValueError(f"long_prompt must be one of {', '.join(LONG_PROMPT_POLICIES)}; got {policy!r}")
+        raise PromptError(f"long_prompt must be one of {', '.join(LONG_PROMPT_POLICIES)}; got {policy!r}")
     return policy  # type: ignore[return-value]
 
 

@@ -61,3 +61,11 @@ class OutputLockedError(DebiasDiffusionError, RuntimeError):
 
 class HubUploadError(DebiasDiffusionError, RuntimeError):
     """Pushing a folder to the Hugging Face Hub is impossible (offline, bad repo id) or failed."""
+
+
+class DeviceError(DebiasDiffusionError, ValueError):
+    """A torch device name is malformed, or that device is not available on this machine."""
+
+
+class SettingError(DebiasDiffusionError, ValueError):
+    """A numeric or choice setting is out of range (steps, image count, guidance, seed, size)."""

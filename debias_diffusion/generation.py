@@ -11,14 +11,19 @@ from typing import Any
 
 import torch
 
+from .argument_types import MAX_SEED
 from .atomic_io import atomic_save_image, atomic_write_json
 from .conditioning import LongPromptPolicy, check_long_prompt_policy, plan_prompt
-from .errors import ModelNotFoundError, OutputExistsError, PromptError
+from .devices import resolve_device
+from .errors import CheckpointError, ModelNotFoundError, OutputExistsError, PromptError, SettingError
 from .loading import missing_model_error
+from .output_lock import locked_output
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_ENCODER = "longclip-l"
 KEEP_MODEL_ENCODER = "none"
+MAX_SIDE = 16384
+DTYPES = ("float32", "float16", "bfloat16")
 
 
 @dataclass
@@ -49,7 +54,9 @@ def parse_size(text: str) -> tuple[int, int]:
     except ValueError:
         numbers = []
     if len(numbers) not in (1, 2) or any(number <= 0 for number in numbers):
-        raise ValueError(f"size must be WIDTHxHEIGHT in pixels, e.g. 512x512 or 768x512; got {text!r}")
+        raise SettingError(f"size must be WIDTHxHEIGHT in pixels, e.g. 512x512 or 768x512; got {text!r}")
+    if max(numbers) > MAX_SIDE:
+        raise SettingError(f"size {text!r} is larger than {MAX_SIDE} pixels a side; no Stable Diffusion model fits it")
     return (numbers[0], numbers[-1])
 
 
@@ -71,7 +78,14 @@ def model_kind(model: str) -> str:
             index = Path(hf_hub_download(model, "model_index.json"))
         except Exception as err:  # offline and not cached, unknown repo, no network
             raise missing_model_error(model, err) from err
-    class_name = json.loads(index.read_text()).get("_class_name", "")
+    try:
+        class_name = json.loads(index.read_text(encoding="utf-8")).get("_class_name", "")
+    except (ValueError, AttributeError) as err:  # bad JSON, not UTF-8, or not a JSON object
+        raise CheckpointError(
+            f"{index} is not a valid diffusers model_index.json ({err}); re-save the pipeline or download it again"
+        ) from None
+    if not isinstance(class_name, str):
+        raise CheckpointError(f"{index}: _class_name must be a pipeline class name, got {class_name!r}")
     return "sdxl" if "XL" in class_name else "sd"
 
 
@@ -94,8 +108,13 @@ def load_pipeline(
     cls = DeBiasStableDiffusionXLPipeline if kind == "sdxl" else DeBiasStableDiffusionPipeline
     try:
         pipe = cls.from_pretrained(model, torch_dtype=torch_dtype, long_prompt=long_prompt)
-    except OSError as err:
-        raise missing_model_error(model, err) from err
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        if not Path(model).is_dir():
+            raise missing_model_error(model, err) from err
+        raise CheckpointError(
+            f"the pipeline folder {model} cannot be loaded ({type(err).__name__}: {_first_line(err)}); a component "
+            "is missing or corrupted: re-save the pipeline or download it again"
+        ) from err
     if encoder.lower() != KEEP_MODEL_ENCODER:
         use_long_text_encoder(pipe, encoder)
     return pipe.to(device)
@@ -105,21 +124,71 @@ def generate(settings: GenerationSettings, output: str | Path, *, overwrite: boo
     """Generate ``settings.num_images`` images (seeds ``seed``, ``seed + 1``, ...) into ``output``.
 
     Each image is ``seed-<seed>.png`` beside ``seed-<seed>.json`` holding every setting, the token
-    count and what the long-prompt policy did. Files are written atomically; existing ones are
-    kept unless ``overwrite``. ``pipe`` reuses an already loaded pipeline.
+    count and what the long-prompt policy did. Files are written atomically, under the output
+    folder's lock (a second run on the same folder fails with ``OutputLockedError``); an existing
+    image is never replaced unless ``overwrite``: the run refuses before loading anything.
+
+    Args:
+        settings: the prompt and every knob; checked before any model is loaded.
+        output: the output folder (created if needed).
+        overwrite: replace images (and sidecars) of the same seeds.
+        pipe: an already loaded pipeline to reuse (``settings.model`` / ``encoder`` are then only recorded).
+
+    Raises:
+        PromptError, SettingError, DeviceError: bad settings. OutputExistsError: an image would be replaced.
+        OutputLockedError: another run is writing ``output``.
     """
+    check_generation_settings(settings)
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise OutputExistsError(f"--output {output} is a file, not a folder; choose a folder")
+    with locked_output(output):
+        return _generate_locked(settings, output, overwrite, pipe)
+
+
+def check_generation_settings(settings: GenerationSettings) -> None:
+    """Refuse settings that cannot make the asked-for images (raises PromptError / SettingError / DeviceError)."""
+    check_long_prompt_policy(settings.long_prompt)
+    for name, text in (("prompt", settings.prompt), ("negative prompt", settings.negative_prompt)):
+        if text is not None and not isinstance(text, str):
+            raise PromptError(f"the {name} must be a string, got {type(text).__name__}")
+    if not settings.prompt.strip():
+        raise PromptError("the prompt is empty or only whitespace; give some text to draw")
+    for name in ("steps", "num_images", "seed"):
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SettingError(f"{name} must be a whole number, got {value!r}")
+    if settings.steps < 1 or settings.num_images < 1:
+        raise SettingError(f"steps and num_images must be at least 1, got {settings.steps} and {settings.num_images}")
+    last_seed = settings.seed + settings.num_images - 1
+    if settings.seed < 0 or last_seed > MAX_SEED:
+        raise SettingError(f"seeds must lie in 0..2**64-1; got {settings.seed}..{last_seed}")
+    guidance = settings.guidance_scale
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance):
+        raise SettingError(f"guidance_scale must be a finite number, got {guidance!r}")
+    if guidance < 0:
+        raise SettingError(f"guidance_scale must be at least 0 (1 or less turns guidance off), got {guidance}")
+    for name in ("width", "height"):
+        value = getattr(settings, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SIDE):
+            raise SettingError(f"{name} must be a whole number of pixels in 1..{MAX_SIDE}, got {value!r}")
+    if settings.dtype is not None and settings.dtype not in DTYPES:
+        raise SettingError(f"dtype must be float32, float16 or bfloat16, got {settings.dtype!r}")
+    resolve_device(settings.device)
+
+
+def _generate_locked(settings: GenerationSettings, output: Path, overwrite: bool, pipe) -> list[Path]:
     from tqdm.auto import tqdm
 
-    check_long_prompt_policy(settings.long_prompt)
-    if settings.num_images < 1 or settings.steps < 1:
-        raise ValueError("num_images and steps must be at least 1")
-    output = Path(output)
     seeds = [settings.seed + index for index in range(settings.num_images)]
     targets = [output / f"seed-{seed}.png" for seed in seeds]
-    existing = [str(path) for path in targets if path.exists()]
+    existing = [path for target in targets for path in (target, target.with_suffix(".json")) if path.exists()]
     if existing and not overwrite:
-        raise OutputExistsError(f"{existing[0]} already exists; pass --overwrite or choose another --output / --seed")
-    device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        raise OutputExistsError(
+            f"{existing[0]} already exists ({len(existing)} files of this run's seeds would be replaced); pass "
+            "--overwrite, or choose another --output or --seed"
+        )
+    device = resolve_device(settings.device)
     dtype_name = settings.dtype or ("float16" if device.startswith("cuda") else "float32")
     if pipe is None:
         pipe = load_pipeline(settings.model, settings.encoder, torch_dtype=getattr(torch, dtype_name), device=device)
@@ -160,6 +229,10 @@ def _checked_size(pipe, width: int | None, height: int | None) -> tuple[int, int
     return width, height
 
 
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip() or type(err).__name__).splitlines()[0]
+
+
 def _versions() -> dict[str, str]:
     import diffusers
     import transformers
@@ -175,4 +248,4 @@ def _versions() -> dict[str, str]:
     }
 
 
-__all__ = ["GenerationSettings", "generate", "load_pipeline", "model_kind", "parse_size"]
+__all__ = ["GenerationSettings", "check_generation_settings", "generate", "load_pipeline", "model_kind", "parse_size"]

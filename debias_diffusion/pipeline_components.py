@@ -58,9 +58,13 @@ def check_cross_attention_width(unet: nn.Module | None, text_encoders: Sequence[
     needed = unet.config.cross_attention_dim
     widths = [hidden_width(encoder) for encoder in present]
     if isinstance(needed, int) and sum(widths) != needed:
-        described = " + ".join(str(width) for width in widths)
+        described = (
+            f"the text encoder gives {widths[0]}-wide"
+            if len(widths) == 1
+            else f"the text encoders give {' + '.join(map(str, widths))} = {sum(widths)}-wide"
+        )
         raise EncoderMismatchError(
-            f"the text encoder{'s' if len(widths) > 1 else ''} give {described} = {sum(widths)}-wide hidden states "
+            f"{described} hidden states "
             f"but the UNet cross-attends to {needed}: SD 1.x needs a 768-wide CLIP-L encoder, SD 2.x 1024 "
             "(OpenCLIP-H), SDXL 768 (CLIP-L) + 1280 (OpenCLIP-bigG); a ViT-B encoder (512) fits none of them"
         )

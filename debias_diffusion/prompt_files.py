@@ -8,13 +8,26 @@ from .errors import PromptError
 
 
 def read_prompt_argument(value: str) -> str:
-    """Return ``value``, or the text of the file it names when it starts with ``@``."""
+    """Return ``value``, or the text of the file it names when it starts with ``@``.
+
+    Raises:
+        PromptError: the file is missing, a folder, unreadable, not UTF-8 text, or empty.
+    """
     if not value.startswith("@"):
         return value
     path = Path(value[1:])
+    if not value[1:]:
+        raise PromptError("'@' must be followed by a file name (@prompt.txt), or quote the prompt text")
+    if path.is_dir():
+        raise PromptError(f"prompt file {path} is a folder; give a text file (@prompt.txt)")
     try:
-        return path.read_text(encoding="utf-8").strip()
+        text = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError as err:
         raise PromptError(f"prompt file not found: {path}") from err
     except UnicodeDecodeError as err:
-        raise PromptError(f"prompt file {path} is not UTF-8 text") from err
+        raise PromptError(f"prompt file {path} is not UTF-8 text; save it as UTF-8") from err
+    except OSError as err:
+        raise PromptError(f"prompt file {path} cannot be read: {err.strerror or err}") from err
+    if not text:
+        raise PromptError(f"prompt file {path} is empty; write the prompt into it")
+    return text

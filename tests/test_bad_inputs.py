@@ -175,3 +175,104 @@ def test_failure_during_write_keeps_the_previous_output(tmp_path, good_state, mo
 def test_read_clip_source_rejects_folders(tmp_path):
     with pytest.raises(DebiasDiffusionError, match="is a folder"):
         read_clip_source(tmp_path)
+
+
+# --- the Python entry points: bad input raises the project's error classes before any model is loaded ---
+
+NOT_A_MODEL = "no/such-model-anywhere"  # loading it would fail differently: the settings must be refused first
+
+
+def _settings(**changes):
+    from debias_diffusion.generation import GenerationSettings
+
+    return GenerationSettings(**{"prompt": "a red cube", "model": NOT_A_MODEL, **changes})
+
+
+API_CASES = [
+    ("generate: empty prompt", lambda t: _generate(t, prompt=""), "PromptError", "prompt is empty"),
+    ("generate: prompt not a string", lambda t: _generate(t, prompt=["a cat"]), "PromptError", "prompt must be a string, got list"),
+    ("generate: negative prompt not a string", lambda t: _generate(t, negative_prompt=3), "PromptError", "negative prompt must be a string"),
+    ("generate: zero steps", lambda t: _generate(t, steps=0), "SettingError", "steps and num_images must be at least 1"),
+    ("generate: fractional steps", lambda t: _generate(t, steps=2.5), "SettingError", "steps must be a whole number"),
+    ("generate: no images", lambda t: _generate(t, num_images=0), "SettingError", "at least 1"),
+    ("generate: negative seed", lambda t: _generate(t, seed=-1), "SettingError", "seeds must lie in 0..2"),
+    ("generate: NaN guidance", lambda t: _generate(t, guidance_scale=float("nan")), "SettingError", "guidance_scale must be a finite number"),
+    ("generate: negative guidance", lambda t: _generate(t, guidance_scale=-2.0), "SettingError", "guidance_scale must be at least 0"),
+    ("generate: zero width", lambda t: _generate(t, width=0), "SettingError", "width must be a whole number of pixels"),
+    ("generate: unknown dtype", lambda t: _generate(t, dtype="int8"), "SettingError", "dtype must be float32, float16 or bfloat16"),
+    ("generate: unknown policy", lambda t: _generate(t, long_prompt="cut"), "DebiasDiffusionError", "cut"),
+    ("generate: unknown device", lambda t: _generate(t, device="tpu9"), "DeviceError", "'tpu9' is not a torch device"),
+    ("generate: missing GPU", lambda t: _generate(t, device="cuda:99"), "DeviceError", "cuda"),
+    ("generate: output is a file", lambda t: _generate(t, output=_touch(t / "out")), "OutputExistsError", "is a file, not a folder"),
+    ("load_pipeline: malformed model_index.json", lambda t: _load_pipeline(_index(t, "{oops")), "CheckpointError", "is not a valid diffusers model_index.json"),
+    ("load_pipeline: model_index.json is a list", lambda t: _load_pipeline(_index(t, "[1, 2]")), "CheckpointError", "is not a valid diffusers model_index.json"),
+    ("load_pipeline: index but no components", lambda t: _load_pipeline(_index(t, '{"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"]}')), "CheckpointError", "cannot be loaded"),
+    ("load_text_encoder: random bytes", lambda t: load_text_encoder(_bytes(t / "r.pt", bytes(range(256)) * 4)), "CheckpointError", "is not a PyTorch checkpoint"),
+    ("convert_to_hf: folder source", lambda t: convert_to_hf(_folder(t), t / "out2"), "CheckpointError", "is a folder"),
+    ("evaluate_prominence: object file is a folder", lambda t: _prominence(t, _folder(t)), "ProminenceDataError", "is a folder, not a file"),
+    ("evaluate_prominence: no pipelines", lambda t: _prominence(t, [["cat", "dog"]], pipelines={}), "DebiasDiffusionError", "pipeline"),
+    ("probe_text: no encoders", lambda t: _probe_text(t, {}), "ProbeConfigError", "give at least one encoder"),
+    ("probe_text: one object per caption", lambda t: _probe_text(t, {"a": "nobody/none"}, num_objects=1), "ProbeConfigError", ""),
+]
+
+
+def _generate(tmp: Path, output: Path | None = None, **changes):
+    from debias_diffusion.generation import generate
+
+    return generate(_settings(**changes), output or tmp / "out")
+
+
+def _load_pipeline(folder: Path):
+    from debias_diffusion.generation import load_pipeline
+
+    return load_pipeline(str(folder), "none")
+
+
+def _index(tmp: Path, text: str) -> Path:
+    (tmp / "pipe").mkdir()
+    (tmp / "pipe" / "model_index.json").write_text(text)
+    return tmp / "pipe"
+
+
+def _touch(path: Path) -> Path:
+    path.write_text("a file")
+    return path
+
+
+def _bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _folder(tmp: Path) -> Path:
+    (tmp / "folder").mkdir()
+    return tmp / "folder"
+
+
+def _prominence(tmp: Path, objects, pipelines=None):
+    from debias_diffusion.prominence.detectors import get_detector
+    from debias_diffusion.prominence.runner import evaluate_prominence
+
+    def never_loaded():
+        raise AssertionError("a pipeline was loaded before the bad input was refused")
+
+    pipelines = {"a": never_loaded} if pipelines is None else pipelines
+    return evaluate_prominence(pipelines, objects, detector=get_detector("colour"), output_dir=tmp / "out2")
+
+
+def _probe_text(tmp: Path, encoders, **kwargs):
+    from debias_diffusion.text_probes import probe_text
+
+    return probe_text(encoders, "coco", captions=8, output_dir=tmp / "out2", progress=False, **kwargs)
+
+
+@pytest.mark.parametrize(("name", "call", "error", "message"), API_CASES, ids=[case[0] for case in API_CASES])
+def test_python_entry_points_refuse_bad_input(name, call, error, message, tmp_path):
+    import debias_diffusion.errors as errors
+
+    with pytest.raises(DebiasDiffusionError, match=message) as info:
+        call(tmp_path)
+    assert isinstance(info.value, getattr(errors, error)), f"{type(info.value).__name__}: {info.value}"
+    assert not (tmp_path / "out2").exists()
+    assert not (tmp_path / "out").exists() or (tmp_path / "out").read_text() == "a file"  # only the case's own input
+    assert not [p.name for p in tmp_path.rglob(".*")], "a lock or scratch file was left behind"

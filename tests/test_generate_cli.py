@@ -71,3 +71,39 @@ def test_unparseable_size_is_a_usage_error(model_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         _generate(model_dir, tmp_path, SHORT_PROMPT, "--size", "big")
     assert exit_info.value.code == 2 and "WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+def test_second_run_on_the_same_folder_is_refused_while_the_first_holds_it(model_dir, tmp_path, capsys):
+    from debias_diffusion.output_lock import locked_output
+
+    with locked_output(tmp_path / "out"):  # a first run, still writing
+        assert _generate(model_dir, tmp_path / "out", SHORT_PROMPT, "--encoder", "none") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "is in use by pid" in err
+    assert not (tmp_path / "out").exists()
+    assert _generate(model_dir, tmp_path / "out", SHORT_PROMPT, "--encoder", "none") == 0  # free again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "the lock file outlived the run"
+
+
+def test_overwrite_replaces_only_when_asked(model_dir, tmp_path, capsys):
+    assert _generate(model_dir, tmp_path, SHORT_PROMPT, "--encoder", "none", "--seed", "4") == 0
+    (tmp_path / "seed-4.png").write_bytes(b"edited by hand")
+    assert _generate(model_dir, tmp_path, SHORT_PROMPT, "--encoder", "none", "--seed", "3", "--num-images", "2") == 2
+    assert "seed-4.png already exists" in capsys.readouterr().err
+    assert (tmp_path / "seed-4.png").read_bytes() == b"edited by hand" and not (tmp_path / "seed-3.png").exists()
+    assert _generate(model_dir, tmp_path, SHORT_PROMPT, "--encoder", "none", "--seed", "4", "--overwrite") == 0
+    assert Image.open(tmp_path / "seed-4.png").size == (16, 16)
+
+
+def test_full_disk_is_one_error_line_and_leaves_no_partial_image(model_dir, tmp_path, capsys, monkeypatch):
+    import errno
+
+    def full_disk(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("debias_diffusion.generation.atomic_save_image", full_disk)
+    assert _generate(model_dir, tmp_path / "out", SHORT_PROMPT, "--encoder", "none") == 2
+    last_line = capsys.readouterr().err.splitlines()[-1]  # after the progress bars
+    assert last_line == f"error: {tmp_path / 'out' / 'seed-0.png'}: no space left on the device; free some disk space or choose another output folder"
+    assert list((tmp_path / "out").iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

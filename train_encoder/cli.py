@@ -1,6 +1,7 @@
 """``python -m train_encoder {train,eval,export}`` (also under ``accelerate launch -m train_encoder ...``).
 
-Bad input exits with status 2 and an ``error: ...`` line; nothing is written then.
+Bad input exits with status 2 and an ``error: ...`` line; nothing is written then. ``--debug`` (or
+``DEBIAS_DIFFUSION_DEBUG=1``) shows the traceback instead (see :mod:`debias_diffusion.error_boundary`).
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import sys
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,8 +16,11 @@ from pathlib import Path
 import torch
 import yaml
 
+from debias_diffusion.argument_types import bounded_int, seed
 from debias_diffusion.atomic_io import atomic_write_json
-from debias_diffusion.errors import DebiasDiffusionError, UsageError
+from debias_diffusion.devices import resolve_device
+from debias_diffusion.error_boundary import run_guarded
+from debias_diffusion.errors import UsageError
 from debias_diffusion.named_arguments import parse_named_values
 
 from .config import TrainConfig, load_config, parse_override
@@ -29,23 +32,24 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run ``train`` / ``eval`` / ``export``; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return args.run(args)
-    except DebiasDiffusionError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_guarded(lambda: args.run(args), debug=args.debug)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m train_encoder", description="Train, evaluate and export long-context CLIP encoders."
     )
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of a failure")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="fine-tune a CLIP model (DeBias-CLIP / Long-CLIP / FIX-CLIP recipes)")
+    train = commands.add_parser(
+        "train", parents=[debug], help="fine-tune a CLIP model (DeBias-CLIP / Long-CLIP / FIX-CLIP recipes)"
+    )
     train.add_argument(
         "--config",
         type=Path,
@@ -65,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         options.add_argument(flag, dest=f"key__{spec.name}", default=argparse.SUPPRESS, metavar="VALUE", **extra)
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("eval", help="retrieval recalls, bias probes and hidden-state drift")
+    evaluate = commands.add_parser(
+        "eval", parents=[debug], help="retrieval recalls, bias probes and hidden-state drift"
+    )
     evaluate.add_argument("--model", action="append", required=True, metavar="NAME=SOURCE",
                           help="a model to evaluate (folder, checkpoint file, Hub id, open_clip:...); repeatable")  # fmt: skip
     evaluate.add_argument("--dataset", action="append", required=True, metavar="NAME=ROOT",
@@ -81,16 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
         "export vs the checkpoint it was trained from; 'none': no drift",
     )
     evaluate.add_argument(
-        "--drift-captions", type=int, default=1000, help="captions of the first dataset used for drift"
+        "--drift-captions", type=bounded_int(1), default=1000, help="captions of the first dataset used for drift"
     )
-    evaluate.add_argument("--stretch-to", type=int, help="KPS-stretch shorter models to this many positions (e.g. 248)")
-    evaluate.add_argument("--batch-size", type=int, default=64)
-    evaluate.add_argument("--num-workers", type=int, default=4)
-    evaluate.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of random probes")
+    evaluate.add_argument(
+        "--stretch-to", type=bounded_int(1), help="KPS-stretch shorter models to this many positions (e.g. 248)"
+    )
+    evaluate.add_argument("--batch-size", type=bounded_int(1), default=64)
+    evaluate.add_argument("--num-workers", type=bounded_int(0), default=4)
+    evaluate.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    evaluate.add_argument("--seed", type=seed, default=0, help="seed of random probes")
     evaluate.set_defaults(run=_eval)
 
-    export = commands.add_parser("export", help="export a checkpoint as Hugging Face folders (clip/, text_encoder/)")
+    export = commands.add_parser(
+        "export", parents=[debug], help="export a checkpoint as Hugging Face folders (clip/, text_encoder/)"
+    )
     export.add_argument(
         "checkpoint", help="a checkpoint folder (OUTPUT/checkpoints/step-N) or a run folder (its latest)"
     )
@@ -141,8 +151,7 @@ def _eval(args: argparse.Namespace) -> int:
     bad = [name for name in probes if name not in PROBE_NAMES]
     if bad:
         raise UsageError(f"--probe {bad[0]!r}: unknown probe; known: {', '.join(PROBE_NAMES)}")
-    if args.drift_captions < 1 or args.batch_size < 1:
-        raise UsageError("--drift-captions and --batch-size must be >= 1")
+    args.device = resolve_device(args.device)  # before any model is loaded
     datasets = [read_eval_set(name, root) for name, root in dataset_roots.items()]
     drift = _drift(models, args, captions=list(datasets[0].captions[: args.drift_captions]))
     if drift and args.output_dir is not None:

@@ -233,7 +233,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         path = bundled_configs()[path.name]
     if not path.is_file():
         raise ConfigError(
-            f"config file {path} does not exist; give a YAML path or a bundled config name "
+            f"config file {path} {'is a folder' if path.is_dir() else 'does not exist'}; give a YAML path or a bundled config name "
             f"({', '.join(bundled_configs())})"
         )
     try:

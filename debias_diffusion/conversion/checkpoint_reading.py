@@ -58,16 +58,27 @@ def _read_pickle(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if "GLOBAL" not in str(err):  # not an object reference: random, truncated or foreign bytes
+            raise CheckpointError(
+                f"{path} is not a PyTorch checkpoint (random, truncated or corrupted bytes?): {_detail(err)}"
+            ) from err
         raise CheckpointError(
             f"refusing to load {path}: it contains Python objects other than tensors and plain "
             "containers, and unpickling them could run code (loaded with weights_only=True). "
             "Re-save only the state dict (`torch.save(model.state_dict(), ...)`) or use "
-            f"safetensors. Detail: {_first_line(err)}"
+            f"safetensors. Detail: {_detail(err)}"
         ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise CheckpointError(
             f"{path} could not be read as a PyTorch checkpoint (truncated or corrupted file?): {_first_line(err)}"
         ) from err
+
+
+def _detail(err: pickle.UnpicklingError) -> str:
+    """The line of torch's weights-only error that names the problem (its first line is boilerplate)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or line.lower().startswith("unsupported")]
+    return (named or lines or [type(err).__name__])[0]
 
 
 def _is_torchscript(path: Path) -> bool:

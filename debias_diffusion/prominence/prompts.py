@@ -192,8 +192,12 @@ def _phrase(item: Any, set_index: int) -> str:
 
 def _read_structured(path: Path) -> Any:
     if not path.is_file():
-        raise ProminenceDataError(f"object-set file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ProminenceDataError(f"object-set file {path} {what}; give a YAML or JSON file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ProminenceDataError(f"object-set file {path} is not UTF-8 text; save it as UTF-8") from None
     try:
         return json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:

@@ -209,5 +209,7 @@ def _window(items: Iterable[_T], skip_first: int, limit: int | None) -> Iterator
 def _existing_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.is_file():
-        raise DataFileNotFoundError(f"annotation file {path} does not exist")
+        raise DataFileNotFoundError(
+            f"annotation file {path} {'is a folder, not a file' if path.is_dir() else 'does not exist'}"
+        )
     return path
