@@ -40,6 +40,7 @@ from transformers import CLIPModel
 
 from debias_diffusion.atomic_io import atomic_directory, atomic_write_json
 from debias_diffusion.errors import CheckpointError
+from debias_diffusion.scratch_folders import Recovery, recover_interrupted_writes
 
 from .config import TrainConfig, save_config
 from .evaluation import ImagePreprocessing
@@ -266,12 +267,9 @@ def prune_checkpoints(output_dir: str | Path, keep_last: int) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def remove_partial_checkpoints(output_dir: str | Path) -> None:
-    """Delete scratch folders a killed run left behind (``.step-N.partial-*``, ``.step-N.old-*``)."""
-    folder = Path(output_dir) / CHECKPOINTS_DIR
-    if folder.is_dir():
-        for path in folder.glob(".step-*"):
-            shutil.rmtree(path, ignore_errors=True)
+def remove_partial_checkpoints(output_dir: str | Path) -> Recovery:
+    """Recover the scratch a killed run left behind (``.step-N.partial-*``, ``.step-N.old-*``)."""
+    return recover_interrupted_writes(Path(output_dir) / CHECKPOINTS_DIR)
 
 
 def capture_rng_state() -> dict[str, Any]:

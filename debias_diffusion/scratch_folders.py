@@ -1,0 +1,111 @@
+"""Scratch folders of atomic writes: claimed by their writer, recovered after a killed one.
+
+An atomic write of ``DEST`` builds ``.DEST.partial-TAG/`` beside it and, when it replaces an existing
+``DEST``, parks the old one in ``.DEST.old-TAG/previous`` between two renames. Each scratch folder is
+claimed with the output lock (:func:`~debias_diffusion.output_lock.locked_output`) *before* it is
+created, so whether its writer is still alive is the kernel's answer, not a guess from pids.
+
+:func:`recover_interrupted_writes` (run by every atomic write before it starts, and callable on its
+own) cleans up after writers that died: their ``.partial-*`` folders are removed, and a parked
+``previous`` is put back as ``DEST`` when ``DEST`` is missing (a kill between the two renames leaves
+it the only copy), otherwise removed. Folders of live writers are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import OutputLockedError
+from .output_lock import locked_output
+
+__all__ = ["PARTIAL", "RETIRED", "Recovery", "claimed_scratch", "recover_interrupted_writes"]
+
+PARTIAL = "partial"
+"""Kind of the folder a new output is built in."""
+RETIRED = "old"
+"""Kind of the folder an overwritten output waits in (as ``previous``) until the new one is in place."""
+PREVIOUS = "previous"
+_SCRATCH = re.compile(rf"\.(?P<name>.+)\.(?P<kind>{PARTIAL}|{RETIRED})-(?P<tag>[A-Za-z0-9_]+)")
+_SCRATCH_LOCK = re.compile(rf"\.(?P<scratch>{_SCRATCH.pattern})\.lock")
+
+
+@dataclass
+class Recovery:
+    """What :func:`recover_interrupted_writes` found."""
+
+    removed: list[Path] = field(default_factory=list)
+    """Scratch folders of dead writers, deleted."""
+    restored: list[Path] = field(default_factory=list)
+    """Destinations put back from a dead writer's parked ``previous`` copy."""
+    in_use: list[Path] = field(default_factory=list)
+    """Scratch folders a live writer still holds (left alone)."""
+
+
+@contextmanager
+def claimed_scratch(destination: str | Path, kind: str) -> Iterator[Path]:
+    """Create ``.NAME.KIND-TAG/`` beside ``destination`` under its writer's lock; yield it.
+
+    The folder is made with ``os.mkdir`` (mode ``0o777`` less the umask, like any folder the user
+    makes). It is not removed on exit: that is the caller's job (rename it or delete it).
+    """
+    destination = Path(destination)
+    scratch = destination.parent / f".{destination.name}.{kind}-{secrets.token_hex(6)}"
+    with locked_output(scratch):
+        scratch.mkdir()
+        yield scratch
+
+
+def recover_interrupted_writes(folder: str | Path, name: str | None = None) -> Recovery:
+    """Clean up the scratch that killed atomic writes left in ``folder``.
+
+    Args:
+        folder: the folder the outputs are written in.
+        name: only recover writes of ``folder/name``; ``None`` recovers every output in ``folder``
+            (e.g. all ``step-N`` checkpoints of a run).
+
+    Returns:
+        A :class:`Recovery` listing what was removed, restored and left to live writers.
+    """
+    folder = Path(folder)
+    recovery = Recovery()
+    if not folder.is_dir():
+        return recovery
+    found: dict[Path, re.Match] = {}
+    for entry in os.scandir(folder):
+        lock = _SCRATCH_LOCK.fullmatch(entry.name)
+        match = _SCRATCH.fullmatch(lock.group("scratch")) if lock else _SCRATCH.fullmatch(entry.name)
+        if match and name in (None, match.group("name")):
+            found[folder / match.group(0)] = match
+    retired_first = sorted(found, key=lambda path: (found[path].group("kind") != RETIRED, -_mtime(path)))
+    for scratch in retired_first:
+        try:
+            with locked_output(scratch):
+                _recover_one(scratch, found[scratch], recovery)
+        except OutputLockedError:
+            recovery.in_use.append(scratch)
+    return recovery
+
+
+def _recover_one(scratch: Path, match: re.Match, recovery: Recovery) -> None:
+    if not scratch.exists():  # only a lock file was left (killed between the lock and the mkdir)
+        return
+    previous, destination = scratch / PREVIOUS, scratch.parent / match.group("name")
+    if match.group("kind") == RETIRED and previous.exists() and not destination.exists():
+        os.replace(previous, destination)
+        recovery.restored.append(destination)
+    shutil.rmtree(scratch, ignore_errors=True)
+    recovery.removed.append(scratch)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
