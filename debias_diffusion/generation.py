@@ -15,6 +15,7 @@ from .atomic_io import atomic_save_image, atomic_write_json
 from .conditioning import LongPromptPolicy, check_long_prompt_policy, plan_prompt
 from .errors import ModelNotFoundError, OutputExistsError, PromptError
 from .loading import missing_model_error
+from .weight_checks import check_pipeline_weights
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_ENCODER = "longclip-l"
@@ -98,6 +99,7 @@ def load_pipeline(
         raise missing_model_error(model, err) from err
     if encoder.lower() != KEEP_MODEL_ENCODER:
         use_long_text_encoder(pipe, encoder)
+    check_pipeline_weights(pipe)  # NaN weights would make black images and exit 0
     return pipe.to(device)
 
 

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from ..atomic_io import atomic_save_image, atomic_write_json
 from ..errors import ProminenceDataError
+from ..weight_checks import check_pipeline_weights
 from .measurement import Detector, ObjectMeasurement, ProminenceRecord
 from .prompts import ObjectSet, PromptTemplate, get_template, orderings, read_object_sets
 
@@ -154,6 +155,7 @@ def evaluate_prominence(
         ]
         if missing:
             pipe = source() if _is_loader(source) else source
+            check_pipeline_weights(pipe)  # NaN weights would make black images and exit 0
             generated += _generate(pipe, missing, output_dir, slugs, generation, progress)
             del pipe
     measured = _measure(jobs, output_dir, detector_dir, slugs, generation, detector, detection_batch_size, progress)
