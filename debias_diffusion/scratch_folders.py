@@ -25,7 +25,7 @@ from pathlib import Path
 from .errors import OutputLockedError
 from .output_lock import locked_output
 
-__all__ = ["PARTIAL", "RETIRED", "Recovery", "claimed_scratch", "recover_interrupted_writes"]
+__all__ = ["PARTIAL", "RETIRED", "Recovery", "claimed_scratch", "recover_interrupted_writes", "remove_atomically"]
 
 PARTIAL = "partial"
 """Kind of the folder a new output is built in."""
@@ -60,6 +60,15 @@ def claimed_scratch(destination: str | Path, kind: str) -> Iterator[Path]:
     with locked_output(scratch):
         scratch.mkdir()
         yield scratch
+
+
+def remove_atomically(path: str | Path) -> None:
+    """Delete the folder ``path``: renamed into a claimed ``.NAME.partial-*`` folder first, so a kill half-way
+    leaves scratch that recovery removes, never a half-deleted ``path``."""
+    path = Path(path)
+    with claimed_scratch(path, PARTIAL) as scratch:
+        os.replace(path, scratch / PREVIOUS)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def recover_interrupted_writes(folder: str | Path, name: str | None = None) -> Recovery:

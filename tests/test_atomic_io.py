@@ -13,7 +13,7 @@ import pytest
 
 from debias_diffusion.atomic_io import atomic_directory
 from debias_diffusion.errors import OutputExistsError
-from debias_diffusion.scratch_folders import PARTIAL, claimed_scratch, recover_interrupted_writes
+from debias_diffusion.scratch_folders import PARTIAL, claimed_scratch, recover_interrupted_writes, remove_atomically
 
 # A writer that is killed (SIGKILL, no cleanup) at a chosen point of an atomic overwrite of argv[1]:
 # "writing" while the scratch is being filled, "between-renames" after the old folder was parked.
@@ -119,3 +119,24 @@ def test_recovery_by_name_keeps_other_outputs_scratch(tmp_path):
     assert _scratch(tmp_path)[-1].startswith(".b.partial-")
     assert len(recover_interrupted_writes(tmp_path).removed) == 1
     assert _scratch(tmp_path) == []
+
+
+def test_a_killed_removal_leaves_scratch_never_a_half_deleted_output(tmp_path):
+    _write(tmp_path / "old-output", "x")
+    script = textwrap.dedent(
+        """
+        import os, signal, sys
+        from debias_diffusion import scratch_folders
+        scratch_folders.shutil.rmtree = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+        scratch_folders.remove_atomically(sys.argv[1])
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "old-output")], check=False)
+    assert result.returncode == -9
+    assert not (tmp_path / "old-output").exists()  # gone at once: only scratch remains
+    recovery = recover_interrupted_writes(tmp_path)
+    assert recovery.restored == [] and len(recovery.removed) == 1  # a removal is not undone
+    assert os.listdir(tmp_path) == []
+    _write(tmp_path / "kept", "y")
+    remove_atomically(tmp_path / "kept")
+    assert os.listdir(tmp_path) == []

@@ -26,7 +26,6 @@ import json
 import logging
 import random
 import re
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from transformers import CLIPModel
 
 from debias_diffusion.atomic_io import atomic_directory, atomic_write_json
 from debias_diffusion.errors import CheckpointError
-from debias_diffusion.scratch_folders import Recovery, recover_interrupted_writes
+from debias_diffusion.scratch_folders import Recovery, recover_interrupted_writes, remove_atomically
 
 from .config import TrainConfig, save_config
 from .evaluation import ImagePreprocessing
@@ -299,7 +298,7 @@ def prune_checkpoints(output_dir: str | Path, keep_last: int) -> None:
     """Delete all but the newest ``keep_last`` checkpoints (``0`` keeps all)."""
     if keep_last > 0:
         for path in list_checkpoints(output_dir)[:-keep_last]:
-            shutil.rmtree(path, ignore_errors=True)
+            remove_atomically(path)
 
 
 def remove_partial_checkpoints(output_dir: str | Path) -> Recovery:
