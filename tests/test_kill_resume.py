@@ -105,7 +105,13 @@ def _killed(overrides: dict, at: str) -> None:
 
 
 def _scratch(folder: Path) -> list[str]:
+    """Scratch folders (and their lock files) anywhere under ``folder``."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if ".partial-" in p.name or ".old-" in p.name)
+
+
+def _scratch_folders(folder: Path) -> list[str]:
+    """Where the scratch folders under ``folder`` were going to be renamed to."""
+    return [name.split(".partial-")[0] for name in _scratch(folder) if (folder / name).is_dir()]
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -132,7 +138,7 @@ def test_repeated_kill_9_then_resume_is_bit_identical_and_leaves_no_scratch(setu
 
     _killed(config, "step:3")  # mid-run, one step after checkpoint 2
     _killed(config, "checkpoint:4")  # resumes from 2, dies writing step-4
-    assert [name.split(".partial-")[0] for name in _scratch(run)] == ["checkpoints/.step-4"]
+    assert _scratch_folders(run) == ["checkpoints/.step-4"]
     _killed(config, "step:8")  # resumes from 2; dies right after the last checkpoint, before drift and export
     assert (run / "checkpoints" / "step-8").is_dir() and not (run / "final").exists()
     assert not (run / "drift.json").exists()
@@ -142,7 +148,7 @@ def test_repeated_kill_9_then_resume_is_bit_identical_and_leaves_no_scratch(setu
     with (run / "metrics.jsonl").open("a") as file:
         file.write('{"step": 9, "loss": 0.')
     _killed(config, "export")  # falls back to step-6, redoes 7-8, dies inside the export
-    assert [name.split(".partial-")[0] for name in _scratch(run)] == [".final"]
+    assert _scratch_folders(run) == [".final"]
     (run / "drift.json").unlink()  # written before the export: the last resume must write it again
 
     resumed = train(load_config("tiny", config), resume="latest")  # no step left: drift + export only

@@ -413,7 +413,7 @@ def test_python_dash_m_entry_point(tmp_path):
 def test_training_reports_hidden_state_drift_from_its_source(trained, source_dir):
     config, _ = trained
     drift = json.loads((Path(config.output_dir) / "drift.json").read_text())
-    assert drift["reference"] == str(source_dir) and drift["captions"] == 16  # 17 pairs seen, one image missing
+    assert drift["reference"] == str(source_dir) and drift["captions"] == 16  # distinct captions of the 17 pairs
     assert len(drift["per_position"]) == 77  # the 77-position source bounds the comparison
     assert drift["per_position"][0] < 1.0 - 1e-4  # both towers trained: even position 0's state moved
     assert 0.0 < drift["mean_cosine_first_77"] < 1.0 - 1e-3
