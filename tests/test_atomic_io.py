@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from kill_switches import child_env
 
 from debias_diffusion.atomic_io import atomic_directory
 from debias_diffusion.errors import OutputExistsError
@@ -19,24 +20,18 @@ from debias_diffusion.scratch_folders import PARTIAL, claimed_scratch, recover_i
 # "writing" while the scratch is being filled, "between-renames" after the old folder was parked.
 _KILLED_WRITER = textwrap.dedent(
     """
-    import os, signal, sys
+    import sys
     from pathlib import Path
+    from kill_switches import die, die_between_renames
     from debias_diffusion import atomic_io
 
     destination, when = Path(sys.argv[1]), sys.argv[2]
-    real_replace, calls = os.replace, []
-
-    def replace(source, target):
-        calls.append(target)
-        if when == "between-renames" and len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGKILL)
-        real_replace(source, target)
-
-    atomic_io.os.replace = replace
+    if when == "between-renames":
+        die_between_renames()
     with atomic_io.atomic_directory(destination, overwrite=True) as scratch:
         (scratch / "data.txt").write_text("new")
         if when == "writing":
-            os.kill(os.getpid(), signal.SIGKILL)
+            die()
     """
 )
 
@@ -47,7 +42,9 @@ def _write(destination: Path, text: str, overwrite: bool = True) -> None:
 
 
 def _kill_writer(destination: Path, when: str) -> None:
-    result = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(destination), when], check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", _KILLED_WRITER, str(destination), when], env=child_env(), check=False
+    )
     assert result.returncode == -9
 
 
@@ -125,13 +122,14 @@ def test_a_killed_removal_leaves_scratch_never_a_half_deleted_output(tmp_path):
     _write(tmp_path / "old-output", "x")
     script = textwrap.dedent(
         """
-        import os, signal, sys
+        import sys
+        from kill_switches import die
         from debias_diffusion import scratch_folders
-        scratch_folders.shutil.rmtree = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+        scratch_folders.shutil.rmtree = die
         scratch_folders.remove_atomically(sys.argv[1])
         """
     )
-    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "old-output")], check=False)
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "old-output")], env=child_env(), check=False)
     assert result.returncode == -9
     assert not (tmp_path / "old-output").exists()  # gone at once: only scratch remains
     recovery = recover_interrupted_writes(tmp_path)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from clip_builders import long_clip_state_dict
+from kill_switches import child_env
 
 from debias_diffusion.cli import main
 from debias_diffusion.conversion import convert_to_hf
@@ -21,24 +22,15 @@ from debias_diffusion.errors import CheckpointError, UsageError
 # "saving" (inside the scratch folder, after the weights) or "between-renames" (old output parked).
 _KILLED_CONVERT = textwrap.dedent(
     """
-    import os, signal, sys
-    from debias_diffusion import atomic_io
+    import sys
+    from kill_switches import die, die_between_renames
     from debias_diffusion.conversion import convert as convert_module
 
     source, destination, when = sys.argv[1:4]
-    real_replace, replaced = os.replace, []
-
-    def replace(a, b):
-        replaced.append(b)
-        if when == "between-renames" and len(replaced) == 2:
-            os.kill(os.getpid(), signal.SIGKILL)
-        real_replace(a, b)
-
-    def image_processor(clip):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    atomic_io.os.replace = replace
-    convert_module._image_processor = image_processor if when == "saving" else convert_module._image_processor
+    if when == "between-renames":
+        die_between_renames()
+    else:
+        convert_module._image_processor = die
     convert_module.convert_to_hf(source, destination, num_heads=2, overwrite=True)
     """
 )
@@ -98,7 +90,7 @@ def test_kill_9_during_convert_then_rerun_equals_an_uninterrupted_run(long_clip_
     convert_to_hf(long_clip_file, tmp_path / "out", num_heads=2)  # an earlier output the kills try to replace
     for _ in range(2):
         killed = subprocess.run([sys.executable, "-c", _KILLED_CONVERT, str(long_clip_file), str(tmp_path / "out"),
-                                 when], check=False)  # fmt: skip
+                                 when], env=child_env(), check=False)  # fmt: skip
         assert killed.returncode == -9
         assert _leftovers(tmp_path)  # the killed run's scratch is there ...
     convert_to_hf(long_clip_file, tmp_path / "out", num_heads=2, overwrite=True)

@@ -4,7 +4,6 @@ resumed run ends bit-identical to one that never stopped, and no scratch folder 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,9 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from kill_switches import child_env
 from PIL import Image
 from safetensors.torch import load_file
-from transformers import CLIPConfig, CLIPModel
+from test_train_loop import _tiny_clip
 
 from train_encoder.config import load_config
 from train_encoder.data import CaptionImageDataset, DataError
@@ -35,13 +35,11 @@ OPTIONS = dict(max_steps=8, batch_size=4, checkpoint_every=2, keep_checkpoints=0
 #   export        while the final export is half written
 _KILLED_TRAIN = textwrap.dedent(
     """
-    import json, os, signal, sys
+    import json, sys
+    from kill_switches import die
     from train_encoder import checkpointing, export
     from train_encoder.config import load_config
     from train_encoder.trainer import train
-
-    def die(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGKILL)
 
     config = load_config("tiny", json.loads(sys.argv[1]))
     where, _, at = sys.argv[2].partition(":")
@@ -60,18 +58,6 @@ _KILLED_TRAIN = textwrap.dedent(
     train(config, resume="latest", on_step=on_step)
     """
 )
-
-
-def _tiny_clip() -> CLIPModel:
-    torch.manual_seed(0)
-    config = CLIPConfig(
-        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         max_position_embeddings=77, hidden_act="quick_gelu"),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8, hidden_act="quick_gelu"),
-        projection_dim=16,
-    )  # fmt: skip
-    return CLIPModel(config).eval()
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +82,8 @@ def _overrides(setup: dict[str, str], output: Path, **extra) -> dict:
 
 
 def _killed(overrides: dict, at: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-c", _KILLED_TRAIN, json.dumps(overrides), at], env=env, cwd=ROOT, check=False,
+        [sys.executable, "-c", _KILLED_TRAIN, json.dumps(overrides), at], env=child_env(), cwd=ROOT, check=False,
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
