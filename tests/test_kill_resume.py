@@ -36,11 +36,13 @@ OPTIONS = dict(max_steps=8, batch_size=4, checkpoint_every=2, keep_checkpoints=0
 _KILLED_TRAIN = textwrap.dedent(
     """
     import json, sys
+    import torch
     from kill_switches import die
     from train_encoder import checkpointing, export
     from train_encoder.config import load_config
     from train_encoder.trainer import train
 
+    torch.set_num_threads(1)  # as the test process (single_torch_thread): float sums in the same order
     config = load_config("tiny", json.loads(sys.argv[1]))
     where, _, at = sys.argv[2].partition(":")
     on_step = None
