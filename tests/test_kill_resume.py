@@ -19,7 +19,7 @@ from test_train_loop import _tiny_clip
 
 from train_encoder.config import load_config
 from train_encoder.data import CaptionImageDataset, DataError
-from train_encoder.trainer import train
+from train_encoder.trainer import _trim_metrics, train
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
@@ -40,7 +40,7 @@ _KILLED_TRAIN = textwrap.dedent(
     from kill_switches import die
     from train_encoder import checkpointing, export
     from train_encoder.config import load_config
-    from train_encoder.trainer import train
+    from train_encoder.trainer import _trim_metrics, train
 
     torch.set_num_threads(1)  # as the test process (single_torch_thread): float sums in the same order
     config = load_config("tiny", json.loads(sys.argv[1]))
@@ -161,3 +161,13 @@ def test_a_run_whose_every_batch_is_skipped_exports_nothing(setup, tmp_path, mon
     with pytest.raises(DataError, match=r"trained 0 steps: all 4 batches were skipped \(16 images could not be read\)"):
         train(config.replace(epochs=1))
     assert not (tmp_path / "out" / "checkpoints").exists() and not (tmp_path / "out" / "final").exists()
+
+
+def test_metrics_repair_drops_only_a_torn_last_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3, "lo')
+    _trim_metrics(path, 2)
+    assert path.read_text() == '{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n'
+    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo\n{"step": 3, "loss": 1.0}\n')
+    with pytest.raises(DataError, match=r"metrics\.jsonl line 2 is not JSON: repair or delete the file"):
+        _trim_metrics(path, 3)
