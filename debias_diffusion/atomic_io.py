@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputExistsError
-from .scratch_folders import PARTIAL, PREVIOUS, RETIRED, claimed_scratch, recover_interrupted_writes
+from .scratch_folders import (
+    PARTIAL,
+    PREVIOUS,
+    RETIRED,
+    claimed_scratch,
+    recover_interrupted_writes,
+    temporary_file_prefix,
+)
 
 
 @contextmanager
@@ -43,7 +50,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temporary_file_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600 files

@@ -8,15 +8,20 @@ created, so whether its writer is still alive is the kernel's answer, not a gues
 :func:`recover_interrupted_writes` (run by every atomic write before it starts, and callable on its
 own) cleans up after writers that died: their ``.partial-*`` folders are removed, and a parked
 ``previous`` is put back as ``DEST`` when ``DEST`` is missing (a kill between the two renames leaves
-it the only copy), otherwise removed. Folders of live writers are left alone.
+it the only copy), otherwise removed. Folders of live writers are left alone. Single files are written
+through ``.NAME.HOST-PID-TAG.tmp`` (:func:`temporary_file_prefix`); recovery removes those whose writer
+was on this machine and no longer runs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
 import shutil
+import socket
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +30,15 @@ from pathlib import Path
 from .errors import OutputLockedError
 from .output_lock import locked_output
 
-__all__ = ["PARTIAL", "RETIRED", "Recovery", "claimed_scratch", "recover_interrupted_writes", "remove_atomically"]
+__all__ = [
+    "PARTIAL",
+    "RETIRED",
+    "Recovery",
+    "claimed_scratch",
+    "recover_interrupted_writes",
+    "remove_atomically",
+    "temporary_file_prefix",
+]
 
 PARTIAL = "partial"
 """Kind of the folder a new output is built in."""
@@ -34,6 +47,8 @@ RETIRED = "old"
 PREVIOUS = "previous"
 _SCRATCH = re.compile(rf"\.(?P<name>.+)\.(?P<kind>{PARTIAL}|{RETIRED})-(?P<tag>[A-Za-z0-9_]+)")
 _SCRATCH_LOCK = re.compile(rf"\.(?P<scratch>{_SCRATCH.pattern})\.lock")
+_TEMPORARY_FILE = re.compile(r"\.(?P<name>.+)\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[A-Za-z0-9_]+\.tmp")
+_HOST = hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
 
 
 @dataclass
@@ -41,11 +56,17 @@ class Recovery:
     """What :func:`recover_interrupted_writes` found."""
 
     removed: list[Path] = field(default_factory=list)
-    """Scratch folders of dead writers, deleted."""
+    """Scratch folders and temporary files of dead writers, deleted."""
     restored: list[Path] = field(default_factory=list)
     """Destinations put back from a dead writer's parked ``previous`` copy."""
     in_use: list[Path] = field(default_factory=list)
-    """Scratch folders a live writer still holds (left alone)."""
+    """Scratch a live writer (or one on another machine) still holds: left alone."""
+
+
+def temporary_file_prefix(path: str | Path) -> str:
+    """The name prefix of the temporary file a single-file write of ``path`` goes through (then ``.tmp``):
+    it names this machine and process, so recovery can tell a dead writer's file from a live one's."""
+    return f".{Path(path).name}.{_HOST}-{os.getpid()}-"
 
 
 @contextmanager
@@ -88,6 +109,10 @@ def recover_interrupted_writes(folder: str | Path, name: str | None = None) -> R
         return recovery
     found: dict[Path, re.Match] = {}
     for entry in os.scandir(folder):
+        temporary = _TEMPORARY_FILE.fullmatch(entry.name)
+        if temporary and name in (None, temporary.group("name")):
+            _recover_temporary_file(folder / entry.name, temporary, recovery)
+            continue
         lock = _SCRATCH_LOCK.fullmatch(entry.name)
         match = _SCRATCH.fullmatch(lock.group("scratch")) if lock else _SCRATCH.fullmatch(entry.name)
         if match and name in (None, match.group("name")):
@@ -111,6 +136,26 @@ def _recover_one(scratch: Path, match: re.Match, recovery: Recovery) -> None:
         recovery.restored.append(destination)
     shutil.rmtree(scratch, ignore_errors=True)
     recovery.removed.append(scratch)
+
+
+def _recover_temporary_file(path: Path, match: re.Match, recovery: Recovery) -> None:
+    if match.group("host") == _HOST and not _alive(int(match.group("pid"))):
+        path.unlink(missing_ok=True)
+        recovery.removed.append(path)
+    else:  # a live writer, or another machine's (its pids mean nothing here)
+        recovery.in_use.append(path)
+
+
+def _alive(pid: int) -> bool:
+    if sys.platform == "win32":  # pragma: no cover - os.kill would terminate the process there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _mtime(path: Path) -> float:

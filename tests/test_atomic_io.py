@@ -14,7 +14,13 @@ from kill_switches import child_env
 
 from debias_diffusion.atomic_io import atomic_directory
 from debias_diffusion.errors import OutputExistsError
-from debias_diffusion.scratch_folders import PARTIAL, claimed_scratch, recover_interrupted_writes, remove_atomically
+from debias_diffusion.scratch_folders import (
+    PARTIAL,
+    claimed_scratch,
+    recover_interrupted_writes,
+    remove_atomically,
+    temporary_file_prefix,
+)
 
 # A writer that is killed (SIGKILL, no cleanup) at a chosen point of an atomic overwrite of argv[1]:
 # "writing" while the scratch is being filled, "between-renames" after the old folder was parked.
@@ -138,3 +144,23 @@ def test_a_killed_removal_leaves_scratch_never_a_half_deleted_output(tmp_path):
     _write(tmp_path / "kept", "y")
     remove_atomically(tmp_path / "kept")
     assert os.listdir(tmp_path) == []
+
+
+def test_a_killed_file_writes_temporary_file_is_removed_a_live_ones_kept(tmp_path):
+    script = textwrap.dedent(
+        """
+        import sys
+        from kill_switches import die
+        from debias_diffusion import atomic_io
+        atomic_io.os.replace = die
+        atomic_io.atomic_write_text(sys.argv[1], "never in place")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "a.json")], env=child_env(), check=False)
+    assert result.returncode == -9
+    (dead,) = tmp_path.glob(".a.json.*.tmp")
+    live = tmp_path / f"{temporary_file_prefix(tmp_path / 'b.json')}x.tmp"  # this process is alive
+    live.write_text("being written")
+    recovery = recover_interrupted_writes(tmp_path)
+    assert recovery.removed == [dead] and recovery.in_use == [live]
+    assert sorted(os.listdir(tmp_path)) == [live.name]
