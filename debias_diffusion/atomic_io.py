@@ -13,32 +13,44 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputExistsError
+from .scratch_folders import (
+    PARTIAL,
+    PREVIOUS,
+    RETIRED,
+    claimed_scratch,
+    recover_interrupted_writes,
+    temporary_file_prefix,
+)
 
 
 @contextmanager
 def atomic_directory(destination: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a scratch folder beside ``destination``; on success it becomes ``destination``.
 
-    On any exception the scratch folder is removed and ``destination`` is left untouched.
+    On any exception the scratch folder is removed and ``destination`` is left untouched. Scratch
+    left by killed writes to the same destination is recovered first
+    (:func:`~debias_diffusion.scratch_folders.recover_interrupted_writes`). The folder's mode follows
+    the umask, like any folder the user makes.
     """
     destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    recover_interrupted_writes(destination.parent, destination.name)
     if destination.exists() and not overwrite and (destination.is_file() or any(destination.iterdir())):
         raise OutputExistsError(f"{destination} already exists and is not empty; pass overwrite=True / --overwrite")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
-    try:
-        yield scratch
-        _replace(scratch, destination)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
+    with claimed_scratch(destination, PARTIAL) as scratch:
+        try:
+            yield scratch
+            _replace(scratch, destination)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temporary_file_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600 files
@@ -78,11 +90,11 @@ def _replace(scratch: Path, destination: Path) -> None:
     if not destination.exists():
         os.replace(scratch, destination)
         return
-    retired = Path(tempfile.mkdtemp(prefix=f".{destination.name}.old-", dir=destination.parent))
-    os.replace(destination, retired / "previous")
-    try:
-        os.replace(scratch, destination)
-    except BaseException:
-        os.replace(retired / "previous", destination)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
+    with claimed_scratch(destination, RETIRED) as retired:  # a kill in between: recovery restores it
+        os.replace(destination, retired / PREVIOUS)
+        try:
+            os.replace(scratch, destination)
+        except BaseException:
+            os.replace(retired / PREVIOUS, destination)
+            raise
+        shutil.rmtree(retired, ignore_errors=True)

@@ -27,6 +27,7 @@ from .image_preprocessing import ImagePreprocessing
 from .loading import CHECKPOINT_SUFFIXES, missing_model_error
 from .stretching import LONG_CLIP_KEEP, stretch_ratio, stretch_text_encoder
 from .text_model_layout import position_count
+from .weight_checks import check_complete
 
 __all__ = ["LoadedCLIP", "ModelSource", "load_clip_model", "weights_identity"]
 
@@ -131,9 +132,10 @@ def _from_folder(path: Path) -> tuple[CLIPModel, ImagePreprocessing, str]:
             f"{path} holds a {architectures[0]}, not a CLIPModel: a text-only export cannot do image retrieval"
         )
     try:
-        model = CLIPModel.from_pretrained(str(path), local_files_only=True)
+        model, info = CLIPModel.from_pretrained(str(path), local_files_only=True, output_loading_info=True)
     except (OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"could not load a CLIPModel from {path}: {err}") from err
+    check_complete(info["missing_keys"], path)
     return model, _preprocessing(model, path / PREPROCESSOR_FILE), str(path)
 
 
@@ -148,7 +150,8 @@ def _from_hub(repo: str, stretch_to, hidden_act, num_heads) -> tuple[CLIPModel, 
         local = _hub_call(repo, lambda: hf_hub_download(repo_id, filename))
         model, preprocessing, _ = _from_canonical(Path(local), stretch_to, hidden_act, num_heads)
         return model, preprocessing, repo
-    model = _hub_call(repo, lambda: CLIPModel.from_pretrained(repo_id))
+    model, info = _hub_call(repo, lambda: CLIPModel.from_pretrained(repo_id, output_loading_info=True))
+    check_complete(info["missing_keys"], repo)
     try:
         config = Path(hf_hub_download(repo_id, PREPROCESSOR_FILE))
     except Exception:  # no preprocessor config on the Hub or in the cache: CLIP's defaults

@@ -18,6 +18,7 @@ from .devices import resolve_device
 from .errors import CheckpointError, ModelNotFoundError, OutputExistsError, PromptError, SettingError
 from .loading import missing_model_error
 from .output_lock import locked_output
+from .weight_checks import check_pipeline_weights
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_ENCODER = "longclip-l"
@@ -117,6 +118,7 @@ def load_pipeline(
         ) from err
     if encoder.lower() != KEEP_MODEL_ENCODER:
         use_long_text_encoder(pipe, encoder)
+    check_pipeline_weights(pipe)  # NaN weights would make black images and exit 0
     return pipe.to(device)
 
 

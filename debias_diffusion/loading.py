@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from .stretching import LONG_CLIP_KEEP, stretch_ratio, stretch_text_encoder
 from .text_model_layout import hidden_width, position_count, text_transformer
 from .tokenization import OpenCLIPTokenizer, build_clip_tokenizer
 from .transformers_logging import quiet_transformers
+from .weight_checks import check_complete, check_finite
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
@@ -70,7 +72,7 @@ def load_text_encoder(
     if stretch_to is not None and position_count(encoder) < stretch_to:
         ratio = stretch_ratio(position_count(encoder), stretch_to, LONG_CLIP_KEEP)
         stretch_text_encoder(encoder, keep=LONG_CLIP_KEEP, ratio=ratio)
-    _check_finite(encoder, label)
+    check_finite(encoder, label)
     _check_expectations(encoder, label, expected_positions, expected_width)
     tokenizer.model_max_length = position_count(encoder)
     if torch_dtype is not None:
@@ -115,17 +117,21 @@ def _from_pretrained(repo: str, subfolder, config: dict, with_projection, **kwar
     has_projection = "CLIPTextModel" not in config.get("architectures", ["CLIPTextModelWithProjection"])
     want_projection = has_projection if with_projection is None else with_projection
     cls = CLIPTextModelWithProjection if want_projection else CLIPTextModel
+    label = f"{repo}/{subfolder}" if subfolder else repo
+    if want_projection and not has_projection:
+        raise EncoderMismatchError(f"{label} has no text projection; load it with with_projection=False")
     try:
         if want_projection and "text_config" in config:  # a CLIPModel folder: its projection width is top-level
             text_config = CLIPTextConfig.from_pretrained(repo, subfolder=subfolder or "", **kwargs)
             text_config.projection_dim = config.get("projection_dim", text_config.projection_dim)
             kwargs = {**kwargs, "config": text_config}
-        if has_projection and not want_projection:
-            with quiet_transformers():  # dropping the projection is intended, not worth a report
-                return cls.from_pretrained(repo, subfolder=subfolder or "", **kwargs)
-        return cls.from_pretrained(repo, subfolder=subfolder or "", **kwargs)
+        # dropping the projection is intended, not worth a report; missing tensors are refused below
+        with quiet_transformers() if has_projection and not want_projection else nullcontext():
+            encoder, info = cls.from_pretrained(repo, subfolder=subfolder or "", output_loading_info=True, **kwargs)
     except (OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"could not load a CLIP text encoder from {repo}: {err}") from err
+    check_complete(info["missing_keys"], label)
+    return encoder
 
 
 def _from_hub(repo: str, subfolder, with_projection, num_heads, hidden_act, revision):
@@ -206,12 +212,6 @@ def _tokenizer(folder: Path | None, max_length: int):
     if folder is None:
         return build_clip_tokenizer(model_max_length=max_length)
     return OpenCLIPTokenizer.from_pretrained(str(folder), model_max_length=max_length)
-
-
-def _check_finite(encoder: nn.Module, label: str) -> None:
-    bad = [name for name, p in encoder.named_parameters() if not torch.isfinite(p).all()]
-    if bad:
-        raise CheckpointError(f"{label} has NaN or infinite weights in {len(bad)} tensors, e.g. {bad[0]}")
 
 
 def _check_expectations(encoder: nn.Module, label: str, positions: int | None, width: int | None) -> None:

@@ -24,6 +24,7 @@ from train_encoder.data import (
     BadSample,
     CaptionImageDataset,
     CaptionRecord,
+    DataError,
     DataFileNotFoundError,
     ImagePreprocessing,
     ResumableSampler,
@@ -567,3 +568,29 @@ def test_tar_shards_refuse_impossible_splits(tmp_path):
         list(dataset)
     with pytest.raises(ValueError, match="persistent_workers"):
         build_dataloader(dataset, batch_size=2, num_workers=1, persistent_workers=True)
+
+
+def test_readable_images_are_checked_before_training(image_folder, tmp_path):
+    root, records, bad = image_folder
+    dataset = CaptionImageDataset(records, image_transform(SIZE), image_root=root)
+    dataset.check_readable(len(records) - len(bad))  # exactly enough
+    with pytest.raises(DataError, match=rf"only 7 of 10 training images can be read, and a step needs 8: .*{root}"):
+        dataset.check_readable(8)
+    elsewhere = CaptionImageDataset(records, image_transform(SIZE), image_root=tmp_path)  # a wrong image root
+    with pytest.raises(DataError, match=r"only 0 of 10 .*First failure: .*img0\.png"):
+        elsewhere.check_readable(2)
+
+
+def test_first_captions_ignore_order_and_position(image_folder, tmp_path):
+    root, records, _ = image_folder
+    repeated = [records[0], records[0], *records[1:]]
+    assert CaptionImageDataset(repeated, image_transform(SIZE), image_root=root).first_captions(3) == [
+        "long 0",
+        "long 1",
+        "long 2",
+    ]
+    shards = write_shards(tmp_path, num_shards=2, per_shard=3)
+    dataset = TarShardDataset(shards, image_transform(SIZE), shuffle_buffer=4, samples_per_epoch=6)
+    dataset.set_epoch(3, skip_batches=1)  # shuffling and resume position do not matter
+    assert dataset.first_captions(4) == ["s0-000", "s0-001", "s0-002", "s1-000"]
+    assert len(dataset.first_captions(100)) == 6

@@ -23,9 +23,9 @@ trainer because their optimizer state is not a plain ``state_dict``.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from transformers import CLIPModel
 
 from debias_diffusion.atomic_io import atomic_directory, atomic_write_json
 from debias_diffusion.errors import CheckpointError
+from debias_diffusion.scratch_folders import Recovery, recover_interrupted_writes, remove_atomically
 
 from .config import TrainConfig, save_config
 from .evaluation import ImagePreprocessing
@@ -53,14 +54,18 @@ __all__ = [
     "STATE_FILE",
     "RunShape",
     "TrainState",
+    "UnreadableCheckpointError",
     "list_checkpoints",
     "load_checkpoint",
+    "load_newest_readable",
     "prune_checkpoints",
     "read_checkpoint_metadata",
     "remove_partial_checkpoints",
     "resolve_checkpoint",
     "save_checkpoint",
 ]
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINTS_DIR = "checkpoints"
 MODEL_DIR = "model"
@@ -72,6 +77,10 @@ RNG_FILE = "rng.pt"
 CONFIG_FILE = "config.yaml"
 FORMAT = "train_encoder.checkpoint/1"
 _STEP_DIR = re.compile(r"step-(\d+)")
+
+
+class UnreadableCheckpointError(CheckpointError):
+    """A checkpoint's files are truncated, corrupt or missing (not merely from another run)."""
 
 
 @dataclass
@@ -157,7 +166,11 @@ def load_checkpoint(
     extras: nn.Module | None = None,
 ) -> TrainState:
     """Restore weights (and the recipe's ``extras``), optimizer, scaler and this process's RNG state; return
-    the progress to continue from."""
+    the progress to continue from.
+
+    Every file is read before anything is restored, so a checkpoint that cannot be read
+    (:class:`UnreadableCheckpointError`: truncated or corrupt files) leaves the model and optimizer as they were.
+    """
     checkpoint = Path(checkpoint)
     metadata = read_checkpoint_metadata(checkpoint)
     saved = RunShape(**metadata["shape"])
@@ -171,22 +184,50 @@ def load_checkpoint(
             f"{checkpoint} cannot resume exactly in this run: {changed}. Resume with the same number of "
             "processes, batch size, gradient accumulation, data and workers, or start a new run"
         )
+    _check_extras_present(checkpoint, extras, metadata.get("recipe"))
+    if accelerator.scaler is not None and not (checkpoint / SCALER_FILE).is_file():
+        raise CheckpointError(f"{checkpoint} has no {SCALER_FILE}: it was not an fp16 run; keep its mixed_precision")
     weights = _read_model_weights(checkpoint / MODEL_DIR)
+    extras_state = _read_safetensors(checkpoint / EXTRAS_FILE) if extras is not None else None
+    optimizer_state = _load(checkpoint / OPTIMIZER_FILE)
+    scaler_state = _load(checkpoint / SCALER_FILE) if accelerator.scaler is not None else None
+    rng_states = _load(checkpoint / RNG_FILE)
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as error:
         raise CheckpointError(f"{checkpoint} holds weights of another model than config.model: {error}") from None
-    _load_extras(checkpoint, extras, metadata.get("recipe"))
-    optimizer.load_state_dict(_load(checkpoint / OPTIMIZER_FILE))
-    if accelerator.scaler is not None:
-        if not (checkpoint / SCALER_FILE).is_file():
+    if extras is not None:
+        try:
+            extras.load_state_dict(extras_state, strict=True)
+        except RuntimeError as error:
             raise CheckpointError(
-                f"{checkpoint} has no {SCALER_FILE}: it was not an fp16 run; keep its mixed_precision"
-            )
-        accelerator.scaler.load_state_dict(_load(checkpoint / SCALER_FILE))
-    rng_states = _load(checkpoint / RNG_FILE)
+                f"{checkpoint / EXTRAS_FILE} does not fit this run's fix_clip / recipe settings: {error}"
+            ) from None
+    optimizer.load_state_dict(optimizer_state)
+    if scaler_state is not None:
+        accelerator.scaler.load_state_dict(scaler_state)
     restore_rng_state(rng_states[accelerator.process_index])
     return TrainState(**metadata["state"])
+
+
+def load_newest_readable(
+    spec: str | Path, output_dir: str | Path, accelerator: Accelerator, **restore: Any
+) -> tuple[Path, TrainState]:
+    """:func:`load_checkpoint` the checkpoint ``spec`` names (see :func:`resolve_checkpoint`).
+
+    When ``spec`` is ``"latest"`` or a run folder, a checkpoint that cannot be read (truncated weights,
+    a corrupt pickle) is skipped with a warning and the one before it is tried. Returns the checkpoint
+    used and its progress. ``restore``: ``model``, ``optimizer``, ``shape``, ``extras``.
+    """
+    newest = resolve_checkpoint(spec, output_dir)
+    named = str(spec) != "latest" and (Path(spec) / STATE_FILE).is_file()
+    candidates = [newest] if named else list(reversed(list_checkpoints(newest.parent.parent)))
+    for checkpoint in candidates[:-1]:
+        try:
+            return checkpoint, load_checkpoint(checkpoint, accelerator, **restore)
+        except UnreadableCheckpointError as error:
+            logger.warning("skipping checkpoint %s, it cannot be read: %s; trying the one before it", checkpoint, error)
+    return candidates[-1], load_checkpoint(candidates[-1], accelerator, **restore)
 
 
 def save_extras(state: dict[str, torch.Tensor], path: Path) -> None:
@@ -194,24 +235,18 @@ def save_extras(state: dict[str, torch.Tensor], path: Path) -> None:
     save_file({name: tensor.detach().contiguous().cpu() for name, tensor in state.items()}, str(path))
 
 
-def _load_extras(checkpoint: Path, extras: nn.Module | None, recipe: str | None) -> None:
+def _check_extras_present(checkpoint: Path, extras: nn.Module | None, recipe: str | None) -> None:
     path = checkpoint / EXTRAS_FILE
     if extras is None and path.is_file():
         raise CheckpointError(
             f"{checkpoint} holds {EXTRAS_FILE} (recipe {recipe!r}) but this run's recipe has no image side; "
             f"resume with recipe: {recipe}"
         )
-    if extras is None:
-        return
-    if not path.is_file():
+    if extras is not None and not path.is_file():
         raise CheckpointError(
             f"{checkpoint} has no {EXTRAS_FILE}: it was trained with recipe {recipe!r}, whose image side this run "
             "needs; resume with that recipe or start a new run"
         )
-    try:
-        extras.load_state_dict(load_file(path), strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(f"{path} does not fit this run's fix_clip / recipe settings: {error}") from None
 
 
 def read_checkpoint_metadata(checkpoint: str | Path) -> dict[str, Any]:
@@ -221,8 +256,8 @@ def read_checkpoint_metadata(checkpoint: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{checkpoint} is not a training checkpoint (no {STATE_FILE})")
     try:
         metadata = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path} is not valid JSON: {error}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UnreadableCheckpointError(f"{path} is not valid JSON: {error}") from None
     if metadata.get("format") != FORMAT:
         raise CheckpointError(f"{path} has format {metadata.get('format')!r}, expected {FORMAT!r}")
     return metadata
@@ -265,15 +300,12 @@ def prune_checkpoints(output_dir: str | Path, keep_last: int) -> None:
     """Delete all but the newest ``keep_last`` checkpoints (``0`` keeps all)."""
     if keep_last > 0:
         for path in list_checkpoints(output_dir)[:-keep_last]:
-            shutil.rmtree(path, ignore_errors=True)
+            remove_atomically(path)
 
 
-def remove_partial_checkpoints(output_dir: str | Path) -> None:
-    """Delete scratch folders a killed run left behind (``.step-N.partial-*``, ``.step-N.old-*``)."""
-    folder = Path(output_dir) / CHECKPOINTS_DIR
-    if folder.is_dir():
-        for path in folder.glob(".step-*"):
-            shutil.rmtree(path, ignore_errors=True)
+def remove_partial_checkpoints(output_dir: str | Path) -> Recovery:
+    """Recover the scratch a killed run left behind (``.step-N.partial-*``, ``.step-N.old-*``)."""
+    return recover_interrupted_writes(Path(output_dir) / CHECKPOINTS_DIR)
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -300,18 +332,25 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 def _load(path: Path) -> Any:
     if not path.is_file():
-        raise CheckpointError(f"checkpoint file {path} is missing")
+        raise UnreadableCheckpointError(f"checkpoint file {path} is missing")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign pickle: never fall back to weights_only=False
-        raise CheckpointError(f"cannot read {path} (weights_only=True): {error}") from None
+        raise UnreadableCheckpointError(f"cannot read {path} (weights_only=True): {error}") from None
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except Exception as error:  # safetensors raises its own error type for truncated headers and data
+        raise UnreadableCheckpointError(f"cannot read {path}: {type(error).__name__}: {error}") from None
 
 
 def _read_model_weights(folder: Path) -> dict[str, torch.Tensor]:
     files = sorted(folder.glob("*.safetensors"))
     if not files:
-        raise CheckpointError(f"{folder} holds no .safetensors weights")
+        raise UnreadableCheckpointError(f"{folder} holds no .safetensors weights")
     weights: dict[str, torch.Tensor] = {}
     for file in files:
-        weights.update(load_file(file))
+        weights.update(_read_safetensors(file))
     return weights

@@ -30,6 +30,7 @@ from debias_diffusion.errors import CheckpointError
 from debias_diffusion.text_model_layout import position_count
 from debias_diffusion.tokenization import build_clip_tokenizer
 from debias_diffusion.ui_compatibility import warn_if_ui_activation_differs
+from debias_diffusion.weight_checks import check_complete
 
 from .checkpointing import CHECKPOINTS_DIR, EXTRAS_FILE, MODEL_DIR, read_checkpoint_metadata, save_extras
 from .data import ImagePreprocessing
@@ -118,9 +119,12 @@ def export_checkpoint(
     checkpoint = Path(checkpoint)
     saved = read_checkpoint_metadata(checkpoint)
     try:
-        model = CLIPModel.from_pretrained(str(checkpoint / MODEL_DIR), local_files_only=True)
+        model, info = CLIPModel.from_pretrained(
+            str(checkpoint / MODEL_DIR), local_files_only=True, output_loading_info=True
+        )
     except (OSError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"cannot load the CLIPModel of checkpoint {checkpoint}: {error}") from error
+    check_complete(info["missing_keys"], checkpoint / MODEL_DIR)
     state = saved["state"]
     metadata = {
         "recipe": saved["recipe"],

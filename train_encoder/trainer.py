@@ -51,9 +51,8 @@ from .checkpointing import (
     RunShape,
     TrainState,
     list_checkpoints,
-    load_checkpoint,
+    load_newest_readable,
     remove_partial_checkpoints,
-    resolve_checkpoint,
     save_checkpoint,
 )
 from .config import ConfigError, TrainConfig, resolved_data_format, save_config
@@ -178,9 +177,8 @@ def train(
 
     state = TrainState()
     if resume is not None:
-        checkpoint = resolve_checkpoint(resume, output_dir)
-        state = load_checkpoint(
-            checkpoint, accelerator, model=model, optimizer=optimizer, shape=shape, extras=image_side
+        checkpoint, state = load_newest_readable(  # an unreadable newest checkpoint falls back to the one before
+            resume, output_dir, accelerator, model=model, optimizer=optimizer, shape=shape, extras=image_side
         )
         if prepared.frozen_rows is not None and not prepared.frozen_rows.unchanged():
             raise ConfigError(
@@ -203,11 +201,16 @@ def train(
 
     run = _Run(config, accelerator, prepared, recipe, tokenizer, module, optimizer, shape, total_steps, image_side)
     run.loop(loader, state, on_step)
+    if state.step == 0:
+        raise DataError(
+            f"trained 0 steps: all {state.batches_skipped} batches were skipped ({state.images_skipped} images "
+            f"could not be read), so nothing was saved or exported; check image_root and the images of {config.train_data}"
+        )
     last_checkpoint = output_dir / CHECKPOINTS_DIR / f"step-{state.step}"
     if not (last_checkpoint / STATE_FILE).is_file():
         run.checkpoint(state)
     if accelerator.is_main_process:
-        run.report_drift()
+        run.report_drift(loader.dataset.first_captions(DRIFT_CAPTIONS))
     export_dir = None
     if config.export_final and accelerator.is_main_process:
         metadata = {
@@ -275,6 +278,7 @@ def build_train_loader(
         if not records:
             raise DataError(f"{config.train_data} holds no training pairs (after skip_first={config.skip_first})")
         dataset = CaptionImageDataset(records, transform, image_root=config.image_root, seed=config.seed)
+        dataset.check_readable(MIN_PAIRS * world_size)  # a wrong image_root fails here, not as 0 steps
     return build_dataloader(
         dataset,
         batch_size=config.batch_size,
@@ -354,18 +358,17 @@ class _Run:
         self.recipe, self.tokenizer, self.module, self.optimizer = recipe, tokenizer, module, optimizer
         self.shape, self.total_steps, self.image_side = shape, total_steps, image_side
         self.output_dir = Path(config.output_dir)
-        self.drift_captions: dict[str, None] = {}  # distinct training captions, in order
 
-    def report_drift(self) -> None:
-        """Write ``drift.json``: the trained text tower's hidden states vs the source's, on training captions."""
-        if not self.drift_captions:
+    def report_drift(self, captions: list[str]) -> None:
+        """Write ``drift.json``: the trained text tower's hidden states vs the source's, on training ``captions``."""
+        if not captions:
             return
         reference = self.prepared.reference_text
         if reference is None:
             reference = load_clip_model(self.config.model, hidden_act=self.config.hidden_act).model.text_model
         model = self.prepared.model
         was_training = model.training
-        drift = text_drift(model.text_model, reference, list(self.drift_captions), device=self.accelerator.device)
+        drift = text_drift(model.text_model, reference, captions, device=self.accelerator.device)
         model.train(was_training)
         atomic_write_json(self.output_dir / DRIFT_FILE, {"reference": self.config.model, **drift})
         _log(
@@ -428,9 +431,6 @@ class _Run:
             return False
         state.samples_trimmed += int(counts[:, 0].sum()) - usable * accelerator.num_processes
         captions = batch.long_captions[:usable]
-        for caption in captions:
-            if len(self.drift_captions) < DRIFT_CAPTIONS:
-                self.drift_captions.setdefault(caption)
         generator = torch.Generator().manual_seed(
             derive_seed(config.seed, state.epoch, batch_index, accelerator.process_index, _CAPTION_STREAM)
         )
@@ -566,12 +566,23 @@ def _tracker_config(config: TrainConfig) -> dict:
 
 
 def _trim_metrics(path: Path, step: int) -> None:
-    """Drop metric lines past ``step`` (a resumed run logs those steps again)."""
+    """Drop metric lines past ``step`` (a resumed run logs those steps again), and a last line torn by a kill."""
     if not path.is_file():
         return
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
-    if len(kept) != len(lines):
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()]
+    kept = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # killed while appending: the step is logged again after the resume
+                logger.warning("dropping the torn last line of %s", path)
+                continue
+            raise DataError(f"{path} line {number} is not JSON: repair or delete the file to resume") from None
+        if record.get("step", 0) <= step:
+            kept.append(line)
+    if len(kept) != len(lines) or not text.endswith("\n"):
         atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 

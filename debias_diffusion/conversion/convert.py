@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from ..atomic_io import atomic_directory
-from ..errors import CheckpointError
+from ..errors import CheckpointError, UsageError
 from ..stretching import LONG_CLIP_KEEP
 from ..tokenization import build_clip_tokenizer
 from ..ui_compatibility import warn_if_ui_activation_differs
@@ -56,8 +57,13 @@ def convert_to_hf(
     diffusers ``text_encoder``); otherwise a full ``CLIPModel`` with its image processor.
     ``stretch_to`` applies knowledge-preserved stretching first (e.g. 77 -> 248). With
     ``verify`` the converted model must match open_clip's forward within ``tolerance``
-    (float32) or nothing is written.
+    (float32) or nothing is written. The weights as written in ``dtype`` must be finite (float16
+    overflows past 65504) and each tensor must keep its values to the dtype's rounding, or nothing is written.
     """
+    if not math.isfinite(tolerance) or tolerance < 0:
+        raise UsageError(
+            f"tolerance must be a finite number >= 0, got {tolerance}; use verify=False (--no-verify) to skip the check"
+        )
     clip = read_clip_source(
         source, num_heads=num_heads, vision_num_heads=vision_num_heads, hidden_act=hidden_act, text_only=text_only
     )
@@ -76,8 +82,9 @@ def convert_to_hf(
         stretched_from=original_positions if clip.text.positions != original_positions else None,
         equivalence=report,
     )
+    model = _written(model, dtype)
     with atomic_directory(destination, overwrite=overwrite) as scratch:
-        model.to(dtype).save_pretrained(scratch)
+        model.save_pretrained(scratch)
         tokenizer.save_pretrained(scratch)
         if clip.vision is not None:
             _image_processor(clip).save_pretrained(scratch)
@@ -91,13 +98,38 @@ def _verify(clip: CanonicalCLIP, model: torch.nn.Module, tolerance: float) -> Eq
     else:
         text = _compare_full_text(clip, model)
         report = EquivalenceReport(text.hidden_states, text.pooled, compare_image_encoder(clip, model))
-    if report.worst > tolerance:
+    if not report.worst <= tolerance:  # NaN outputs fail too
         raise CheckpointError(
             f"converted model differs from open_clip's forward of {clip.source} by {report.worst:.3g} "
             f"(> tolerance {tolerance:g}); nothing was written. Check num_heads / hidden_act "
             f"(got heads={clip.text.heads}, act={clip.text.hidden_act})"
         )
     return report
+
+
+def _written(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """``model`` cast to ``dtype``, refused when a tensor overflows (float16 stops at 65504) or loses more than
+    the dtype's rounding relative to the tensor's largest value (a tensor of values too small for float16)."""
+    if dtype == torch.float32:
+        return model
+    original = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    model = model.to(dtype)
+    overflow, lossy = [], []
+    for name, tensor in model.state_dict().items():
+        if not tensor.is_floating_point():
+            continue
+        if not torch.isfinite(tensor).all():
+            overflow.append(name)
+        elif (tensor.float() - original[name]).abs().max() > torch.finfo(dtype).eps * original[name].abs().max():
+            lossy.append(name)
+    kind = str(dtype).removeprefix("torch.")
+    if overflow or lossy:
+        what = f"overflows to inf in {overflow[0]}" if overflow else f"loses the small values of {lossy[0]}"
+        raise CheckpointError(
+            f"writing {kind} {what} ({len(overflow) + len(lossy)} tensors in all); nothing was written: "
+            "write float32 (--dtype float32) or bfloat16"
+        )
+    return model
 
 
 def _compare_full_text(clip: CanonicalCLIP, model: torch.nn.Module) -> EquivalenceReport:

@@ -32,6 +32,7 @@ from PIL import Image
 from ..atomic_io import atomic_directory
 from ..errors import ProminenceDataError
 from ..output_lock import locked_output
+from ..weight_checks import check_pipeline_weights
 from .identity import FileHashCache, source_identity
 from .image_cache import read_valid_sidecar, remove_scratch
 from .jobs import GenerationOptions, ImageJob, check_run_arguments, plan_jobs
@@ -132,6 +133,7 @@ def evaluate_prominence(
             model_jobs = [job for job in jobs if job.model == model]
             if any(sidecars[job] is None for job in model_jobs):
                 pipe = source() if _is_loader(source) else source
+                check_pipeline_weights(pipe)  # NaN weights would make black images and exit 0
                 generated += store.generate(pipe, model_jobs, sidecars, progress)
                 del pipe
         measured = store.measure(jobs, sidecars, measurements, detection_batch_size, progress)

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .batches import BadSample, Sample
-from .errors import BadImageError, DataFileNotFoundError
+from .errors import BadImageError, DataError, DataFileNotFoundError
 from .images import ImageTransform, load_image
 from .records import CaptionRecord
 from .sampling import derive_seed
@@ -70,6 +70,37 @@ class CaptionImageDataset(Dataset):
         """Where the image of ``index`` is read from."""
         path = Path(self._images[self._check_index(index)])
         return path if self.image_root is None or path.is_absolute() else self.image_root / path
+
+    def first_captions(self, count: int) -> list[str]:
+        """The first ``count`` distinct long captions in record order (a sample that does not depend on
+        shuffling or on where a run resumed)."""
+        captions: dict[str, None] = {}
+        for index in range(len(self)):
+            if len(captions) >= count:
+                break
+            captions.setdefault(self._long[index])
+        return list(captions)
+
+    def check_readable(self, needed: int) -> None:
+        """Raise :class:`DataError` unless at least ``needed`` images can be read (stops at the ``needed``-th).
+
+        Run before training: a wrong image root or missing images would otherwise skip every batch.
+        """
+        readable, first_error = 0, None
+        for index in range(len(self)):
+            try:
+                load_image(self.image_path(index))
+            except BadImageError as error:
+                first_error = first_error or error
+                continue
+            readable += 1
+            if readable >= needed:
+                return
+        root = "image paths as written (no image_root)" if self.image_root is None else f"image_root {self.image_root}"
+        raise DataError(
+            f"only {readable} of {len(self)} training images can be read, and a step needs {needed}: check the "
+            f"{root} and the image paths in the annotations. First failure: {first_error}"
+        )
 
     def __getitem__(self, index: int) -> Sample | BadSample:
         index = self._check_index(index)

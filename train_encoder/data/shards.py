@@ -14,6 +14,7 @@ exactly (:meth:`TarShardDataset.set_epoch` with ``skip_batches``).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -145,6 +146,19 @@ class TarShardDataset(IterableDataset):
         if skip_batches and self.samples_per_epoch is None:
             raise ValueError("resuming mid-epoch (skip_batches > 0) needs samples_per_epoch (equal-length workers)")
         self.epoch, self.skip_batches = epoch, skip_batches
+
+    def first_captions(self, count: int) -> list[str]:
+        """The first ``count`` distinct long captions of the shards in listed order (no images decoded;
+        independent of shuffling and of where a run resumed)."""
+        captions: dict[str, None] = {}
+        for shard in self.shards:
+            for raw in _read_shard(shard, self.layout):
+                if len(captions) >= count:
+                    return list(captions)
+                if isinstance(raw, _RawSample):
+                    with contextlib.suppress(ValueError):  # a sample without a usable caption
+                        captions.setdefault(self._captions(raw)[0])
+        return list(captions)
 
     def __iter__(self) -> Iterator[Sample | BadSample]:
         info = get_worker_info()
