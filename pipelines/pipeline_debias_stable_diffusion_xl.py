@@ -29,7 +29,6 @@ from debias_diffusion.conditioning import (
     empty_prompt_states,
     encode_plans,
     negative_prompt_list,
-    plan_prompts,
     repeat_for_images,
     to_length,
 )
@@ -133,6 +132,7 @@ class DeBiasStableDiffusionXLPipeline(LongPromptPipelineMixin, StableDiffusionXL
         """
         device = device or self._execution_device
         policy = self.long_prompt_policy(long_prompt)
+        self.prompt_truncations = ()
         layer = OutputLayer.stable_diffusion_xl(clip_skip, getattr(self.config, "encoder_layer", "penultimate") == "final")
         prompts = [prompt] if isinstance(prompt, str) else prompt
         batch_size = len(prompts) if prompts is not None else prompt_embeds.shape[0]
@@ -188,7 +188,7 @@ class DeBiasStableDiffusionXLPipeline(LongPromptPipelineMixin, StableDiffusionXL
                 with quiet_transformers():  # it tokenizes without truncation: a long prompt would warn
                     batch = self.maybe_convert_prompt(batch, tokenizer)
             device = get_module_execution_device(encoder)
-            encoded = encode_plans(encoder, tokenizer, plan_prompts(batch, tokenizer, policy), device=device, layer=layer)
+            encoded = encode_plans(encoder, tokenizer, self.plan_and_record(batch, tokenizer, policy), device=device, layer=layer)
             states.append(encoded.hidden)
             pooled = encoded.pooled
         if pooled is None:
