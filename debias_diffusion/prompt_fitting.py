@@ -205,12 +205,13 @@ class _FittedWords:
         start, lead = 0, None  # lead: (text, tokens) of a cut word's last piece, standing for words[start]
         while start < len(self.words):
             if lead is None and self.counts[start] > limit:
-                pieces = _split_long_word(self.words[start], self.tokenizer, limit)
                 offset = 0
-                for piece, tokens, cut_at in pieces[:-1]:
+                for piece, tokens, cut_at in _split_long_word(self.words[start], self.tokenizer, limit):
+                    if cut_at == "none":  # the word's last piece leads the next chunk
+                        lead = (piece, tokens)
+                        break
                     offset += len(piece)
                     yield _Chunk(piece, tokens, cut_at, start, end_offset=offset)
-                lead = pieces[-1][:2]
                 continue
             chunk = self._whole_words(start, lead, limit)
             yield chunk
@@ -237,20 +238,20 @@ class _FittedWords:
             end, cut_at = end - 1, "word"  # counts did not add up (never seen with CLIP's BPE)
 
 
-def _split_long_word(word: str, tokenizer: PreTrainedTokenizerBase, limit: int) -> list[tuple[str, int, CutKind]]:
+def _split_long_word(word: str, tokenizer: PreTrainedTokenizerBase, limit: int) -> Iterator[tuple[str, int, CutKind]]:
     """``word`` cut into pieces of at most ``limit`` tokens: ``(piece, tokens, how it was cut)``.
 
-    Each piece but the last is the longest prefix of the rest that fits, shortened to end at its
-    last punctuation mark when that keeps at least half of it. Prefix lengths are searched by
-    doubling, then bisection, so the work per piece is proportional to the piece.
+    Each piece but the last (cut ``"none"``) is the longest prefix of the rest that fits, shortened
+    to end at its last punctuation mark when that keeps at least half of it. Prefix lengths are
+    searched by doubling, then bisection, so the work per piece is proportional to the piece; the
+    pieces come lazily (truncation needs only the first).
     """
-    pieces: list[tuple[str, int, CutKind]] = []
     start = 0
     while start < len(word):
         length, tokens = _longest_fitting_prefix(word, start, tokenizer, limit)
         if start + length == len(word):
-            pieces.append((word[start:], tokens, "none"))
-            break
+            yield word[start:], tokens, "none"
+            return
         if length == 0:
             raise PromptError(
                 f"max_tokens={limit} is too small for even one character of {_abbreviate(word[start:], 40)!r} "
@@ -262,9 +263,8 @@ def _split_long_word(word: str, tokenizer: PreTrainedTokenizerBase, limit: int) 
             mark_tokens = _token_count(tokenizer, word[start : start + mark])
             if mark_tokens <= limit:
                 length, tokens, cut_at = mark, mark_tokens, "punctuation"
-        pieces.append((word[start : start + length], tokens, cut_at))
+        yield word[start : start + length], tokens, cut_at
         start += length
-    return pieces
 
 
 def _longest_fitting_prefix(text: str, start: int, tokenizer: PreTrainedTokenizerBase, limit: int) -> tuple[int, int]:

@@ -18,7 +18,10 @@ from pipeline_builders import SHORT_PROMPT, sd_components, sdxl_components, seed
 
 from debias_diffusion import DeBiasStableDiffusionPipeline, DeBiasStableDiffusionXLPipeline
 
-PAIRS = [(StableDiffusionPipeline, DeBiasStableDiffusionPipeline), (StableDiffusionXLPipeline, DeBiasStableDiffusionXLPipeline)]
+PAIRS = [
+    (StableDiffusionPipeline, DeBiasStableDiffusionPipeline),
+    (StableDiffusionXLPipeline, DeBiasStableDiffusionXLPipeline),
+]
 RUN = dict(num_inference_steps=2, height=16, width=16, output_type="np")
 TAG_LIST = ",".join(["masterpiece", "best_quality", "1girl", "solo", "long_hair", "blue_eyes"] * 12)
 CJK = "一只红色的猫坐在木桌上" * 30
@@ -107,10 +110,14 @@ SHARED_CASES = {
     "eta": lambda xl: dict(eta=0.7),
     "generator": lambda xl: dict(generator=seeded(7)),
     "latents": lambda xl: dict(latents=_latents(xl)),
-    "prompt_embeds": lambda xl: dict(prompt=None, prompt_embeds=torch.randn(1, 77, 64 if xl else 32, generator=seeded(1)))
-    | (dict(pooled_prompt_embeds=torch.randn(1, 32, generator=seeded(2))) if xl else {}),
-    "negative_prompt_embeds": lambda xl: dict(negative_prompt_embeds=torch.randn(1, 77, 64 if xl else 32, generator=seeded(4)))
-    | (dict(negative_pooled_prompt_embeds=torch.randn(1, 32, generator=seeded(5))) if xl else {}),
+    "prompt_embeds": lambda xl: (
+        dict(prompt=None, prompt_embeds=torch.randn(1, 77, 64 if xl else 32, generator=seeded(1)))
+        | (dict(pooled_prompt_embeds=torch.randn(1, 32, generator=seeded(2))) if xl else {})
+    ),
+    "negative_prompt_embeds": lambda xl: (
+        dict(negative_prompt_embeds=torch.randn(1, 77, 64 if xl else 32, generator=seeded(4)))
+        | (dict(negative_pooled_prompt_embeds=torch.randn(1, 32, generator=seeded(5))) if xl else {})
+    ),
     "ip_adapter_image": lambda xl: dict(ip_adapter_image=np.zeros((16, 16, 3), dtype=np.uint8)),
     "ip_adapter_image_embeds": lambda xl: dict(ip_adapter_image_embeds=[torch.zeros(2, 1, 32)]),
     "output_type": lambda xl: dict(output_type="latent"),
