@@ -154,7 +154,11 @@ def split_into_chunks(text: str, tokenizer: PreTrainedTokenizerBase, max_tokens:
     """
     text = check_prompt_text(text)
     limit = _resolve_max_tokens(tokenizer, max_tokens)
-    return [chunk.text for chunk in _FittedWords(text, tokenizer).chunks(limit)]
+    fitting = _FittedWords(text, tokenizer)
+    chunks = [chunk.text for chunk in fitting.chunks(limit, verify=False)]
+    if max(_token_counts(tokenizer, chunks)) <= limit:  # one batched check of every chunk
+        return chunks
+    return [chunk.text for chunk in fitting.chunks(limit)]  # counts did not add up: check each chunk
 
 
 def _resolve_max_tokens(tokenizer: PreTrainedTokenizerBase, max_tokens: int | None) -> int:
@@ -200,8 +204,11 @@ class _FittedWords:
             return " ".join(self.words[chunk.end :])
         return " ".join([self.words[chunk.end][chunk.end_offset :], *self.words[chunk.end + 1 :]])
 
-    def chunks(self, limit: int) -> Iterator[_Chunk]:
-        """Consecutive chunks of at most ``limit`` tokens, lazily (truncation takes the first)."""
+    def chunks(self, limit: int, verify: bool = True) -> Iterator[_Chunk]:
+        """Consecutive chunks of at most ``limit`` tokens, lazily (truncation takes the first).
+
+        ``verify=False`` skips counting each chunk's joined text (the caller checks them all at once).
+        """
         start, lead = 0, None  # lead: (text, tokens) of a cut word's last piece, standing for words[start]
         while start < len(self.words):
             if lead is None and self.counts[start] > limit:
@@ -213,11 +220,11 @@ class _FittedWords:
                     offset += len(piece)
                     yield _Chunk(piece, tokens, cut_at, start, end_offset=offset)
                 continue
-            chunk = self._whole_words(start, lead, limit)
+            chunk = self._whole_words(start, lead, limit, verify)
             yield chunk
             start, lead = chunk.end, None
 
-    def _whole_words(self, start: int, lead: tuple[str, int] | None, limit: int) -> _Chunk:
+    def _whole_words(self, start: int, lead: tuple[str, int] | None, limit: int, verify: bool) -> _Chunk:
         """The longest run of whole sentences from ``start`` that fits, else of whole words."""
         first_tokens = lead[1] if lead else self.counts[start]
         reach = limit - first_tokens + self.before[start + 1]
@@ -232,7 +239,8 @@ class _FittedWords:
         first = lead[0] if lead else self.words[start]
         while True:
             text = " ".join([first, *self.words[start + 1 : end]])
-            tokens = _token_count(self.tokenizer, text)
+            summed = first_tokens + self.before[end] - self.before[start + 1]
+            tokens = _token_count(self.tokenizer, text) if verify else summed
             if tokens <= limit or end == start + 1:
                 return _Chunk(text, tokens, cut_at, end)
             end, cut_at = end - 1, "word"  # counts did not add up (never seen with CLIP's BPE)
@@ -246,9 +254,10 @@ def _split_long_word(word: str, tokenizer: PreTrainedTokenizerBase, limit: int) 
     searched by doubling, then bisection, so the work per piece is proportional to the piece; the
     pieces come lazily (truncation needs only the first).
     """
-    start = 0
+    start, guess = 0, limit
     while start < len(word):
-        length, tokens = _longest_fitting_prefix(word, start, tokenizer, limit)
+        length, tokens = _longest_fitting_prefix(word, start, tokenizer, limit, guess)
+        guess = max(length, 1)
         if start + length == len(word):
             yield word[start:], tokens, "none"
             return
@@ -267,28 +276,28 @@ def _split_long_word(word: str, tokenizer: PreTrainedTokenizerBase, limit: int) 
         start += length
 
 
-def _longest_fitting_prefix(text: str, start: int, tokenizer: PreTrainedTokenizerBase, limit: int) -> tuple[int, int]:
-    """``(characters, tokens)`` of the longest ``text[start:]`` prefix found to fit in ``limit`` tokens."""
+def _longest_fitting_prefix(
+    text: str, start: int, tokenizer: PreTrainedTokenizerBase, limit: int, guess: int
+) -> tuple[int, int]:
+    """``(characters, tokens)`` of the longest ``text[start:]`` prefix found to fit in ``limit`` tokens.
+
+    Starts at ``guess`` characters and rescales by tokens measured per character (a few calls on
+    text of even density); after three such steps it bisects, so it never takes more than a
+    logarithmic number of calls.
+    """
     available = len(text) - start
-    fits, fits_tokens = 0, 0
-    size = max(1, limit)
-    while True:  # double until a prefix does not fit (or all of it does)
-        size = min(size, available)
+    fits, fits_tokens, fails = 0, 0, available + 1  # longest size known to fit, shortest known not to
+    size, steps = min(max(1, guess), available), 0
+    while fits + 1 < fails:
         tokens = _token_count(tokenizer, text[start : start + size])
-        if tokens > limit:
-            break
-        fits, fits_tokens = size, tokens
-        if size == available:
-            return fits, fits_tokens
-        size *= 2
-    low, high = fits + 1, size - 1
-    while low <= high:  # bisect between the last fitting and the first failing size
-        middle = (low + high) // 2
-        tokens = _token_count(tokenizer, text[start : start + middle])
         if tokens <= limit:
-            fits, fits_tokens, low = middle, tokens, middle + 1
+            fits, fits_tokens = size, tokens
         else:
-            high = middle - 1
+            fails = size
+        steps += 1
+        rescaled = size * limit // max(tokens, 1) + (1 if tokens <= limit else 0)
+        size = rescaled if steps <= 3 else (fits + fails) // 2
+        size = min(max(size, fits + 1), fails - 1)
     return fits, fits_tokens
 
 
