@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 from pipeline_builders import SHORT_PROMPT, sd_components, sdxl_components, seeded
 
 from debias_diffusion import DeBiasStableDiffusionPipeline, DeBiasStableDiffusionXLPipeline
@@ -124,7 +124,9 @@ SHARED_CASES = {
     "return_dict": lambda xl: dict(return_dict=False),
     "cross_attention_kwargs": lambda xl: dict(cross_attention_kwargs={"scale": 0.5}),
     "guidance_rescale": lambda xl: dict(guidance_rescale=0.7),
-    "clip_skip": lambda xl: dict(clip_skip=1),
+    # Stock SD skips layers for the prompt only, the DeBias pipelines (documented) for the negative
+    # prompt too: SD is compared without classifier-free guidance.
+    "clip_skip": lambda xl: dict(clip_skip=1) | ({} if xl else dict(guidance_scale=1.0)),
     "callback_on_step_end": lambda xl: dict(callback_on_step_end=_step_recorder([])),
     "callback_on_step_end_tensor_inputs": lambda xl: dict(
         callback_on_step_end=_step_recorder([]), callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"]
@@ -178,14 +180,17 @@ def test_every_stock_parameter_is_covered_here(stock, ours):
 )
 def test_each_stock_parameter_gives_the_stock_result(stock, ours, name):
     xl = stock is StableDiffusionXLPipeline
-    arguments = (SHARED_CASES | XL_CASES)[name](xl)
+    case = (SHARED_CASES | XL_CASES)[name]  # called once per pipeline: fresh generators and recorders
     components = sdxl_components(77) if xl else sd_components(77)
-    if "timesteps" in arguments or "sigmas" in arguments:
-        from diffusers import EulerDiscreteScheduler
-
+    if name in ("timesteps", "sigmas"):
         components["scheduler"] = EulerDiscreteScheduler()  # accepts custom timesteps and sigmas
-    expected = _outcome(stock(**components), arguments)
-    got = _outcome(ours(**components), arguments)
+    expected = _outcome(stock(**components), case(xl))
+    got = _outcome(ours(**components), case(xl))
+    if name == "clip_skip" and not xl and expected[0] == "error":
+        # Stock SD crashes on transformers >= 5.6 (flattened CLIPTextModel); the DeBias pipeline runs
+        # (its clip_skip is checked in test_pipeline_sd.py). Where stock works, the results must agree.
+        assert expected[1] is AttributeError and "text_model" in expected[2] and got[0] == "ok"
+        return
     assert got[0] == expected[0], (got, expected)
     if expected[0] == "error":
         assert got[1:] == expected[1:]
