@@ -45,7 +45,9 @@ class DeBiasStableDiffusionPipeline(LongPromptPipelineMixin, StableDiffusionPipe
     - the tokenizer pads to the encoder's length (248 for Long-CLIP / DeBias-CLIP encoders);
     - a prompt longer than that follows ``long_prompt``: ``"truncate"`` (at a sentence boundary,
       with a warning naming what was dropped), ``"chunk"`` (sentence-aligned chunks encoded
-      separately and concatenated) or ``"error"``;
+      separately and concatenated) or ``"error"``; a word longer than the window (tag lists without
+      spaces, CJK text) is cut at punctuation, else between characters, never refused, and
+      ``pipe.prompt_truncations`` holds what the last call dropped;
     - positive and negative embeddings always have the same length, whatever mix of strings and
       embeddings is passed (the shorter is padded with the empty prompt's states);
     - ``clip_skip`` works on transformers >= 5.6 and applies to the negative prompt too.

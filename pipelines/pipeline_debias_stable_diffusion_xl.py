@@ -55,7 +55,8 @@ class DeBiasStableDiffusionXLPipeline(LongPromptPipelineMixin, StableDiffusionXL
     long pair. Everything else is the stock pipeline. Differences in prompt encoding:
 
     - tokenizers pad to the encoders' length; longer prompts follow ``long_prompt``
-      (``"truncate"`` | ``"chunk"`` | ``"error"``);
+      (``"truncate"`` | ``"chunk"`` | ``"error"``); ``pipe.prompt_truncations`` holds what the last
+      call dropped;
     - ``encoder_layer``: ``"penultimate"`` hidden states (stock SDXL) or ``"final"`` (the
       final layer with its LayerNorm, as Long-CLIP's SDXL demo uses);
     - the pooled embedding is encoder 2's projected end-of-text state of the prompt (its first
