@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from debias_diffusion.errors import PromptError
 from debias_diffusion.prompt_fitting import count_tokens, split_into_chunks, truncate_prompt
 
 TAGS = ["masterpiece", "best_quality", "1girl", "solo", "long_hair", "blue_eyes", "smile", "outdoors"]
@@ -82,3 +83,10 @@ def test_the_rest_of_a_cut_word_starts_the_next_chunk_with_the_following_words(c
     word = "猫" * 95  # 3 tokens a character: nine pieces of 10 characters, then 5 left
     chunks = split_into_chunks(f"A dog. {word} sits here. A bird.", clip_tokenizer, 30)
     assert chunks == ["A dog.", *["猫" * 10] * 9, "猫" * 5 + " sits here. A bird."]
+
+
+def test_a_window_smaller_than_one_character_is_refused_clearly(clip_tokenizer):
+    assert count_tokens(clip_tokenizer, "猫") == 3  # text cannot hold a third of a character
+    with pytest.raises(PromptError, match=r"max_tokens=2 is too small for even one character .* \(3 tokens\)"):
+        truncate_prompt("猫猫猫", clip_tokenizer, 2)
+    assert truncate_prompt("猫猫猫", clip_tokenizer, 3).text == "猫"
