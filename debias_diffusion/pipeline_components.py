@@ -6,6 +6,7 @@ Used by the pipelines in ``pipelines/`` when they are built or loaded, and by
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -16,7 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .conditioning import PromptPlan, check_long_prompt_policy, plan_prompts
 from .errors import EncoderMismatchError
+from .prompt_fitting import PromptTruncation
 from .stretching import LONG_CLIP_KEEP, stretch_ratio, stretch_text_encoder
 from .text_model_layout import hidden_width, position_count
 
@@ -259,6 +262,38 @@ def check_inputs_with_unequal_lengths(parent_check: Callable[..., None], *args: 
     parent_check(*bound.args, **bound.kwargs)
 
 
+_LONG_PROMPT_DOC = """
+        long_prompt (`str`, *optional*):
+            How a prompt longer than the text encoder is handled for this call: `"truncate"` (whole
+            sentences that fit; what is dropped is logged and kept in `pipe.prompt_truncations`), `"chunk"`
+            or `"error"`. Defaults to the pipeline's `long_prompt` setting.
+"""
+
+
+def call_with_long_prompt(stock_call: Callable[..., Any]) -> Callable[..., Any]:
+    """``stock_call`` with a keyword-only ``long_prompt`` argument, under the stock signature plus it.
+
+    Tools that read the signature (diffusers' own tests, IP-Adapter and callback checks, UIs) see
+    every stock parameter; ``long_prompt`` sets the policy for the duration of the call.
+    """
+
+    @functools.wraps(stock_call)
+    def __call__(self, *args: Any, long_prompt: str | None = None, **kwargs: Any) -> Any:
+        self._call_long_prompt = None if long_prompt is None else check_long_prompt_policy(long_prompt)
+        try:
+            return stock_call(self, *args, **kwargs)
+        finally:
+            self._call_long_prompt = None
+
+    signature = inspect.signature(stock_call)
+    parameters = [parameter for parameter in signature.parameters.values() if parameter.name != "long_prompt"]
+    added = inspect.Parameter("long_prompt", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=str | None)
+    at = next((i for i, p in enumerate(parameters) if p.kind is inspect.Parameter.VAR_KEYWORD), len(parameters))
+    __call__.__signature__ = signature.replace(parameters=[*parameters[:at], added, *parameters[at:]])
+    __call__.__doc__ = (stock_call.__doc__ or "").rstrip() + "\n" + _LONG_PROMPT_DOC
+    return __call__
+
+
 class LongPromptPipelineMixin:
     """What both DeBias pipelines add to their stock parent besides ``encode_prompt``.
 
@@ -270,6 +305,16 @@ class LongPromptPipelineMixin:
 
     _encoder_kwargs: tuple[tuple[str, str, bool], ...] = ()
     _call_long_prompt: str | None = None
+    prompt_truncations: tuple[PromptTruncation, ...] = ()
+    """What the last ``encode_prompt`` call (hence the last ``__call__``) cut from its prompts, positive
+    and negative: one ``PromptTruncation`` (kept ``text``, ``dropped`` text, token counts) per prompt."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give each pipeline a ``__call__`` whose signature is its stock parent's plus ``long_prompt``."""
+        super().__init_subclass__(**kwargs)
+        below_mixin = cls.__mro__[: cls.__mro__.index(LongPromptPipelineMixin)]
+        if not any("__call__" in vars(klass) for klass in below_mixin):
+            cls.__call__ = call_with_long_prompt(super().__call__)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
@@ -286,18 +331,15 @@ class LongPromptPipelineMixin:
         resolve_encoder_kwargs(kwargs, cls._encoder_kwargs)
         return super().from_pipe(pipeline, **kwargs)
 
-    def __call__(self, *args: Any, long_prompt: str | None = None, **kwargs: Any):
-        r"""The stock pipeline's ``__call__``, plus ``long_prompt`` to override the policy for this call."""
-        from .conditioning import check_long_prompt_policy
-
-        self._call_long_prompt = None if long_prompt is None else check_long_prompt_policy(long_prompt)
-        try:
-            return super().__call__(*args, **kwargs)
-        finally:
-            self._call_long_prompt = None
-
     def check_inputs(self, *args: Any, **kwargs: Any) -> None:
         check_inputs_with_unequal_lengths(super().check_inputs, *args, **kwargs)
+
+    def plan_and_record(self, prompts: Sequence[str], tokenizer: Any, policy: str) -> list[PromptPlan]:
+        """``plan_prompts``, adding every truncation (once) to ``prompt_truncations``."""
+        plans = plan_prompts(prompts, tokenizer, policy)
+        cuts = [plan.truncation for plan in plans if plan.truncation is not None and plan.truncation.was_truncated]
+        self.prompt_truncations = tuple(dict.fromkeys([*self.prompt_truncations, *cuts]))
+        return plans
 
     def long_prompt_policy(self, long_prompt: str | None = None) -> str:
         """The policy in force: ``long_prompt`` if given, else this call's, else the pipeline's."""

@@ -30,17 +30,14 @@ import importlib.util
 import json
 import shutil
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import ftfy
 import transformers
 from transformers import PreTrainedTokenizerBase
 
-from .errors import EncoderMismatchError, PromptError
-from .sentences import split_sentences
+from .prompt_fitting import PromptTruncation, count_tokens, encoder_capacity, split_into_chunks, truncate_prompt
 
 __all__ = [
     "OpenCLIPTokenizer",
@@ -229,153 +226,3 @@ def build_clip_tokenizer(
     vocab, merges = _clip_bpe()
     cls = OpenCLIPTokenizer if clean else transformers.CLIPTokenizer
     return cls(vocab=dict(vocab), merges=list(merges), **kwargs)
-
-
-def _check_prompt(text: object) -> str:
-    if not isinstance(text, str):
-        raise PromptError(f"prompt must be a string, got {type(text).__name__}")
-    if not text.strip():
-        raise PromptError("prompt is empty or only whitespace; give some text to encode")
-    return text
-
-
-def _token_count(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
-    encoded = tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)
-    return len(encoded["input_ids"])
-
-
-def count_tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
-    """Number of BPE tokens in ``text``, without SOT/EOT and without truncation."""
-    return _token_count(tokenizer, _check_prompt(text))
-
-
-def encoder_capacity(tokenizer: PreTrainedTokenizerBase) -> int:
-    """Tokens of text that fit: ``model_max_length`` less the SOT and EOT tokens."""
-    length = getattr(tokenizer, "model_max_length", None)
-    if not isinstance(length, int) or not 3 <= length <= 1_000_000:
-        raise EncoderMismatchError(
-            f"tokenizer has no usable model_max_length ({length!r}); "
-            "build it with build_clip_tokenizer(model_max_length=...) or pass max_tokens"
-        )
-    return length - 2
-
-
-CutKind = Literal["none", "sentence", "word"]
-
-
-@dataclass(frozen=True)
-class PromptTruncation:
-    """What ``truncate_prompt`` kept and dropped (texts have whitespace collapsed)."""
-
-    text: str
-    dropped: str
-    kept_tokens: int
-    total_tokens: int
-    cut_at: CutKind
-
-    @property
-    def was_truncated(self) -> bool:
-        return self.cut_at != "none"
-
-    def warning_message(self) -> str:
-        """A sentence telling how many tokens were dropped and quoting (briefly) what."""
-        if not self.was_truncated:
-            return f"Prompt fits: {self.kept_tokens} tokens, nothing dropped."
-        dropped_tokens = self.total_tokens - self.kept_tokens
-        return (
-            f"Prompt truncated from {self.total_tokens} to {self.kept_tokens} tokens at a "
-            f'{self.cut_at} boundary; dropped {dropped_tokens} tokens: "{_abbreviate(self.dropped)}"'
-        )
-
-
-def _abbreviate(text: str, limit: int = 80) -> str:
-    if len(text) <= limit:
-        return text
-    head = text[: limit - 3]
-    if " " in head:
-        head = head.rsplit(" ", 1)[0]
-    return head + "..."
-
-
-def truncate_prompt(text: str, tokenizer: PreTrainedTokenizerBase, max_tokens: int | None = None) -> PromptTruncation:
-    """Keep the longest prefix of whole sentences (else whole words) that fits in ``max_tokens``.
-
-    ``max_tokens`` defaults to ``encoder_capacity(tokenizer)``. Words are never cut; a prompt
-    whose first word alone is too long raises ``PromptError``.
-    """
-    text = _check_prompt(text)
-    limit = _resolve_max_tokens(tokenizer, max_tokens)
-    sentences = split_sentences(text)
-    total = _token_count(tokenizer, " ".join(sentences))
-    kept, kept_tokens, rest, cut_at = _take_prefix(sentences, tokenizer, limit)
-    return PromptTruncation(
-        text=kept,
-        dropped=" ".join(rest),
-        kept_tokens=kept_tokens,
-        total_tokens=total,
-        cut_at=cut_at if rest else "none",
-    )
-
-
-def split_into_chunks(text: str, tokenizer: PreTrainedTokenizerBase, max_tokens: int | None = None) -> list[str]:
-    """Split ``text`` into consecutive chunks of at most ``max_tokens`` tokens each.
-
-    Chunks end at sentence boundaries where possible, else between words; joined with spaces they
-    give ``text`` with whitespace collapsed. ``max_tokens`` defaults to ``encoder_capacity``.
-    """
-    text = _check_prompt(text)
-    limit = _resolve_max_tokens(tokenizer, max_tokens)
-    units = split_sentences(text)
-    chunks: list[str] = []
-    while units:
-        chunk, _, units, _ = _take_prefix(units, tokenizer, limit)
-        chunks.append(chunk)
-    return chunks
-
-
-def _resolve_max_tokens(tokenizer: PreTrainedTokenizerBase, max_tokens: int | None) -> int:
-    if max_tokens is None:
-        return encoder_capacity(tokenizer)
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
-        raise TypeError(f"max_tokens must be an int or None, got {type(max_tokens).__name__}")
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
-    return max_tokens
-
-
-def _take_prefix(
-    sentences: Sequence[str], tokenizer: PreTrainedTokenizerBase, limit: int
-) -> tuple[str, int, list[str], CutKind]:
-    """Longest prefix that fits: whole sentences, else whole words of the first sentence.
-
-    Returns the kept text, its token count, the remaining sentences (a cut sentence's remaining
-    words first) and where the cut fell.
-    """
-    kept, kept_tokens, taken = "", 0, 0
-    for sentence in sentences:
-        candidate = f"{kept} {sentence}" if kept else sentence
-        tokens = _token_count(tokenizer, candidate)
-        if tokens > limit:
-            break
-        kept, kept_tokens, taken = candidate, tokens, taken + 1
-    if taken:
-        return kept, kept_tokens, list(sentences[taken:]), "sentence"
-
-    words = sentences[0].split(" ")
-    fits, fits_tokens = 0, 0
-    low, high = 1, len(words) - 1  # the whole first sentence is known not to fit
-    while low <= high:
-        middle = (low + high) // 2
-        tokens = _token_count(tokenizer, " ".join(words[:middle]))
-        if tokens <= limit:
-            fits, fits_tokens, low = middle, tokens, middle + 1
-        else:
-            high = middle - 1
-    if not fits:
-        first = words[0]
-        raise PromptError(
-            f"the word {_abbreviate(first, 40)!r} alone is {_token_count(tokenizer, first)} "
-            f"tokens, more than the {limit} allowed; it cannot be kept without cutting it"
-        )
-    rest = [" ".join(words[fits:]), *sentences[1:]]
-    return " ".join(words[:fits]), fits_tokens, rest, "word"

@@ -22,7 +22,6 @@ from debias_diffusion.conditioning import (
     empty_prompt_states,
     encode_plans,
     negative_prompt_list,
-    plan_prompts,
     repeat_for_images,
     to_length,
 )
@@ -46,7 +45,9 @@ class DeBiasStableDiffusionPipeline(LongPromptPipelineMixin, StableDiffusionPipe
     - the tokenizer pads to the encoder's length (248 for Long-CLIP / DeBias-CLIP encoders);
     - a prompt longer than that follows ``long_prompt``: ``"truncate"`` (at a sentence boundary,
       with a warning naming what was dropped), ``"chunk"`` (sentence-aligned chunks encoded
-      separately and concatenated) or ``"error"``;
+      separately and concatenated) or ``"error"``; a word longer than the window (tag lists without
+      spaces, CJK text) is cut at punctuation, else between characters, never refused, and
+      ``pipe.prompt_truncations`` holds what the last call dropped;
     - positive and negative embeddings always have the same length, whatever mix of strings and
       embeddings is passed (the shorter is padded with the empty prompt's states);
     - ``clip_skip`` works on transformers >= 5.6 and applies to the negative prompt too.
@@ -108,6 +109,7 @@ class DeBiasStableDiffusionPipeline(LongPromptPipelineMixin, StableDiffusionPipe
         the same length: one encoder pass (e.g. 248 tokens) unless a prompt is chunked.
         """
         policy = self.long_prompt_policy(long_prompt)
+        self.prompt_truncations = ()
         layer = OutputLayer.stable_diffusion(clip_skip)
         prompts = [prompt] if isinstance(prompt, str) else prompt
         batch_size = len(prompts) if prompts is not None else prompt_embeds.shape[0]
@@ -137,5 +139,5 @@ class DeBiasStableDiffusionPipeline(LongPromptPipelineMixin, StableDiffusionPipe
         if isinstance(self, TextualInversionLoaderMixin):
             with quiet_transformers():  # it tokenizes without truncation: a long prompt would warn
                 prompts = self.maybe_convert_prompt(prompts, self.tokenizer)
-        plans = plan_prompts(prompts, self.tokenizer, policy)
+        plans = self.plan_and_record(prompts, self.tokenizer, policy)
         return encode_plans(self.text_encoder, self.tokenizer, plans, device=device, layer=layer).hidden

@@ -29,7 +29,6 @@ from debias_diffusion.conditioning import (
     empty_prompt_states,
     encode_plans,
     negative_prompt_list,
-    plan_prompts,
     repeat_for_images,
     to_length,
 )
@@ -56,7 +55,8 @@ class DeBiasStableDiffusionXLPipeline(LongPromptPipelineMixin, StableDiffusionXL
     long pair. Everything else is the stock pipeline. Differences in prompt encoding:
 
     - tokenizers pad to the encoders' length; longer prompts follow ``long_prompt``
-      (``"truncate"`` | ``"chunk"`` | ``"error"``);
+      (``"truncate"`` | ``"chunk"`` | ``"error"``); ``pipe.prompt_truncations`` holds what the last
+      call dropped;
     - ``encoder_layer``: ``"penultimate"`` hidden states (stock SDXL) or ``"final"`` (the
       final layer with its LayerNorm, as Long-CLIP's SDXL demo uses);
     - the pooled embedding is encoder 2's projected end-of-text state of the prompt (its first
@@ -133,6 +133,7 @@ class DeBiasStableDiffusionXLPipeline(LongPromptPipelineMixin, StableDiffusionXL
         """
         device = device or self._execution_device
         policy = self.long_prompt_policy(long_prompt)
+        self.prompt_truncations = ()
         layer = OutputLayer.stable_diffusion_xl(clip_skip, getattr(self.config, "encoder_layer", "penultimate") == "final")
         prompts = [prompt] if isinstance(prompt, str) else prompt
         batch_size = len(prompts) if prompts is not None else prompt_embeds.shape[0]
@@ -188,7 +189,7 @@ class DeBiasStableDiffusionXLPipeline(LongPromptPipelineMixin, StableDiffusionXL
                 with quiet_transformers():  # it tokenizes without truncation: a long prompt would warn
                     batch = self.maybe_convert_prompt(batch, tokenizer)
             device = get_module_execution_device(encoder)
-            encoded = encode_plans(encoder, tokenizer, plan_prompts(batch, tokenizer, policy), device=device, layer=layer)
+            encoded = encode_plans(encoder, tokenizer, self.plan_and_record(batch, tokenizer, policy), device=device, layer=layer)
             states.append(encoded.hidden)
             pooled = encoded.pooled
         if pooled is None:
