@@ -212,7 +212,7 @@ API_CASES = [
     ("evaluate_prominence: object file is a folder", lambda t: _prominence(t, _folder(t)), "ProminenceDataError", "is a folder, not a file"),
     ("evaluate_prominence: no pipelines", lambda t: _prominence(t, [["cat", "dog"]], pipelines={}), "DebiasDiffusionError", "pipeline"),
     ("probe_text: no encoders", lambda t: _probe_text(t, {}), "ProbeConfigError", "give at least one encoder"),
-    ("probe_text: one object per caption", lambda t: _probe_text(t, {"a": "nobody/none"}, num_objects=1), "ProbeConfigError", ""),
+    ("probe_text: one object per caption", lambda t: _probe_text(t, {"a": "nobody/none"}, num_objects=1), "ProbeConfigError", "need at least 2 objects"),
 ]
 
 
