@@ -23,6 +23,7 @@ DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_ENCODER = "longclip-l"
 KEEP_MODEL_ENCODER = "none"
 MAX_SIDE = 16384
+MAX_IMAGES = 100_000  # per run: every target is checked before the model loads
 DTYPES = ("float32", "float16", "bfloat16")
 
 
@@ -160,6 +161,8 @@ def check_generation_settings(settings: GenerationSettings) -> None:
             raise SettingError(f"{name} must be a whole number, got {value!r}")
     if settings.steps < 1 or settings.num_images < 1:
         raise SettingError(f"steps and num_images must be at least 1, got {settings.steps} and {settings.num_images}")
+    if settings.num_images > MAX_IMAGES:
+        raise SettingError(f"num_images must be at most {MAX_IMAGES} per run, got {settings.num_images}; split the run")
     last_seed = settings.seed + settings.num_images - 1
     if settings.seed < 0 or last_seed > MAX_SEED:
         raise SettingError(f"seeds must lie in 0..2**64-1; got {settings.seed}..{last_seed}")
