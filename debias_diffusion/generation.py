@@ -196,8 +196,10 @@ def _generate_locked(settings: GenerationSettings, output: Path, overwrite: bool
     if pipe is None:
         pipe = load_pipeline(settings.model, settings.encoder, torch_dtype=getattr(torch, dtype_name), device=device)
     width, height = _checked_size(pipe, settings.width, settings.height)
+    trained_steps = getattr(pipe.scheduler.config, "num_train_timesteps", None)
+    if isinstance(trained_steps, int) and settings.steps > trained_steps:
+        raise SettingError(f"steps must be at most {trained_steps} for this model's scheduler, got {settings.steps}")
     plan = plan_prompt(settings.prompt, pipe.tokenizer, settings.long_prompt)  # fails early under "error"
-    output.mkdir(parents=True, exist_ok=True)
     record = asdict(settings) | {"width": width, "height": height, "dtype": dtype_name, "device": device}
     record |= {"prompt_tokens": plan.token_count, "encoder_tokens": plan.capacity, "segments": list(plan.segments)}
     if plan.truncation is not None:

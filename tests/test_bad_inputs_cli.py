@@ -150,6 +150,7 @@ CASES = [
     CliCase("count-tokens: --max-length 1.5", count("a cat", "--max-length", "1.5"), USAGE, "whole number, got '1.5'"),
     # generate: arguments
     CliCase("generate: --steps 0", gen("--steps", "0"), USAGE, "--steps: must be at least 1, got 0"),
+    CliCase("generate: more steps than the scheduler has", gen("--steps", "1001"), SettingError, "steps must be at most 1000 for this model's scheduler"),
     CliCase("generate: --steps -5", gen("--steps", "-5"), USAGE, "--steps: must be at least 1"),
     CliCase("generate: --num-images 0", gen("--num-images", "0"), USAGE, "--num-images: must be at least 1"),
     CliCase("generate: --num-images 10**9", gen("--num-images", str(10**9)), USAGE, "--num-images: must be at most 100000"),
