@@ -185,7 +185,7 @@ def _add_generate(commands) -> None:
                    help="classifier-free guidance scale; 1 or less turns it off (default: 7.5)")  # fmt: skip
     p.add_argument("--seed", type=seed, default=0, help="seed of the first image; image i uses seed + i (default: 0)")
     p.add_argument("--size", type=_size, metavar="WxH", help="image size, e.g. 512x512 (default: the model's)")
-    p.add_argument("--num-images", type=POSITIVE, default=1, help="number of images (default: 1)")
+    p.add_argument("--num-images", type=bounded_int(1, 100_000), default=1, help="number of images (default: 1)")
     p.add_argument("--long-prompt", choices=LONG_PROMPT_POLICIES, default="truncate",
                    help="prompts longer than the encoder: truncate at a sentence, chunk, or error (default: truncate)")  # fmt: skip
     p.add_argument("--dtype", choices=DTYPES, help="weights dtype (default: float16 on CUDA, float32 on CPU)")

@@ -130,6 +130,8 @@ def _describe_runtime_error(err: Exception) -> str | None:
     lowered = text.lower()
     if "out of memory" in lowered:
         return f"out of memory on the device ({text}); use a smaller size or batch, float16, or another device"
+    if "not implemented for 'half'" in lowered or "not implemented for 'bfloat16'" in lowered:
+        return f"this device cannot compute in that dtype ({text}); use --dtype float32"
     if any(part in lowered for part in ("nvidia driver", "device type", "cuda", "mps", "invalid device")):
         return f"the torch device cannot be used ({text}); pick one that exists, e.g. --device cpu"
     return None

@@ -24,6 +24,7 @@ DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_ENCODER = "longclip-l"
 KEEP_MODEL_ENCODER = "none"
 MAX_SIDE = 16384
+MAX_IMAGES = 100_000  # per run: every target is checked before the model loads
 DTYPES = ("float32", "float16", "bfloat16")
 
 
@@ -162,6 +163,8 @@ def check_generation_settings(settings: GenerationSettings) -> None:
             raise SettingError(f"{name} must be a whole number, got {value!r}")
     if settings.steps < 1 or settings.num_images < 1:
         raise SettingError(f"steps and num_images must be at least 1, got {settings.steps} and {settings.num_images}")
+    if settings.num_images > MAX_IMAGES:
+        raise SettingError(f"num_images must be at most {MAX_IMAGES} per run, got {settings.num_images}; split the run")
     last_seed = settings.seed + settings.num_images - 1
     if settings.seed < 0 or last_seed > MAX_SEED:
         raise SettingError(f"seeds must lie in 0..2**64-1; got {settings.seed}..{last_seed}")
@@ -195,8 +198,10 @@ def _generate_locked(settings: GenerationSettings, output: Path, overwrite: bool
     if pipe is None:
         pipe = load_pipeline(settings.model, settings.encoder, torch_dtype=getattr(torch, dtype_name), device=device)
     width, height = _checked_size(pipe, settings.width, settings.height)
+    trained_steps = getattr(pipe.scheduler.config, "num_train_timesteps", None)
+    if isinstance(trained_steps, int) and settings.steps > trained_steps:
+        raise SettingError(f"steps must be at most {trained_steps} for this model's scheduler, got {settings.steps}")
     plan = plan_prompt(settings.prompt, pipe.tokenizer, settings.long_prompt)  # fails early under "error"
-    output.mkdir(parents=True, exist_ok=True)
     record = asdict(settings) | {"width": width, "height": height, "dtype": dtype_name, "device": device}
     record |= {"prompt_tokens": plan.token_count, "encoder_tokens": plan.capacity, "segments": list(plan.segments)}
     if plan.truncation is not None:

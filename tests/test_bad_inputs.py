@@ -195,6 +195,7 @@ API_CASES = [
     ("generate: zero steps", lambda t: _generate(t, steps=0), "SettingError", "steps and num_images must be at least 1"),
     ("generate: fractional steps", lambda t: _generate(t, steps=2.5), "SettingError", "steps must be a whole number"),
     ("generate: no images", lambda t: _generate(t, num_images=0), "SettingError", "at least 1"),
+    ("generate: a billion images", lambda t: _generate(t, num_images=10**9), "SettingError", "num_images must be at most 100000"),
     ("generate: negative seed", lambda t: _generate(t, seed=-1), "SettingError", "seeds must lie in 0..2"),
     ("generate: NaN guidance", lambda t: _generate(t, guidance_scale=float("nan")), "SettingError", "guidance_scale must be a finite number"),
     ("generate: negative guidance", lambda t: _generate(t, guidance_scale=-2.0), "SettingError", "guidance_scale must be at least 0"),
@@ -212,7 +213,7 @@ API_CASES = [
     ("evaluate_prominence: object file is a folder", lambda t: _prominence(t, _folder(t)), "ProminenceDataError", "is a folder, not a file"),
     ("evaluate_prominence: no pipelines", lambda t: _prominence(t, [["cat", "dog"]], pipelines={}), "DebiasDiffusionError", "pipeline"),
     ("probe_text: no encoders", lambda t: _probe_text(t, {}), "ProbeConfigError", "give at least one encoder"),
-    ("probe_text: one object per caption", lambda t: _probe_text(t, {"a": "nobody/none"}, num_objects=1), "ProbeConfigError", ""),
+    ("probe_text: one object per caption", lambda t: _probe_text(t, {"a": "nobody/none"}, num_objects=1), "ProbeConfigError", "need at least 2 objects"),
 ]
 
 

@@ -150,8 +150,10 @@ CASES = [
     CliCase("count-tokens: --max-length 1.5", count("a cat", "--max-length", "1.5"), USAGE, "whole number, got '1.5'"),
     # generate: arguments
     CliCase("generate: --steps 0", gen("--steps", "0"), USAGE, "--steps: must be at least 1, got 0"),
+    CliCase("generate: more steps than the scheduler has", gen("--steps", "1001"), SettingError, "steps must be at most 1000 for this model's scheduler"),
     CliCase("generate: --steps -5", gen("--steps", "-5"), USAGE, "--steps: must be at least 1"),
     CliCase("generate: --num-images 0", gen("--num-images", "0"), USAGE, "--num-images: must be at least 1"),
+    CliCase("generate: --num-images 10**9", gen("--num-images", str(10**9)), USAGE, "--num-images: must be at most 100000"),
     CliCase("generate: --seed -1", gen("--seed", "-1"), USAGE, "--seed: must be at least 0, got -1"),
     CliCase("generate: --seed 2**64", gen("--seed", str(2**64)), USAGE, "--seed: must be at most"),
     CliCase("generate: last seed past 2**64-1", gen("--seed", str(2**64 - 1), "--num-images", "2"), SettingError, "seeds must lie in 0..2\\*\\*64-1"),

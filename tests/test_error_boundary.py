@@ -61,6 +61,7 @@ def _yaml_error() -> yaml.YAMLError:
         (ValueError("num_inference_steps must be at most 1000\nsecond line"), "^num_inference_steps must be at most 1000$"),
         (RuntimeError("Found no NVIDIA driver on your system."), "^the torch device cannot be used .*--device cpu"),
         (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), "^out of memory on the device"),
+        (RuntimeError('"LayerNormKernelImpl" not implemented for \'Half\''), "^this device cannot compute in that dtype .*--dtype float32"),
         (MemoryError(), "^out of memory"),
         (ModuleNotFoundError("No module named 'sam2'", name="sam2"), r"^a required package is missing or broken \(sam2\)"),
     ],

@@ -105,5 +105,4 @@ def test_full_disk_is_one_error_line_and_leaves_no_partial_image(model_dir, tmp_
     assert _generate(model_dir, tmp_path / "out", SHORT_PROMPT, "--encoder", "none") == 2
     last_line = capsys.readouterr().err.splitlines()[-1]  # after the progress bars
     assert last_line == f"error: {tmp_path / 'out' / 'seed-0.png'}: no space left on the device; free some disk space or choose another output folder"
-    assert list((tmp_path / "out").iterdir()) == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert list(tmp_path.iterdir()) == [], "a partial image, an empty folder or the lock was left behind"
