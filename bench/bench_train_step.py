@@ -30,6 +30,7 @@ Usage: python bench/bench_train_step.py [--models tiny] [--steps-of ours long-cl
        [--longclip-src PATH] [--measure time|memory] [--batch 64] [--batches 2 4] [--depth V T]
        [--depth-fit] [--steps 10] [--rounds 3] [--mixed-precision no|bf16|fp16] [--json out.json]
        [--set KEY=VALUE ...]  (TrainConfig knobs for ``ours``, e.g. --set lean_activations=false)
+       python bench/bench_train_step.py --render out.json [more.json ...] [--predict 256]  (reprint tables)
 """
 
 from __future__ import annotations
@@ -391,7 +392,8 @@ def slope(batches: list[int], values: list[float]) -> tuple[float, float]:
 
 
 def measure_depth(args: argparse.Namespace, name: str, depth: tuple[int, int] | None) -> dict[str, dict]:
-    """Per step kind: peaks at each batch size, the per-pair slope, its intercept and the resident bytes."""
+    """Per step kind: held and peak bytes at each batch size, the held bytes' per-pair slope and intercept,
+    the resident bytes (weights, AdamW moments) and the gradients' bytes."""
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
     results = {}
     for kind in args.steps_of:  # one model in memory at a time
@@ -399,44 +401,24 @@ def measure_depth(args: argparse.Namespace, name: str, depth: tuple[int, int] | 
         measured = [step_memory(step, step_inputs(name, batch, accelerator.device)) for batch in args.batches]
         held, peaks = [value[0] for value in measured], [value[1] for value in measured]
         per_pair, intercept = slope(args.batches, held)
-        peak_per_pair, peak_intercept = slope(args.batches, peaks)
+        trainable = sum(p.numel() * 4 for p in step.model.parameters() if p.requires_grad)  # float32 gradients
         results[kind] = dict(held=held, peaks=peaks, per_pair=per_pair, intercept=intercept,
-                             peak_per_pair=peak_per_pair, peak_intercept=peak_intercept,
-                             resident=resident_bytes(step.model))  # fmt: skip
+                             resident=resident_bytes(step.model), gradients=trainable)  # fmt: skip
         del step
     return results
 
 
 def memory_model(args: argparse.Namespace, name: str) -> dict:
     device = Accelerator(mixed_precision=args.mixed_precision).device
-    vision_layers, text_layers = layer_counts(name, None)
+    vision_layers, text_layers = layer_counts(name, tuple(args.depth) if args.depth else None)
     if args.depth_fit:
+        vision_layers, text_layers = layer_counts(name, None)
         fits = {depth: measure_depth(args, name, depth) for depth in ((1, 1), (2, 1), (1, 2))}
-        measured = {}
-        for kind in args.steps_of:
-            base, deeper_vision, deeper_text = (fits[d][kind] for d in ((1, 1), (2, 1), (1, 2)))
-            keys = ("per_pair", "intercept", "peak_per_pair", "peak_intercept", "resident")
-            measured[kind] = dict(
-                **{
-                    key: base[key]
-                    + (vision_layers - 1) * (deeper_vision[key] - base[key])
-                    + (text_layers - 1) * (deeper_text[key] - base[key])
-                    for key in keys
-                },
-                per_layer_pair={"vision": deeper_vision["per_pair"] - base["per_pair"],
-                                "text": deeper_text["per_pair"] - base["per_pair"]},
-                fits={f"{v}x{t}": fits[(v, t)][kind] for v, t in fits},
-            )  # fmt: skip
-        depth_note = f"fitted from depths 1x1, 2x1, 1x2 to {vision_layers}x{text_layers}"
+        measured = {kind: extrapolated(fits, kind, vision_layers, text_layers) for kind in args.steps_of}
+        depth_note = f"{vision_layers} x {text_layers}, fitted from 1 x 1, 2 x 1, 1 x 2"
     else:
         measured = measure_depth(args, name, tuple(args.depth) if args.depth else None)
-        vision_layers, text_layers = layer_counts(name, tuple(args.depth) if args.depth else None)
-        depth_note = f"measured at {vision_layers}x{text_layers}"
-    for values in measured.values():
-        values["predicted_peak"] = {
-            str(pairs): values["resident"] + values["peak_intercept"] + pairs * values["peak_per_pair"]
-            for pairs in args.predict
-        }
+        depth_note = f"{vision_layers} x {text_layers}"
     return {
         "model": name,
         "depth": depth_note,
@@ -447,20 +429,48 @@ def memory_model(args: argparse.Namespace, name: str) -> dict:
     }
 
 
-def memory_table(rows: list[dict]) -> str:
+def extrapolated(fits: dict, kind: str, vision_layers: int, text_layers: int) -> dict:
+    """Depth 1 x 1 plus (layers - 1) times the change one more vision / text layer made, for every figure."""
+    base, deeper_vision, deeper_text = (fits[depth][kind] for depth in ((1, 1), (2, 1), (1, 2)))
+    figures = {
+        key: base[key]
+        + (vision_layers - 1) * (deeper_vision[key] - base[key])
+        + (text_layers - 1) * (deeper_text[key] - base[key])
+        for key in ("per_pair", "intercept", "resident", "gradients")
+    }
+    figures["per_layer_pair"] = {
+        "vision": deeper_vision["per_pair"] - base["per_pair"],
+        "text": deeper_text["per_pair"] - base["per_pair"],
+    }
+    figures["fits"] = {f"{v}x{t}": fits[(v, t)][kind] for v, t in fits}
+    return figures
+
+
+def predicted_peak(figures: dict, pairs: int) -> float:
+    """Bytes at ``pairs``: resident (weights, AdamW) + every gradient + what the forward holds (linear fit).
+
+    At large batches the peak is where the backward starts: the activations are all held and the gradients
+    begin to appear, so this bounds it but for the backward's buffers of one layer at a time (about one
+    layer's activations, ``per_layer_pair``, more). At small batches the peak lies elsewhere (the
+    embedding tables' gradients at the end of the backward), which is why the slope is taken from the
+    held bytes, not from the peaks."""
+    return figures["resident"] + figures["gradients"] + figures["intercept"] + pairs * figures["per_pair"]
+
+
+def memory_table(rows: list[dict], predict: list[int]) -> str:
     mib, gib = 2**20, 2**30
     lines = [
         "| model | layers (vision x text) | precision | device | step | activation MiB / pair "
-        "| peak MiB / pair | fixed GiB (weights + AdamW + peak intercept) | predicted peak GiB (pairs) |",
+        "| resident GiB (weights + AdamW) | gradients GiB | predicted peak GiB (pairs) |",
         "| --- | --- | --- | --- | --- | ---: | ---: | ---: | --- |",
     ]
     for row in rows:
-        for kind, values in row["steps"].items():
-            predicted = ", ".join(f"{value / gib:.1f} ({pairs})" for pairs, value in values["predicted_peak"].items())
-            fixed = (values["resident"] + values["peak_intercept"]) / gib
+        for kind, figures in row["steps"].items():
+            predicted = ", ".join(f"{predicted_peak(figures, pairs) / gib:.1f} ({pairs})" for pairs in predict)
             lines.append(
                 f"| {row['model']} | {row['depth']} | {row['mixed_precision']} | {row['device']} | {kind} "
-                f"| {values['per_pair'] / mib:.1f} | {values['peak_per_pair'] / mib:.1f} | {fixed:.2f} | {predicted} |"
+                f"| {figures['per_pair'] / mib:.1f} | {figures['resident'] / gib:.2f} | {figures['gradients'] / gib:.2f} "
+                f"| {predicted} |"
             )
     return "\n".join(lines)
 
@@ -482,16 +492,25 @@ def main() -> None:
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="a TrainConfig knob for ours")  # fmt: skip
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--render", nargs="+", metavar="JSON", help="print the table of earlier --json files")
     args = parser.parse_args()
     if "long-clip-own" in args.steps_of and args.longclip_src is None:
         parser.error("long-clip-own needs --longclip-src (a local checkout of github.com/beichenzbc/Long-CLIP)")
     if args.measure == "memory" and len(set(args.batches)) < 2:
         parser.error("--measure memory needs two or more different --batches for the per-pair slope")
     args.overrides = dict(parse_override(setting) for setting in args.settings)
-    measure, table = (time_model, time_table) if args.measure == "time" else (memory_model, memory_table)
-    rows = [measure(args, name) for name in args.models]
+    if args.render:
+        rows = [row for path in args.render for row in json.loads(Path(path).read_text(encoding="utf-8"))]
+        print(memory_table(rows, args.predict) if "steps" in rows[0] else time_table(rows))
+        return
+    if args.measure == "time":
+        rows = [time_model(args, name) for name in args.models]
+        table = time_table(rows)
+    else:
+        rows = [memory_model(args, name) for name in args.models]
+        table = memory_table(rows, args.predict)
     print(f"torch {torch.__version__}, {platform.machine()}, ours with {args.overrides or 'default knobs'}")
-    print(table(rows))
+    print(table)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2), encoding="utf-8")
 
