@@ -116,7 +116,8 @@ class OurStep:
         self.accelerator = accelerator
         self.recipe = get_recipe("debias")
         optimizer = torch.optim.AdamW(parameter_groups(self.prepared.model, config.weight_decay), lr=config.lr)
-        self.module, self.optimizer = accelerator.prepare(TwoCaptionCLIP(self.prepared.model), optimizer)
+        module = TwoCaptionCLIP(self.prepared.model, hidden_positions=0)  # as the trainer's, without distillation
+        self.module, self.optimizer = accelerator.prepare(module, optimizer)
         self.model = self.prepared.model
         accelerator.backward = marked_backward(accelerator.backward)  # the profiler sees where the backward starts
 
