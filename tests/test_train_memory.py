@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import CLIPConfig, CLIPModel
+from test_train_loop import _tiny_clip
 from transformers.activations import QuickGELUActivation
 
 from train_encoder.model_setup import LeanQuickGELU, TwoCaptionCLIP, use_lean_activations
-
-
-def _tiny_clip() -> CLIPModel:
-    torch.manual_seed(0)
-    config = CLIPConfig(
-        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         max_position_embeddings=77, hidden_act="quick_gelu"),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8, hidden_act="quick_gelu"),
-        projection_dim=16,
-    )  # fmt: skip
-    return CLIPModel(config).train()
 
 
 def _saved_bytes(function, x: torch.Tensor) -> int:
@@ -55,7 +43,7 @@ def test_lean_quick_gelu_matches_the_plain_one_bit_for_bit_and_saves_half(dtype)
 
 
 def test_use_lean_activations_swaps_every_quick_gelu_and_keeps_the_model_exact():
-    plain, lean = _tiny_clip(), _tiny_clip()
+    plain, lean = _tiny_clip().train(), _tiny_clip().train()
     assert use_lean_activations(lean) == 4  # 2 text + 2 vision MLPs
     assert not any(isinstance(m, QuickGELUActivation) for m in lean.modules())
     assert plain.state_dict().keys() == lean.state_dict().keys()
@@ -71,7 +59,7 @@ def test_use_lean_activations_swaps_every_quick_gelu_and_keeps_the_model_exact()
 
 
 def test_two_caption_forward_keeps_only_the_hidden_states_it_is_asked_for():
-    model = _tiny_clip()
+    model = _tiny_clip().train()
     ids = torch.randint(1, 49000, (2, 77), generator=torch.Generator().manual_seed(0))
     pixels = torch.randn(2, 3, 32, 32)
     every = TwoCaptionCLIP(model)(pixels, ids, ids)
