@@ -16,15 +16,16 @@ Steps compared (``--steps-of``), on the same shapes, batch of images and token r
   full SVD, λ-weighted losses).
 
 ``--measure time`` (default): seconds per step, steps interleaved in rounds, peak memory on CUDA.
-``--measure memory``: peak memory and activation memory per pair. One forward + backward per batch
-size (``--batches``); on a CPU the torch profiler's allocation events give the peak (allocations
-summed in time order), on CUDA ``torch.cuda.max_memory_allocated``. Activation memory per pair is
-the least-squares slope of that peak over the batch sizes. ``--depth V T`` builds the towers with
+``--measure memory``: activation memory per pair and the predicted peak. One forward + backward per
+batch size (``--batches``); on a CPU the torch profiler's allocation events (summed in time order)
+give the bytes held when the backward starts (what the forward saved for it) and the peak, on CUDA
+``torch.cuda.memory_allocated`` / ``max_memory_allocated``. Activation memory per pair is the
+least-squares slope of the held bytes over the batch sizes. ``--depth V T`` builds the towers with
 V vision / T text layers (the same widths, heads and sequence lengths), so that ViT-L/14-shaped
 layers can be measured on a CPU; ``--depth-fit`` measures the depths (1, 1), (2, 1), (1, 2) and
 extrapolates the per-pair slope linearly to the real depth (a layer's saved activations do not
-depend on its index). The resident part (weights, AdamW's two moments) is counted from the
-parameters; the gradients are in the measured peak.
+depend on its index). Weights, AdamW's two moments and the gradients are counted from the
+parameters; the predicted peak at ``--predict`` pairs is their sum plus the held bytes there.
 
 Usage: python bench/bench_train_step.py [--models tiny] [--steps-of ours long-clip-style]
        [--longclip-src PATH] [--measure time|memory] [--batch 64] [--batches 2 4] [--depth V T]
