@@ -297,7 +297,8 @@ def time_model(args: argparse.Namespace, name: str) -> dict:
 
 def time_table(rows: list[dict]) -> str:
     kinds = list(rows[0]["step_s"])
-    reference = kinds[1] if len(kinds) > 1 else kinds[0]
+    others = [kind for kind in kinds if kind != "ours"]
+    reference = "long-clip-own" if "long-clip-own" in kinds else (others or kinds)[0]
     lines = [
         f"| model | batch | precision | device | {' | '.join(f'{k} s/step' for k in kinds)} "
         f"| ours / {reference} (per round) | peak memory {' / '.join(kinds)} |",
