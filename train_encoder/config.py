@@ -75,6 +75,9 @@ class TrainConfig:
     freeze_text: bool = False
     freeze_vision: bool = False
     gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward (less memory, about a third more compute)."""
+    lean_activations: bool = True
+    """Quick-GELU saves only its input for the backward (same values; less activation memory)."""
 
     # --- recipe and loss ---------------------------------------------------------------------------
     recipe: str = "debias"

@@ -6,6 +6,7 @@ shorter position table with KPS, and applies Long-CLIP's training split: the fir
 position rows stay exactly as they are (:class:`FrozenPositionRows`), the logit scale restarts
 at 100, and towers can be frozen. :class:`TwoCaptionCLIP` is the single ``forward`` that DDP wraps
 (images and both caption branches), so gradient synchronisation sees every parameter use.
+``use_lean_activations`` swaps Quick-GELU for one that saves half of what autograd saves for it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 from transformers import CLIPImageProcessor, CLIPModel
+from transformers.activations import QuickGELUActivation
 
 from debias_diffusion.errors import EncoderMismatchError
 from debias_diffusion.stretching import stretch_ratio, stretch_text_encoder
@@ -39,6 +41,7 @@ __all__ = [
     "freeze_towers",
     "parameter_groups",
     "reset_logit_scale",
+    "use_lean_activations",
 ]
 
 MAX_LOGIT_SCALE = 100.0
@@ -113,9 +116,52 @@ def build_model(config: TrainConfig) -> PreparedModel:
     if config.logit_scale is not None:
         reset_logit_scale(model, config.logit_scale)
     frozen = None if config.freeze_text or config.keep == 0 else FrozenPositionRows(model, config.keep)
+    if config.lean_activations:
+        use_lean_activations(model)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return PreparedModel(model, loaded.preprocessing, loaded.source, source_positions, frozen, reference)
+
+
+class _QuickGELUFunction(torch.autograd.Function):
+    """``x * sigmoid(1.702 x)`` saving only ``x``; the backward recomputes the sigmoid.
+
+    Autograd on the plain expression saves two tensors of the MLP's width, ``x`` and ``sigmoid(1.702 x)``.
+    The backward below runs the same kernels as autograd's, so values and gradients are bit-identical.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return x * torch.sigmoid(1.702 * x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        sigmoid = torch.sigmoid(1.702 * x)
+        return grad * sigmoid + torch.ops.aten.sigmoid_backward(grad * x, sigmoid) * 1.702
+
+
+class LeanQuickGELU(nn.Module):
+    """Quick-GELU (OpenAI CLIP's activation) that keeps only its input for the backward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _QuickGELUFunction.apply(x)
+
+
+def use_lean_activations(model: nn.Module) -> int:
+    """Replace every transformers ``QuickGELUActivation`` in ``model`` by :class:`LeanQuickGELU`; returns how many.
+
+    Same values and gradients; per token and layer the MLP's saved activations drop from three
+    tensors of ``4 x width`` to two (the other is the ``fc2`` input).
+    """
+    swapped = 0
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, QuickGELUActivation):
+                setattr(module, name, LeanQuickGELU())
+                swapped += 1
+    return swapped
 
 
 def freeze_towers(model: CLIPModel, *, text: bool = False, vision: bool = False) -> None:
@@ -165,8 +211,9 @@ class TwoCaptionOutput(NamedTuple):
     image_features: torch.Tensor
     long_text_features: torch.Tensor
     short_text_features: torch.Tensor
-    long_hidden_states: torch.Tensor
-    """Final-layer-norm hidden states of the long captions (what a Stable Diffusion UNet reads)."""
+    long_hidden_states: torch.Tensor | None
+    """Final-layer-norm hidden states of the long captions (what a Stable Diffusion UNet reads); the first
+    ``TwoCaptionCLIP.hidden_positions`` of them, ``None`` when that is 0."""
     logit_scale: torch.Tensor
     """The multiplier, ``logit_scale.exp()``."""
     short_image_features: torch.Tensor | None = None
@@ -180,12 +227,18 @@ class TwoCaptionCLIP(nn.Module):
 
     ``image_side`` (from ``Recipe.image_side``) replaces the plain image tower call: it is a submodule, so
     its parameters train, synchronise under DDP and sit in ``parameters()`` after the CLIP model's.
+    ``hidden_positions``: how many leading positions of the long captions' hidden states the output
+    carries (``None``: all, as a view; ``0``: none; ``n``: a copy of the first ``n``, so that the
+    ``[2 x batch, 248, width]`` states of both branches are not kept alive through the backward).
     """
 
-    def __init__(self, clip: CLIPModel, image_side: nn.Module | None = None) -> None:
+    def __init__(
+        self, clip: CLIPModel, image_side: nn.Module | None = None, *, hidden_positions: int | None = None
+    ) -> None:
         super().__init__()
         self.clip = clip
         self.image_side = image_side
+        self.hidden_positions = hidden_positions
 
     def forward(
         self, pixel_values: torch.Tensor, long_ids: torch.Tensor, short_ids: torch.Tensor, **image_inputs: torch.Tensor
@@ -204,6 +257,8 @@ class TwoCaptionCLIP(nn.Module):
         text = clip.text_model(input_ids=torch.cat([long_ids, short_ids]))
         long_features, short_features = clip.text_projection(text.pooler_output).split(long_ids.shape[0])
         hidden = text.last_hidden_state[: long_ids.shape[0]]
+        if self.hidden_positions is not None:
+            hidden = hidden[:, : self.hidden_positions].clone() if self.hidden_positions else None
         return TwoCaptionOutput(
             image_features,
             long_features,

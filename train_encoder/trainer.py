@@ -163,7 +163,8 @@ def train(
 
     model = prepared.model
     image_side = recipe.image_side(model)
-    two_caption = TwoCaptionCLIP(model, image_side)
+    distilling = prepared.reference_text is not None and config.distill_weight > 0
+    two_caption = TwoCaptionCLIP(model, image_side, hidden_positions=SD_POSITIONS if distilling else 0)
     optimizer = torch.optim.AdamW(
         parameter_groups(two_caption, config.weight_decay, decay_all=config.decay_all_parameters),
         lr=config.lr,
