@@ -39,22 +39,25 @@ def world_items(count: int) -> list[dict[str, str]]:
 
 def late_detail_conditions(models: Path, clips: dict[str, Path]) -> dict[str, LateDetailCondition]:
     """CLIP-77 with truncate and chunk, then every other encoder (one pass, truncate past 248)."""
-    conditions = {}
-    for label, folder in clips.items():
-        loader = functools.partial(load_pipe, models, None if label == "CLIP-77" else folder)
-        conditions[label] = LateDetailCondition(loader, "truncate")
-        if label == "CLIP-77":
-            conditions["CLIP-77 (chunk)"] = LateDetailCondition(loader, "chunk")
-    return conditions
+    loaders = {label: functools.partial(load_pipe, models, None if label == "CLIP-77" else folder)
+               for label, folder in clips.items()}  # fmt: skip
+    conditions = {label: LateDetailCondition(loader, "truncate") for label, loader in loaders.items()}
+    return conditions | {"CLIP-77 (chunk)": LateDetailCondition(loaders["CLIP-77"], "chunk")}
 
 
-def run_world_late_detail(output: Path, models: Path, clips: dict[str, Path], items: int, seeds) -> LateDetailRun:
+def run_world_late_detail(
+    output: Path, models: Path, clips: dict[str, Path], items: int, seeds, offsets=OFFSETS, only=None
+) -> LateDetailRun:
+    conditions = late_detail_conditions(models, clips)
+    unknown = sorted(set(only or ()) - set(conditions))
+    if unknown:
+        raise SystemExit(f"error: unknown condition(s) {unknown}; choose from {list(conditions)}")
     return evaluate_late_detail(
-        late_detail_conditions(models, clips),
+        {label: conditions[label] for label in only} if only else conditions,
         world_items(items),
         detector=ColourDetector(),
         output_dir=output,
-        offsets=OFFSETS,
+        offsets=tuple(offsets),
         seeds=tuple(seeds),
         generation=GENERATION,
         caveat=CAVEAT,
@@ -67,6 +70,9 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=MODELS)
     parser.add_argument("--items", type=int, default=6)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--offsets", type=int, nargs="+", default=list(OFFSETS))
+    parser.add_argument("--conditions", nargs="+", metavar="LABEL",
+                        help="run only these conditions, in this order (default: all; e.g. 'CLIP-77' 'DeBias recipe')")  # fmt: skip
     parser.add_argument("--encoder", action="append", default=[], metavar="LABEL=CLIP_FOLDER")
     args = parser.parse_args()
     try:
@@ -75,7 +81,7 @@ def main() -> None:
         parser.error(str(error))
     torch.set_num_threads(max(1, torch.get_num_threads()))
     clips = {label: args.models / name for label, name in ENCODERS.items()} | extra
-    run = run_world_late_detail(args.output, args.models, clips, args.items, args.seeds)
+    run = run_world_late_detail(args.output, args.models, clips, args.items, args.seeds, args.offsets, args.conditions)
     for curve in run.curves:
         cells = " ".join(
             f"{o}:{p.value:.2f}/{b.value:.2f}"
