@@ -260,3 +260,7 @@ def test_cli_runs_a_saved_pipeline_and_reports_bad_input(tmp_path, capsys):
     bad.write_text("# one sentence a line\nA star shines.\n")
     assert main([*argv, "--context", str(bad)]) == 2
     assert "names the object 'green star'" in capsys.readouterr().err
+    items = ["late-detail", "--items", str(tmp_path / "items.yaml"), "--detector", "colour"]
+    assert main([*items, "-p", f"tiny={tmp_path / 'pipe'}", "--chunk", "other"]) == 2
+    assert "--chunk other: no --encoder or --pipeline is named 'other'" in capsys.readouterr().err
+    assert main(items) == 2 and "at least one --encoder" in capsys.readouterr().err
