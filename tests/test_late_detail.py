@@ -6,12 +6,13 @@ import json
 import re
 
 import pytest
+import torch
 from PIL import Image, ImageDraw
 from pipeline_builders import sd_components
 
 from debias_diffusion import DeBiasStableDiffusionPipeline
 from debias_diffusion.cli import main
-from debias_diffusion.errors import ProminenceDataError
+from debias_diffusion.errors import CheckpointError, ProminenceDataError
 from debias_diffusion.late_detail import NEUTRAL_CONTEXT, LateDetailItem, build_prompts, context_pool
 from debias_diffusion.late_detail.metrics import effective_length
 from debias_diffusion.late_detail.prompts import mention_offset
@@ -221,6 +222,38 @@ def test_a_real_tiny_diffusers_pipeline_runs_through(tmp_path):
     assert run.generated == 2 * 2 * 2 and len(run.records) == 8
     with Image.open(tmp_path / "run" / run.records[0].image) as image:
         assert image.size == (32, 32)
+
+
+def test_images_are_keyed_by_the_pipelines_content_and_resume_exactly(tmp_path):
+    painter = WindowPainter(40)
+    painter.identity = "painter reading 40 tokens"
+    settings = dict(offsets=(12, 110), seeds=(0, 1, 2), generation=GenerationOptions(steps=1, images_per_call=2))
+    first = _run(tmp_path, {"p": painter}, **settings)
+    assert first.generated == 2 * 2 * 2 * 3  # items x (mention, control) x offsets x seeds, controls included
+    lost = tmp_path / "run" / first.records[1].image
+    kept_bytes = lost.read_bytes()
+    lost.unlink()
+    scratch = tmp_path / "run" / "images" / "p" / ".left-by-a-killed-writer.png.tmp"
+    scratch.write_bytes(b"half an image")
+    again = _run(tmp_path, {"p": painter}, **settings)
+    assert again.generated == 1 and again.measured == 0  # the same bytes: its stored measurements still apply
+    assert lost.read_bytes() == kept_bytes and not scratch.exists()
+    assert [r.present for r in again.records] == [r.present for r in first.records]
+    painter.identity = "another painter under the same name"
+    other = _run(tmp_path, {"p": painter}, **settings)
+    assert other.generated == first.generated and other.measured == first.generated
+    assert {r.image for r in other.records}.isdisjoint(r.image for r in first.records)
+
+
+def test_a_pipeline_with_nan_weights_is_refused_before_any_image(tmp_path):
+    painter = WindowPainter(40)
+    broken = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        broken.weight[0, 0] = float("nan")
+    painter.components = {"unet": broken}
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        _run(tmp_path, {"p": painter})
+    assert painter.images == 0 and not list((tmp_path / "run").glob("images/**/*.png"))
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,9 @@ For each condition (a pipeline, its encoder and a long-prompt policy) every item
 control prompts (:func:`~.prompts.build_prompts`) are generated with the same seeds, the target
 (and anchor) measured by a prominence detector, and the curves of :mod:`.metrics` reported.
 
-Work is cached in ``output_dir`` exactly as ``evaluate-prominence`` caches it (:mod:`.image_cache`),
-plus ``encoders/<condition>.json``: the condition's window, policy and, per prompt, where its own
+Work is cached in ``output_dir`` exactly as ``evaluate-prominence`` caches it (:mod:`.image_cache`:
+content-identity keys, exact resume, scratch cleanup, a NaN weight check before generating), plus
+``encoders/<condition>.json``: the condition's window, policy, identity and, per prompt, where its own
 tokenizer puts the mention and whether the encoder reads it. Every file is written atomically and
 the whole run holds the output folder's lock; a re-run with the same arguments only fills the gaps.
 Prompts, context and offsets are all checked before the first image is generated.
@@ -26,8 +27,9 @@ from ..atomic_io import atomic_write_json
 from ..conditioning import check_long_prompt_policy, plan_prompt
 from ..errors import ProminenceDataError, PromptError
 from ..output_lock import locked_output
+from ..prominence.jobs import GenerationOptions, ImageJob
 from ..prominence.measurement import Detector
-from ..prominence.runner import GenerationOptions, ImageJob
+from ..prominence.store import folder_names
 from ..tokenization import build_clip_tokenizer
 from . import image_cache
 from .context import context_pool
@@ -115,30 +117,29 @@ def evaluate_late_detail(
                             tolerance=tolerance, target_sentence=target_sentence, anchor_sentence=anchor_sentence,
                             seed=context_seed)  # fmt: skip
     output_dir = Path(output_dir)
-    folders = image_cache.folder_names(list(specs))
+    folders = folder_names(specs)
     with locked_output(output_dir):
-        detector_dir, detector_settings = image_cache.detector_folder(output_dir, detector)
-        atomic_write_json(detector_dir / "detector.json", detector_settings)
+        hashes = image_cache.file_hashes(output_dir)
         generated = measured = 0
         records: list[LateDetailRecord] = []
+        identities = {}
         for name, spec in specs.items():
             options = dataclasses.replace(generation, extra={**generation.extra, "long_prompt": spec.long_prompt})
             jobs = [ImageJob(name, p.item, f"{p.kind}@{p.offset}", item_list[p.item].labels, seed, p.prompt)
                     for p in prompts for seed in seeds]  # fmt: skip
-            missing = [job for job in jobs if not image_cache.image_path(output_dir, folders, job, options).is_file()]
-            reading = _read_reading(output_dir / "encoders" / f"{folders[name]}.json", spec.long_prompt, prompts)
-            if missing or reading is None:
-                pipe = spec.pipeline() if image_cache.is_loader(spec.pipeline) else spec.pipeline
-                reading = _write_reading(output_dir / "encoders" / f"{folders[name]}.json", pipe, spec.long_prompt,
-                                         prompts)  # fmt: skip
-                if missing:
-                    generated += image_cache.generate_images(pipe, missing, output_dir, folders, options, progress)
+            images = image_cache.condition_images(output_dir, name, folders[name], spec.pipeline, jobs, options,
+                                                  detector, hashes)  # fmt: skip
+            identities[name] = images.identity
+            reading_path = output_dir / "encoders" / f"{folders[name]}.json"
+            reading = _read_reading(reading_path, spec.long_prompt, images.identity, prompts)
+            if not images.complete or reading is None:
+                pipe = images.load_pipeline()
+                reading = _write_reading(reading_path, pipe, spec.long_prompt, images.identity, prompts)
+                generated += images.generate(pipe, progress)
                 del pipe
-            measured += image_cache.measure_images(jobs, output_dir, detector_dir, folders, options, detector,
-                                                   detection_batch_size, progress)  # fmt: skip
-            records += _records(
-                name, jobs, prompts, seeds, item_list, reading, output_dir, detector_dir, folders, options
-            )
+            measured += images.measure(detection_batch_size, progress)
+            records += _records(name, images, prompts, seeds, item_list, reading)
+        detector_settings = images.store.detector_settings  # the same detector for every condition
         curves = late_detail_curves(records)
         files = None
         if report:
@@ -149,7 +150,8 @@ def evaluate_late_detail(
                         "context_sentences": len(pool), "target_sentence": target_sentence,
                         "anchor_sentence": anchor_sentence, "generation": generation.cache_fields(),
                         "items": [dataclasses.asdict(item) for item in item_list],
-                        "conditions": {name: spec.long_prompt for name, spec in specs.items()}}  # fmt: skip
+                        "conditions": {name: spec.long_prompt for name, spec in specs.items()},
+                        "identities": identities}  # fmt: skip
             files = write_late_detail_report(records, curves, prompts, output_dir / "report", settings=settings,
                                              images_root=output_dir, caveat=caveat)  # fmt: skip
     return LateDetailRun(records, curves, prompts, output_dir, generated, measured, files)
@@ -182,7 +184,7 @@ def _key(prompt: LateDetailPrompt) -> str:
     return hashlib.sha1(f"{prompt.offset}|{prompt.prompt}".encode()).hexdigest()[:16]
 
 
-def _write_reading(path: Path, pipe, policy: str, prompts: Sequence[LateDetailPrompt]) -> dict:
+def _write_reading(path: Path, pipe, policy: str, identity: str, prompts: Sequence[LateDetailPrompt]) -> dict:
     tokenizer = getattr(pipe, "tokenizer", None)
     if tokenizer is None:
         raise ProminenceDataError(f"the pipeline {type(pipe).__name__} has no tokenizer: the mention offsets "
@@ -190,36 +192,38 @@ def _write_reading(path: Path, pipe, policy: str, prompts: Sequence[LateDetailPr
     reading = {
         "window": int(tokenizer.model_max_length),
         "policy": policy,
+        "identity": identity,
         "mentions": {_key(p): list(mention_reading(p, tokenizer, policy)) for p in prompts if p.mentioned},
     }
     atomic_write_json(path, reading)
     return reading
 
 
-def _read_reading(path: Path, policy: str, prompts: Sequence[LateDetailPrompt]) -> dict | None:
+def _read_reading(path: Path, policy: str, identity: str, prompts: Sequence[LateDetailPrompt]) -> dict | None:
+    """The stored reading, if it was made for this policy and pipeline (``identity``) and covers ``prompts``."""
     if not path.is_file():
         return None
-    reading = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        reading = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None  # damaged: read again
     wanted = {_key(p) for p in prompts if p.mentioned}
-    if reading.get("policy") != policy or not wanted <= set(reading.get("mentions", {})):
+    if not isinstance(reading, dict) or (reading.get("policy"), reading.get("identity")) != (policy, identity):
         return None
-    return reading
+    return reading if wanted <= set(reading.get("mentions", {})) else None
 
 
-def _records(name, jobs, prompts, seeds, items, reading, output_dir, detector_dir, folders, options) -> list:
+def _records(name, images, prompts, seeds, items, reading) -> list[LateDetailRecord]:
     mention_of = {(p.item, p.offset): p for p in prompts if p.mentioned}
     records = []
-    for job, (prompt, seed) in zip(jobs, [(p, s) for p in prompts for s in seeds], strict=True):
+    for job, (prompt, seed) in zip(images.jobs, [(p, s) for p in prompts for s in seeds], strict=True):
         offset, read = reading["mentions"][_key(mention_of[(prompt.item, prompt.offset)])]
-        measurements = image_cache.read_measurements(image_cache.detection_path(detector_dir, folders, job, options))
-        if [m.label for m in measurements] != list(job.ordering):
-            raise ProminenceDataError(f"cached measurements of {job.prompt[:60]!r} do not match {list(job.ordering)}")
+        measurements = images.measurements[job]
         target = measurements[-1]
         item = items[prompt.item]
         records.append(LateDetailRecord(
             condition=name, window=reading["window"], policy=reading["policy"], item=prompt.item, target=item.target,
-            anchor=item.anchor, offset=prompt.offset, mentioned=prompt.mentioned, seed=seed,
-            image=image_cache.image_path(output_dir, folders, job, options).relative_to(output_dir).as_posix(),
+            anchor=item.anchor, offset=prompt.offset, mentioned=prompt.mentioned, seed=seed, image=images.image(job),
             mention_offset=offset, conditioned=bool(read), present=target.present, area=target.area,
             score=target.score, anchor_present=measurements[0].present if item.anchor is not None else None,
         ))  # fmt: skip
