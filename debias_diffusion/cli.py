@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .argument_types import bounded_float, bounded_int, non_empty_text, seed
 from .error_boundary import run_guarded
 from .generation import DTYPES
 from .named_arguments import parse_named_values
+
+if TYPE_CHECKING:
+    from .prominence.jobs import GenerationOptions
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -276,7 +280,7 @@ def _run_evaluate_prominence(args: argparse.Namespace) -> int:
     from .errors import ProminenceDataError
     from .generation import load_pipeline
     from .prominence.detectors import get_detector
-    from .prominence.runner import GenerationOptions, evaluate_prominence
+    from .prominence.runner import evaluate_prominence
 
     device = resolve_device(args.device)  # before any model is loaded
     dtype = getattr(torch, args.dtype or ("float16" if device.startswith("cuda") else "float32"))
@@ -290,7 +294,6 @@ def _run_evaluate_prominence(args: argparse.Namespace) -> int:
             pipelines[name] = functools.partial(load, model, encoder)
     if not pipelines:
         raise ProminenceDataError("name at least one --encoder NAME=SOURCE or --pipeline NAME=FOLDER to compare")
-    width, height = args.size or (None, None)
     run = evaluate_prominence(
         pipelines,
         args.objects,
@@ -299,13 +302,7 @@ def _run_evaluate_prominence(args: argparse.Namespace) -> int:
         templates=args.template or ["list"],
         seeds=args.seeds,
         max_orderings=args.max_orderings,
-        generation=GenerationOptions(
-            steps=args.steps,
-            guidance_scale=args.guidance_scale,
-            width=width,
-            height=height,
-            negative_prompt=args.negative_prompt,
-        ),  # fmt: skip
+        generation=_generation_options(args),
         caveat=args.caveat,
     )
     print(f"{len(run.records)} measurements ({run.generated} images generated, {run.measured} measured this run)")
@@ -370,6 +367,15 @@ def _add_late_detail(commands) -> None:
     p.set_defaults(run=_run_late_detail)
 
 
+def _generation_options(args: argparse.Namespace) -> GenerationOptions:
+    """The image settings both evaluators take from the command line (each adds its own policy)."""
+    from .prominence.jobs import GenerationOptions
+
+    width, height = args.size or (None, None)
+    return GenerationOptions(steps=args.steps, guidance_scale=args.guidance_scale, width=width, height=height,
+                             negative_prompt=args.negative_prompt)  # fmt: skip
+
+
 def _run_late_detail(args: argparse.Namespace) -> int:
     import functools
 
@@ -379,7 +385,6 @@ def _run_late_detail(args: argparse.Namespace) -> int:
     from .generation import load_pipeline
     from .late_detail.runner import LateDetailCondition, evaluate_late_detail
     from .prominence.detectors import get_detector
-    from .prominence.runner import GenerationOptions
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = getattr(torch, args.dtype or ("float16" if device.startswith("cuda") else "float32"))
@@ -397,7 +402,6 @@ def _run_late_detail(args: argparse.Namespace) -> int:
         if name not in conditions:
             raise ProminenceDataError(f"--chunk {name}: no --encoder or --pipeline is named {name!r}")
         conditions[f"{name} (chunk)"] = LateDetailCondition(conditions[name].pipeline, "chunk")
-    width, height = args.size or (None, None)
     run = evaluate_late_detail(
         conditions,
         args.items,
@@ -409,13 +413,7 @@ def _run_late_detail(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         total_tokens=args.total_tokens,
         tolerance=args.tolerance,
-        generation=GenerationOptions(
-            steps=args.steps,
-            guidance_scale=args.guidance_scale,
-            width=width,
-            height=height,
-            negative_prompt=args.negative_prompt,
-        ),  # fmt: skip
+        generation=_generation_options(args),
         caveat=args.caveat,
     )
     print(f"{len(run.records)} images measured ({run.generated} images generated, {run.measured} measured this run)")
