@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .argument_types import bounded_float, bounded_int, non_empty_text, seed
 from .error_boundary import run_guarded
 from .generation import DTYPES
 from .named_arguments import parse_named_values
+
+if TYPE_CHECKING:
+    from .prominence.jobs import GenerationOptions
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_count_tokens(commands)
     _add_generate(commands)
     _add_evaluate_prominence(commands)
+    _add_late_detail(commands)
     _add_probe_text(commands)
     _add_probe_image(commands)
     return parser
@@ -275,7 +280,7 @@ def _run_evaluate_prominence(args: argparse.Namespace) -> int:
     from .errors import ProminenceDataError
     from .generation import load_pipeline
     from .prominence.detectors import get_detector
-    from .prominence.runner import GenerationOptions, evaluate_prominence
+    from .prominence.runner import evaluate_prominence
 
     device = resolve_device(args.device)  # before any model is loaded
     dtype = getattr(torch, args.dtype or ("float16" if device.startswith("cuda") else "float32"))
@@ -289,7 +294,6 @@ def _run_evaluate_prominence(args: argparse.Namespace) -> int:
             pipelines[name] = functools.partial(load, model, encoder)
     if not pipelines:
         raise ProminenceDataError("name at least one --encoder NAME=SOURCE or --pipeline NAME=FOLDER to compare")
-    width, height = args.size or (None, None)
     run = evaluate_prominence(
         pipelines,
         args.objects,
@@ -298,18 +302,123 @@ def _run_evaluate_prominence(args: argparse.Namespace) -> int:
         templates=args.template or ["list"],
         seeds=args.seeds,
         max_orderings=args.max_orderings,
-        generation=GenerationOptions(
-            steps=args.steps,
-            guidance_scale=args.guidance_scale,
-            width=width,
-            height=height,
-            negative_prompt=args.negative_prompt,
-        ),  # fmt: skip
+        generation=_generation_options(args),
         caveat=args.caveat,
     )
     print(f"{len(run.records)} measurements ({run.generated} images generated, {run.measured} measured this run)")
     if cut := sum(not record.conditioned for record in run.records):
         print(f"{cut} object mentions were cut from their prompts by --long-prompt (left out of the metrics)")
+    print(f"report: {run.report.summary}")
+    return 0
+
+
+def _add_late_detail(commands) -> None:
+    from .conditioning import LONG_PROMPT_POLICIES
+    from .generation import DEFAULT_MODEL
+    from .late_detail import DEFAULT_OFFSETS
+    from .prominence.detectors import DETECTOR_NAMES
+
+    p = commands.add_parser(
+        "late-detail",
+        help="measure whether a detail mentioned late in a long prompt reaches the image",
+        description=(
+            "Mention each target object at controlled token offsets inside neutral context (same prompt length at "
+            "every offset), generate with each encoder / pipeline and their no-mention controls (same seeds), "
+            "detect the target and report presence minus baseline by offset with 95%% intervals and an effective "
+            "length. Images and measurements are cached: re-running resumes. See docs/late-detail.md."
+        ),
+    )
+    p.add_argument("--items", required=True, help="targets, YAML or JSON: [red circle, {target: cat, anchor: dog}]")
+    p.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"base model for --encoder (default: {DEFAULT_MODEL})")
+    p.add_argument("-e", "--encoder", action="append", default=[], metavar="NAME=SOURCE",
+                   help="an encoder in --model (repeatable; 'none' keeps the model's own)")  # fmt: skip
+    p.add_argument("-p", "--pipeline", action="append", default=[], metavar="NAME=FOLDER",
+                   help="a saved pipeline folder or Hub id as it is (repeatable)")  # fmt: skip
+    p.add_argument("--chunk", action="append", default=[], metavar="NAME",
+                   help="also run NAME with the chunk policy, as 'NAME (chunk)' (repeatable)")  # fmt: skip
+    p.add_argument("--long-prompt", choices=LONG_PROMPT_POLICIES, default="truncate",
+                   help="policy of every named condition (default: truncate)")  # fmt: skip
+    p.add_argument(
+        "--offsets",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_OFFSETS),
+        help=f"token offsets of the mention, start token = 0 (default: {' '.join(map(str, DEFAULT_OFFSETS))})",
+    )
+    p.add_argument("--context", help="more context sentences: a text file, one sentence a line")
+    p.add_argument("--no-builtin-context", action="store_true", help="use only --context sentences")
+    p.add_argument("--total-tokens", type=int, help="prompt length (default: the last offset's sentence ends it)")
+    p.add_argument("--tolerance", type=int, default=2, help="tokens an offset may miss (default: 2)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds per prompt (default: 0 1 2)")
+    p.add_argument("--detector", choices=(*DETECTOR_NAMES, "color"), default="owlv2", help="default: owlv2")
+    p.add_argument("--detector-model", help="detector checkpoint (default: the detector's documented one)")
+    p.add_argument("--threshold", type=float, help="owlv2 score threshold (default 0.25)")
+    p.add_argument("--box-threshold", type=float, help="grounding-dino box threshold (default 0.3)")
+    p.add_argument("--text-threshold", type=float, help="grounding-dino text threshold (default 0.25)")
+    p.add_argument("--sam", nargs="?", const="facebook/sam-vit-base", metavar="MODEL", help="add SAM masks")
+    p.add_argument("--steps", type=int, default=30, help="denoising steps (default: 30)")
+    p.add_argument("--guidance-scale", type=float, default=7.5, help="default: 7.5")
+    p.add_argument("--size", type=_size, metavar="WxH", help="image size (default: the model's)")
+    p.add_argument("-n", "--negative-prompt", help="negative prompt for every image")
+    p.add_argument("--dtype", choices=DTYPES, help="weights dtype (default: float16 on CUDA, float32 on CPU)")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--caveat", help="a line printed at the top of the report")
+    p.add_argument("-o", "--output-dir", default="outputs/late_detail", help="default: outputs/late_detail")
+    p.set_defaults(run=_run_late_detail)
+
+
+def _generation_options(args: argparse.Namespace) -> GenerationOptions:
+    """The image settings both evaluators take from the command line (each adds its own policy)."""
+    from .prominence.jobs import GenerationOptions
+
+    width, height = args.size or (None, None)
+    return GenerationOptions(steps=args.steps, guidance_scale=args.guidance_scale, width=width, height=height,
+                             negative_prompt=args.negative_prompt)  # fmt: skip
+
+
+def _run_late_detail(args: argparse.Namespace) -> int:
+    import functools
+
+    import torch
+
+    from .errors import ProminenceDataError
+    from .generation import load_pipeline
+    from .late_detail.runner import LateDetailCondition, evaluate_late_detail
+    from .prominence.detectors import get_detector
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = getattr(torch, args.dtype or ("float16" if device.startswith("cuda") else "float32"))
+    load = functools.partial(load_pipeline, torch_dtype=dtype, device=device)
+    conditions: dict[str, LateDetailCondition] = {}
+    for flag, specs in (("--encoder", args.encoder), ("--pipeline", args.pipeline)):
+        for name, source in parse_named_values(specs, flag, example="longclip-l=longclip-l").items():
+            if name in conditions:
+                raise ProminenceDataError(f"the name {name!r} is given twice; names label the report's rows")
+            model, encoder = (args.model, source) if flag == "--encoder" else (source, "none")
+            conditions[name] = LateDetailCondition(functools.partial(load, model, encoder), args.long_prompt)
+    if not conditions:
+        raise ProminenceDataError("name at least one --encoder NAME=SOURCE or --pipeline NAME=FOLDER to compare")
+    for name in args.chunk:
+        if name not in conditions:
+            raise ProminenceDataError(f"--chunk {name}: no --encoder or --pipeline is named {name!r}")
+        conditions[f"{name} (chunk)"] = LateDetailCondition(conditions[name].pipeline, "chunk")
+    run = evaluate_late_detail(
+        conditions,
+        args.items,
+        detector=get_detector(args.detector, **_detector_options(args, device)),
+        output_dir=args.output_dir,
+        offsets=args.offsets,
+        context=args.context or (),
+        builtin_context=not args.no_builtin_context,
+        seeds=args.seeds,
+        total_tokens=args.total_tokens,
+        tolerance=args.tolerance,
+        generation=_generation_options(args),
+        caveat=args.caveat,
+    )
+    print(f"{len(run.records)} images measured ({run.generated} images generated, {run.measured} measured this run)")
+    for curve in run.curves:
+        print(f"{curve.condition}: effective length {curve.effective_length or 'none'} (window {curve.window})")
     print(f"report: {run.report.summary}")
     return 0
 

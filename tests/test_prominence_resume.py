@@ -21,8 +21,11 @@ from debias_diffusion.errors import DetectorError, ModelNotFoundError, OutputLoc
 from debias_diffusion.output_lock import locked_output
 from debias_diffusion.prominence.detectors import ColourDetector, Owlv2Detector
 from debias_diffusion.prominence.identity import FileHashCache, path_identity, source_identity
+from debias_diffusion.prominence.image_cache import read_valid_sidecar
+from debias_diffusion.prominence.jobs import ImageJob
 from debias_diffusion.prominence.mentions import conditioned_objects, mention_ends
 from debias_diffusion.prominence.runner import GenerationOptions, evaluate_prominence
+from debias_diffusion.prominence.store import ImageStore
 from debias_diffusion.tokenization import build_clip_tokenizer
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -249,3 +252,17 @@ def test_objects_cut_from_the_prompt_are_flagged_and_left_out_of_the_metrics(tmp
     with pytest.raises(ProminenceDataError, match="every prompt loses an object"):  # before generating
         _run(tmp_path / "fresh", {"painter": painter}, templates=(long,))
     assert painter.calls == 0
+
+
+def test_the_store_skips_the_mention_check_only_when_asked(tmp_path):
+    control = ImageJob("m", 0, "control", ("red cube",), 0, "An old oak table by a tall window.")  # names no cube
+    store = ImageStore(tmp_path, {"m": "m"}, GenerationOptions(steps=1), {"m": "id"}, ColourDetector())
+    painter = _tokenized_painter(None)
+    with pytest.raises(ProminenceDataError, match="does not name 'red cube'"):
+        store.generate(painter, [control], {control: None}, progress=False)
+    assert not store.image_path(control).exists()
+    sidecars = {control: None}
+    assert store.generate(painter, [control], sidecars, progress=False, check_mentions=False) == 1
+    assert sidecars[control]["conditioned"] is None
+    stored = read_valid_sidecar(store.image_path(control), store.key(control))  # a valid pair, reused by a re-run
+    assert stored["image_sha256"] == sidecars[control]["image_sha256"] and stored["conditioned"] is None

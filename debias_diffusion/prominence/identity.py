@@ -33,7 +33,7 @@ import torch
 
 from ..atomic_io import atomic_write_json
 
-__all__ = ["FileHashCache", "pipeline_identity", "source_identity", "loader_identity", "path_identity"]
+__all__ = ["FileHashCache", "is_loader", "pipeline_identity", "source_identity", "loader_identity", "path_identity"]
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +220,11 @@ def pipeline_identity(pipe: Any) -> dict[str, Any]:
             identity["class"],
         )
     return identity
+
+
+def is_loader(source: Any) -> bool:
+    """A function / partial that loads a pipeline (a pipeline object is callable too, but generates)."""
+    return inspect.isroutine(source) or isinstance(source, functools.partial)
 
 
 def source_identity(source: Any, hashes: FileHashCache, *, is_loader: bool) -> str:

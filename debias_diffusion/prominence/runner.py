@@ -19,9 +19,6 @@ are missing), so several Stable Diffusion pipelines never share the GPU.
 
 from __future__ import annotations
 
-import functools
-import inspect
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,13 +30,13 @@ from ..atomic_io import atomic_directory
 from ..errors import ProminenceDataError
 from ..output_lock import locked_output
 from ..weight_checks import check_pipeline_weights
-from .identity import FileHashCache, source_identity
+from .identity import FileHashCache, is_loader, source_identity
 from .image_cache import read_valid_sidecar, remove_scratch
 from .jobs import GenerationOptions, ImageJob, check_run_arguments, plan_jobs
 from .measurement import Detector, ProminenceRecord
 from .mentions import mention_ends
 from .prompts import ObjectSet, PromptTemplate, get_template, read_object_sets
-from .store import ImageStore
+from .store import ImageStore, folder_names
 
 __all__ = ["GenerationOptions", "ImageJob", "ProminenceRun", "evaluate_prominence", "plan_jobs"]
 
@@ -109,7 +106,7 @@ def evaluate_prominence(
         sets = list(object_sets)
     template_list = [get_template(spec) for spec in templates]
     check_run_arguments(pipelines, sets, template_list, seeds, generation, detection_batch_size)
-    slugs = _slugs(pipelines)
+    slugs = folder_names(pipelines)
     jobs = plan_jobs(
         list(pipelines), sets, template_list, seeds, max_orderings=max_orderings, ordering_seed=ordering_seed
     )
@@ -120,7 +117,7 @@ def evaluate_prominence(
         remove_scratch(output_dir, OUTPUT_FOLDERS)
         hashes = FileHashCache(output_dir / "cache" / "file-hashes.json")
         identities = {
-            model: source_identity(source, hashes, is_loader=_is_loader(source)) for model, source in pipelines.items()
+            model: source_identity(source, hashes, is_loader=is_loader(source)) for model, source in pipelines.items()
         }
         hashes.save()
         store = ImageStore(output_dir, slugs, generation, identities, detector)
@@ -132,7 +129,7 @@ def evaluate_prominence(
         for model, source in pipelines.items():
             model_jobs = [job for job in jobs if job.model == model]
             if any(sidecars[job] is None for job in model_jobs):
-                pipe = source() if _is_loader(source) else source
+                pipe = source() if is_loader(source) else source
                 check_pipeline_weights(pipe)  # NaN weights would make black images and exit 0
                 generated += store.generate(pipe, model_jobs, sidecars, progress)
                 del pipe
@@ -177,15 +174,3 @@ def _dry_run_detector(detector: Detector, sets: Sequence[ObjectSet], batch_size:
         results = detector.measure([blank] * len(chunk), chunk)
         if [[m.label for m in result] for result in results] != chunk:
             raise ProminenceDataError(f"the detector {detector.name!r} does not return one measurement per label")
-
-
-def _slugs(pipelines: Mapping[str, Any]) -> dict[str, str]:
-    slugs = {name: re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model" for name in pipelines}
-    if len(set(slugs.values())) != len(slugs):
-        raise ProminenceDataError(f"model names {list(pipelines)} collide as folder names; rename one")
-    return slugs
-
-
-def _is_loader(source: Any) -> bool:
-    """A function / partial that loads a pipeline (a pipeline object is callable too, but generates)."""
-    return inspect.isroutine(source) or isinstance(source, functools.partial)

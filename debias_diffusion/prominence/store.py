@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from .jobs import GenerationOptions, ImageJob
 from .measurement import Detector, ObjectMeasurement, ProminenceRecord
 from .mentions import conditioned_objects
 
-__all__ = ["ImageStore"]
+__all__ = ["ImageStore", "folder_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +50,23 @@ class ImageStore:
     def detection_path(self, job: ImageJob) -> Path:
         return self.detector_dir / self.slugs[job.model] / f"{self.key(job)}.json"
 
-    def generate(self, pipe, jobs: list[ImageJob], sidecars: dict, progress: bool) -> int:
-        """Generate the planned batches of ``jobs`` that miss an image; write only the missing images."""
+    def generate(
+        self, pipe, jobs: list[ImageJob], sidecars: dict, progress: bool, *, check_mentions: bool = True
+    ) -> int:
+        """Generate the planned batches of ``jobs`` that miss an image; write only the missing images.
+
+        With ``check_mentions`` (the default) every prompt must name its job's objects in order, and
+        each sidecar records which of them the pipeline's long-prompt policy keeps (``conditioned``).
+        Pass ``False`` for prompts that leave objects out on purpose (no-mention controls): no check,
+        and ``conditioned`` is ``None``.
+        """
         generation = self.generation
         todo = [batch for batch in planned_batches(jobs, lambda job: job.prompt, generation.images_per_call)
                 if any(sidecars[job] is None for job in batch)]  # fmt: skip
         policy = generation.extra.get("long_prompt")
-        kept = {job.prompt: conditioned_objects(pipe, job.prompt, job.ordering, policy) for job in jobs}
-        if all(flags is not None and not all(flags) for flags in kept.values()):
+        kept = {job.prompt: conditioned_objects(pipe, job.prompt, job.ordering, policy) if check_mentions else None
+                for job in jobs}  # fmt: skip
+        if check_mentions and all(flags is not None and not all(flags) for flags in kept.values()):
             raise ProminenceDataError(
                 f"every prompt loses an object to the long-prompt policy of {jobs[0].model!r}, so none of its images "
                 "would be asked for its whole set: use shorter templates or sets, a longer text encoder, or "
@@ -156,6 +166,15 @@ class ImageStore:
             )  # fmt: skip
             for position, (m, kept) in enumerate(zip(measurements, conditioned, strict=True), start=1)
         ]
+
+
+def folder_names(names: Iterable[str]) -> dict[str, str]:
+    """A file-system-safe folder name per model (refuses names that collide)."""
+    names = list(names)
+    slugs = {name: re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model" for name in names}
+    if len(set(slugs.values())) != len(slugs):
+        raise ProminenceDataError(f"model names {names} collide as folder names; rename one")
+    return slugs
 
 
 def _measurement(row: Mapping[str, Any]) -> ObjectMeasurement:

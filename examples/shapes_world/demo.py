@@ -84,6 +84,9 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("outputs/shapes_world"))
     parser.add_argument("--models", type=Path, default=MODELS)
     parser.add_argument("--quick", action="store_true", help="fewer scenes and seeds (a smoke run)")
+    parser.add_argument("--late-detail", action="store_true",
+                        help="also run the late-detail curves (CLIP-77 truncate / chunk, Long-CLIP and DeBias recipes; "
+                             "docs/late-detail.md); off by default until its time fits the 5-minute budget")  # fmt: skip
     parser.add_argument("--encoder", action="append", default=[], metavar="LABEL=CLIP_FOLDER",
                         help="also measure this CLIPModel folder, e.g. 'FIX-CLIP recipe=models_work/fix-clip-recipe/clip'")  # fmt: skip
     args = parser.parse_args()
@@ -122,15 +125,24 @@ def main() -> None:
         caveat=CAVEAT, grid_object_sets=3,
     )  # fmt: skip
 
+    late = None
+    if args.late_detail:
+        print("[3b] late details: the target mentioned at token 12 and 110, against no-mention controls")
+        from late_detail import run_world_late_detail  # a sibling script that imports this one: import late
+
+        late = run_world_late_detail(output / "late_detail", models, clips, 3, (0, 1, 2, 3), offsets=(12, 110),
+                                     only=["CLIP-77", "CLIP-77 (chunk)", "Long-CLIP recipe", "DeBias recipe"])  # fmt: skip
+
     print("[4/4] report")
     quality = generation_quality(run)
     comparison = compare_models(run.records)
     summary = {"retrieval": retrieval.to_dict()["results"],
                "drift_mean_cosine_first_77": {k: v["mean_cosine_first_77"] for k, v in drift.items()},
                "generation_quality": quality, "prominence": comparison.to_dict(),
+               **({"late_detail": {c.condition: c.to_dict() for c in late.curves}} if late else {}),
                "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     atomic_write_json(output / "summary.json", summary)
-    text = report(retrieval.markdown(), drift, quality, comparison, run, summary["seconds"])
+    text = report(retrieval.markdown(), drift, quality, comparison, run, summary["seconds"], late)
     atomic_write_text(output / "report.md", text)
     print(f"done in {summary['seconds']:.0f} s: {output / 'report.md'}")
 
@@ -179,7 +191,7 @@ def position_table(comparison) -> list[str]:
     return lines
 
 
-def report(retrieval_md: str, drift: dict, quality: dict, comparison, run, seconds: float) -> str:
+def report(retrieval_md: str, drift: dict, quality: dict, comparison, run, seconds: float, late=None) -> str:
     summary_md = run.report.summary.relative_to(run.output_dir.parent)
     lines = [
         "# Shapes world: the whole chain offline", "", f"> {CAVEAT}", "",
@@ -204,8 +216,14 @@ def report(retrieval_md: str, drift: dict, quality: dict, comparison, run, secon
         "first-mention advantage: position 1's share minus the mean of the later positions' (cluster bootstrap).", "",
         *position_table(comparison), "",
         f"Full report with definitions, plots and image grids: [{summary_md}]({summary_md})", "",
-        f"Total time: {seconds:.0f} s.",
     ]  # fmt: skip
+    if late is not None:
+        from debias_diffusion.late_detail.report import curves_markdown
+
+        late_md = late.report.summary.relative_to(run.output_dir.parent)
+        lines += ["## 5. Late details: the target mentioned at a token offset, against no-mention controls", "",
+                  *curves_markdown(late.curves), "", f"Curves, grid and definitions: [{late_md}]({late_md})", ""]  # fmt: skip
+    lines += [f"Total time: {seconds:.0f} s."]
     return "\n".join(lines) + "\n"
 
 

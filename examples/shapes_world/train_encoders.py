@@ -11,7 +11,11 @@ Each model is exported as ``OUT/<name>/clip`` (CLIPModel) and ``OUT/<name>/text_
 
 Usage: python examples/shapes_world/train_encoders.py --data DATA --output OUT
        [--pretrain-steps 1500] [--finetune-steps 600] [--batch-size 64]
+       [--finetune-lr 5e-4] [--distill-weight 0] [--clip-77 FOLDER]
 ``DATA`` is a shapes-world export (``python -m debias_diffusion.shapes_world DATA --scenes 4000``).
+``--finetune-lr`` and ``--distill-weight`` set the fine-tuning regime, the same for every recipe (the
+SD-compatibility sweep in docs/shapes-world.md); ``--clip-77`` starts the fine-tunes from an existing
+``clip-77`` CLIPModel folder (e.g. the shipped ``models/clip-77``) instead of pre-training one.
 """
 
 from __future__ import annotations
@@ -83,21 +87,30 @@ def train_world_encoders(
     image_size: int = 64,
     seed: int = 0,
     recipes: Sequence[str] = RECIPES,
+    finetune_lr: float = 5e-4,
+    distill_weight: float = 0.0,
+    clip_77: Path | None = None,
 ) -> dict[str, Path]:
     """Train (or keep, when already there) clip-77 and its 248-token fine-tunes (``<recipe>-recipe``, one per
-    ``recipes``); their ``clip`` folders."""
-    source = output / "random-clip"
-    if not source.is_dir():
-        random_clip(image_size, seed).save_pretrained(source)
+    ``recipes``, all with ``finetune_lr`` and ``distill_weight``); their ``clip`` folders. ``clip_77``: fine-tune
+    this existing CLIPModel folder instead of pre-training one."""
     common = dict(batch_size=batch_size, seed=seed, image_root=str(data))
-    trained = {"clip-77": run("clip-77", output, model=str(source), train_data=str(short_caption_file(data)),
-                              stretch_to=None, keep=0, recipe="long-clip", short_weight=0.0, pca_components=0,
-                              max_steps=pretrain_steps, **common)}  # fmt: skip
+    if clip_77 is not None:
+        if not (Path(clip_77) / "config.json").is_file():
+            raise SystemExit(f"error: --clip-77 {clip_77} is not a CLIPModel folder (no config.json)")
+        trained = {"clip-77": Path(clip_77)}
+    else:
+        source = output / "random-clip"
+        if not source.is_dir():
+            random_clip(image_size, seed).save_pretrained(source)
+        trained = {"clip-77": run("clip-77", output, model=str(source), train_data=str(short_caption_file(data)),
+                                  stretch_to=None, keep=0, recipe="long-clip", short_weight=0.0, pca_components=0,
+                                  max_steps=pretrain_steps, **common)}  # fmt: skip
     for recipe in recipes:
         trained[f"{recipe}-recipe"] = run(
             f"{recipe}-recipe", output, model=str(trained["clip-77"]), train_data=str(data / "captions.jsonl"),
-            stretch_to=248, keep=20, recipe=recipe, max_steps=finetune_steps, lr=5e-4, **common,
-            **RECIPE_OPTIONS.get(recipe, {}),
+            stretch_to=248, keep=20, recipe=recipe, max_steps=finetune_steps, lr=finetune_lr,
+            distill_weight=distill_weight, **common, **RECIPE_OPTIONS.get(recipe, {}),
         )  # fmt: skip
     return trained
 
@@ -113,10 +126,22 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES,
                         help="fine-tunes to train (default: all)")  # fmt: skip
+    parser.add_argument("--finetune-lr", type=float, default=5e-4, help="fine-tunes' peak lr (default: 5e-4)")
+    parser.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.0,
+        help="fine-tunes' SD-compatibility term (hidden states vs clip-77 on 77 positions; default: 0)",
+    )
+    parser.add_argument(
+        "--clip-77", type=Path, help="fine-tune this existing clip-77 CLIPModel folder (no pre-training)"
+    )
     args = parser.parse_args()
     train_world_encoders(args.data, args.output, pretrain_steps=args.pretrain_steps,
                          finetune_steps=args.finetune_steps, batch_size=args.batch_size,
-                         image_size=args.image_size, seed=args.seed, recipes=args.recipes)  # fmt: skip
+                         image_size=args.image_size, seed=args.seed, recipes=args.recipes,
+                         finetune_lr=args.finetune_lr, distill_weight=args.distill_weight,
+                         clip_77=args.clip_77)  # fmt: skip
 
 
 if __name__ == "__main__":
