@@ -227,7 +227,6 @@ def _run_generate(args: argparse.Namespace) -> int:
 def _add_evaluate_prominence(commands) -> None:
     from .conditioning import LONG_PROMPT_POLICIES
     from .generation import DEFAULT_MODEL
-    from .prominence.detectors import DETECTOR_NAMES
 
     p = commands.add_parser(
         "evaluate-prominence",
@@ -250,8 +249,17 @@ def _add_evaluate_prominence(commands) -> None:
     p.add_argument("-t", "--template", action="append", metavar="TEMPLATE", type=_template,
                    help="'list' (a cat and a dog), 'descriptive' (one sentence per object) or a string with "
                         "{objects}; repeatable (default: list)")  # fmt: skip
-    p.add_argument("--seeds", type=seed, nargs="+", default=[0, 1, 2], help="seeds per prompt (default: 0 1 2)")
     p.add_argument("--max-orderings", type=POSITIVE, default=24, help="orderings per set before sampling (default: 24)")
+    p.add_argument("--long-prompt", choices=LONG_PROMPT_POLICIES, default="truncate", help="default: truncate")
+    _add_evaluator_arguments(p, default_output="outputs/prominence")
+    p.set_defaults(run=_run_evaluate_prominence)
+
+
+def _add_evaluator_arguments(p: argparse.ArgumentParser, *, default_output: str) -> None:
+    """Seeds, detector, generation, device and output flags, the same in both image evaluators."""
+    from .prominence.detectors import DETECTOR_NAMES
+
+    p.add_argument("--seeds", type=seed, nargs="+", default=[0, 1, 2], help="seeds per prompt (default: 0 1 2)")
     p.add_argument("--detector", choices=(*DETECTOR_NAMES, "color"), default="owlv2", help="default: owlv2")
     p.add_argument("--detector-model", help="detector checkpoint (default: the detector's documented one)")
     p.add_argument("--threshold", type=bounded_float(0, 1), help="owlv2 score threshold (default 0.25)")
@@ -263,12 +271,10 @@ def _add_evaluate_prominence(commands) -> None:
     p.add_argument("--guidance-scale", type=bounded_float(0), default=7.5, help="default: 7.5")
     p.add_argument("--size", type=_size, metavar="WxH", help="image size (default: the model's)")
     p.add_argument("-n", "--negative-prompt", help="negative prompt for every image")
-    p.add_argument("--long-prompt", choices=LONG_PROMPT_POLICIES, default="truncate", help="default: truncate")
     p.add_argument("--dtype", choices=DTYPES, help="weights dtype (default: float16 on CUDA, float32 on CPU)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--caveat", help="a line printed at the top of the report")
-    p.add_argument("-o", "--output-dir", default="outputs/prominence", help="default: outputs/prominence")
-    p.set_defaults(run=_run_evaluate_prominence)
+    p.add_argument("-o", "--output-dir", default=default_output, help=f"default: {default_output}")
 
 
 def _run_evaluate_prominence(args: argparse.Namespace) -> int:
@@ -316,7 +322,6 @@ def _add_late_detail(commands) -> None:
     from .conditioning import LONG_PROMPT_POLICIES
     from .generation import DEFAULT_MODEL
     from .late_detail import DEFAULT_OFFSETS
-    from .prominence.detectors import DETECTOR_NAMES
 
     p = commands.add_parser(
         "late-detail",
@@ -340,30 +345,16 @@ def _add_late_detail(commands) -> None:
                    help="policy of every named condition (default: truncate)")  # fmt: skip
     p.add_argument(
         "--offsets",
-        type=int,
+        type=bounded_int(0),
         nargs="+",
         default=list(DEFAULT_OFFSETS),
         help=f"token offsets of the mention, start token = 0 (default: {' '.join(map(str, DEFAULT_OFFSETS))})",
     )
     p.add_argument("--context", help="more context sentences: a text file, one sentence a line")
     p.add_argument("--no-builtin-context", action="store_true", help="use only --context sentences")
-    p.add_argument("--total-tokens", type=int, help="prompt length (default: the last offset's sentence ends it)")
-    p.add_argument("--tolerance", type=int, default=2, help="tokens an offset may miss (default: 2)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds per prompt (default: 0 1 2)")
-    p.add_argument("--detector", choices=(*DETECTOR_NAMES, "color"), default="owlv2", help="default: owlv2")
-    p.add_argument("--detector-model", help="detector checkpoint (default: the detector's documented one)")
-    p.add_argument("--threshold", type=float, help="owlv2 score threshold (default 0.25)")
-    p.add_argument("--box-threshold", type=float, help="grounding-dino box threshold (default 0.3)")
-    p.add_argument("--text-threshold", type=float, help="grounding-dino text threshold (default 0.25)")
-    p.add_argument("--sam", nargs="?", const="facebook/sam-vit-base", metavar="MODEL", help="add SAM masks")
-    p.add_argument("--steps", type=int, default=30, help="denoising steps (default: 30)")
-    p.add_argument("--guidance-scale", type=float, default=7.5, help="default: 7.5")
-    p.add_argument("--size", type=_size, metavar="WxH", help="image size (default: the model's)")
-    p.add_argument("-n", "--negative-prompt", help="negative prompt for every image")
-    p.add_argument("--dtype", choices=DTYPES, help="weights dtype (default: float16 on CUDA, float32 on CPU)")
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--caveat", help="a line printed at the top of the report")
-    p.add_argument("-o", "--output-dir", default="outputs/late_detail", help="default: outputs/late_detail")
+    p.add_argument("--total-tokens", type=POSITIVE, help="prompt length (default: the last offset's sentence ends it)")
+    p.add_argument("--tolerance", type=bounded_int(0), default=2, help="tokens an offset may miss (default: 2)")
+    _add_evaluator_arguments(p, default_output="outputs/late_detail")
     p.set_defaults(run=_run_late_detail)
 
 
@@ -381,12 +372,13 @@ def _run_late_detail(args: argparse.Namespace) -> int:
 
     import torch
 
+    from .devices import resolve_device
     from .errors import ProminenceDataError
     from .generation import load_pipeline
     from .late_detail.runner import LateDetailCondition, evaluate_late_detail
     from .prominence.detectors import get_detector
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)  # before any model is loaded
     dtype = getattr(torch, args.dtype or ("float16" if device.startswith("cuda") else "float32"))
     load = functools.partial(load_pipeline, torch_dtype=dtype, device=device)
     conditions: dict[str, LateDetailCondition] = {}

@@ -89,6 +89,15 @@ def prom(*extra: str, objects: Callable[[Path], Path] | None = None) -> Callable
     return argv
 
 
+def late(*extra: str) -> Callable[[Path, Path], list[str]]:
+    def argv(t: Path, m: Path) -> list[str]:
+        items = _text("items.yaml", "[{target: cat, anchor: dog}]")(t)
+        return ["late-detail", "--items", str(items), "-p", f"a={m / 'sd'}", "-o", str(t / "out"),
+                "--detector", "colour", *extra]  # fmt: skip
+
+    return argv
+
+
 def probe(*extra: str) -> Callable[[Path, Path], list[str]]:
     return lambda t, m: ["probe-text", "-e", "a=nobody/none", "-o", str(t / "out"), "--captions", "8", *extra]
 
@@ -196,6 +205,12 @@ CASES = [
     CliCase("prominence: --max-orderings 0", prom("-e", "a=none", "--max-orderings", "0"), USAGE, "--max-orderings: must be at least 1"),
     CliCase("prominence: --steps 0", prom("-e", "a=none", "--steps", "0"), USAGE, "--steps: must be at least 1"),
     CliCase("prominence: --device cuda:99", prom("-e", "a=none", "--device", "cuda:99"), DeviceError, "--device cuda:99"),
+    # late-detail
+    CliCase("late-detail: --seeds -1", late("--seeds", "-1"), USAGE, "--seeds: must be at least 0"),
+    CliCase("late-detail: --offsets -5", late("--offsets", "5", "-5"), USAGE, "--offsets: must be at least 0"),
+    CliCase("late-detail: --steps 0", late("--steps", "0"), USAGE, "--steps: must be at least 1"),
+    CliCase("late-detail: --guidance-scale nan", late("--guidance-scale", "nan"), USAGE, "--guidance-scale: expected a finite number"),
+    CliCase("late-detail: --device cuda:99", late("--device", "cuda:99"), DeviceError, "--device cuda:99"),
     # probe-text
     CliCase("probe-text: --objects 0", probe("--objects", "0"), USAGE, "--objects: must be at least 1"),
     CliCase("probe-text: --captions 0", probe("--captions", "0"), USAGE, "--captions: must be at least 1"),
