@@ -82,11 +82,13 @@ def _clean_input(value: Any) -> Any:
 
 
 class _SavesAsCLIPTokenizer:
-    """Saves ``tokenizer_class: CLIPTokenizer``, so any transformers loader can read the folder.
+    """Saves ``tokenizer_class: CLIPTokenizer`` and ``vocab.json``/``merges.txt`` beside ``tokenizer.json``.
 
-    Reloading with ``CLIPTokenizer``/``AutoTokenizer`` gives the stock class (no cleaning);
-    ``OpenCLIPTokenizer.from_pretrained`` keeps it. Upload with ``push_to_hub()``, which saves
-    through this method, rather than ``save_pretrained(..., push_to_hub=True)``.
+    Any transformers loader can then read the folder: the fast class reads ``tokenizer.json``, the
+    slow one of transformers < 5 (which transformers 5 does not write for) ``vocab.json`` and
+    ``merges.txt``. Reloading with ``CLIPTokenizer``/``AutoTokenizer`` gives the stock class (no
+    cleaning); ``OpenCLIPTokenizer.from_pretrained`` keeps it. Upload with ``push_to_hub()``, which
+    saves through this method, rather than ``save_pretrained(..., push_to_hub=True)``.
     """
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -97,6 +99,10 @@ class _SavesAsCLIPTokenizer:
                 config = json.loads(path.read_text(encoding="utf-8"))
                 config["tokenizer_class"] = "CLIPTokenizer"
                 path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", "utf-8")
+        if self.is_fast and not any(str(name).endswith("vocab.json") for name in saved):
+            # The BPE model itself writes both files, in the format the slow tokenizer reads.
+            prefix = kwargs.get("filename_prefix")
+            saved = (*saved, *self.backend_tokenizer.model.save(str(save_directory), prefix))
         return saved
 
 
