@@ -9,19 +9,23 @@ cd "$(dirname "$0")/.."
 which=${1:?usage: .ci/ranges.sh newest|oldest [pytest args]}
 shift
 case "$which" in
-  newest) pins=(--upgrade --upgrade-strategy eager) ;;
+  newest) pins=(--upgrade) ;;  # a fresh environment: every dependency at its newest allowed release
   oldest) pins=(-c constraints-oldest.txt) ;;
   *) echo "error: the first argument must be newest or oldest, got '$which'" >&2; exit 2 ;;
 esac
 env_dir=$(realpath -m ".ci-venvs/$which")
 dist=$(mktemp -d)
-trap 'rm -rf "$dist"' EXIT
+saved=$(mktemp -d)
+trap 'rm -rf "$dist" "$saved"' EXIT
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 .venv/bin/python -m pip wheel -q --no-deps --wheel-dir "$dist" .
 .venv/bin/python .ci/shared_torch_venv.py "$env_dir"
 wheel=$(ls "$dist"/*.whl)
-"$env_dir/bin/pip" install -q "${pins[@]}" "$wheel[dev,bench]"
+"$env_dir/bin/pip" install -q "${pins[@]}" "$wheel[dev]"
 echo "== $which dependency releases =="
 "$env_dir/bin/python" .ci/versions.py
+.venv/bin/python .ci/cross_version.py save "$saved/pipeline"
+"$env_dir/bin/python" .ci/cross_version.py load "$saved/pipeline"
 # pytest (not python -m pytest) keeps the checkout off sys.path: the tests import the installed wheel.
-HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$env_dir/bin/pytest" -q -p no:cacheprovider "$@"
+"$env_dir/bin/pytest" -q -p no:cacheprovider "$@"
