@@ -222,6 +222,8 @@ def test_saved_folder_loads_with_the_slow_and_the_fast_clip_tokenizer(tmp_path, 
     saved = build_clip_tokenizer(77, pad_token="!").save_pretrained(tmp_path)
     assert {"vocab.json", "merges.txt", "tokenizer.json"} <= {Path(name).name for name in saved}
     assert (tmp_path / "merges.txt").read_text(encoding="utf-8").startswith("#version: 0.2\n")
+    # tokenizers < 0.20 (transformers < 4.45) reads merges only as "a b" strings, not as [a, b] pairs.
+    assert json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))["model"]["merges"][:2] == ["i n", "t h"]
     if not keep_tokenizer_json:
         (tmp_path / "tokenizer.json").unlink()
     classes = {transformers.CLIPTokenizer, getattr(transformers, "CLIPTokenizerFast", transformers.CLIPTokenizer)}
