@@ -3,6 +3,8 @@
 # built wheel installed non-editable in a fresh environment that shares only torch with .venv.
 #   newest: pip's newest versions within the ranges (torch as in .venv);
 #   oldest: the floors pinned in constraints-oldest.txt.
+# Each runs the wheel smoke test (.ci/smoke_installed.py), loads a pipeline saved with .venv's
+# pinned versions (.ci/cross_version.py), then pytest with the given arguments.
 # Usage: .ci/ranges.sh newest|oldest [PYTEST ARGS...]   (needs .venv, see the Makefile)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +27,8 @@ wheel=$(ls "$dist"/*.whl)
 "$env_dir/bin/pip" install -q "${pins[@]}" "$wheel[dev]"
 echo "== $which dependency releases =="
 "$env_dir/bin/python" .ci/versions.py
+# every module imports, every command answers --help, train -> export -> generate (from outside the checkout)
+(cd "$saved" && "$env_dir/bin/python" "$OLDPWD/.ci/smoke_installed.py")
 .venv/bin/python .ci/cross_version.py save "$saved/pipeline"
 "$env_dir/bin/python" .ci/cross_version.py load "$saved/pipeline"
 # pytest (not python -m pytest) keeps the checkout off sys.path: the tests import the installed wheel.
