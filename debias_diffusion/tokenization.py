@@ -79,8 +79,12 @@ def _clean_input(value: Any) -> Any:
 
 
 class _SavesAsCLIPTokenizer:
-    """Saves ``tokenizer_class: CLIPTokenizer``, so any transformers loader can read the folder.
+    """Saves a folder that every transformers release and both CLIP tokenizer classes read.
 
+    It records ``tokenizer_class: CLIPTokenizer`` (not this subclass), writes ``vocab.json`` and
+    ``merges.txt`` beside ``tokenizer.json`` (transformers 5 writes only the latter; the slow
+    ``CLIPTokenizer`` of transformers 4.x reads the former), and stores ``tokenizer.json``'s merges
+    as ``"a b"`` strings, the one form tokenizers < 0.20 (transformers < 4.45) can read.
     Reloading with ``CLIPTokenizer``/``AutoTokenizer`` gives the stock class (no cleaning);
     ``OpenCLIPTokenizer.from_pretrained`` keeps it. Upload with ``push_to_hub()``, which saves
     through this method, rather than ``save_pretrained(..., push_to_hub=True)``.
@@ -90,11 +94,30 @@ class _SavesAsCLIPTokenizer:
         saved = super().save_pretrained(save_directory, *args, **kwargs)
         for name in saved:
             if str(name).endswith("tokenizer_config.json"):
-                path = Path(name)
-                config = json.loads(path.read_text(encoding="utf-8"))
-                config["tokenizer_class"] = "CLIPTokenizer"
-                path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", "utf-8")
+                _rewrite_json(Path(name), _name_stock_class)
+            elif str(name).endswith("tokenizer.json"):
+                _rewrite_json(Path(name), _merges_as_strings)
+        if self.is_fast and not any(str(name).endswith("vocab.json") for name in saved):
+            # The BPE model itself writes both files, in the format the slow tokenizer reads.
+            prefix = kwargs.get("filename_prefix")
+            saved = (*saved, *self.backend_tokenizer.model.save(str(save_directory), prefix))
         return saved
+
+
+def _rewrite_json(path: Path, change) -> None:
+    content = json.loads(path.read_text(encoding="utf-8"))
+    change(content)
+    path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _name_stock_class(config: dict[str, Any]) -> None:
+    config["tokenizer_class"] = "CLIPTokenizer"
+
+
+def _merges_as_strings(tokenizer_json: dict[str, Any]) -> None:
+    # tokenizers >= 0.20 writes [a, b] pairs; "a b" reads everywhere (CLIP's merges hold no spaces).
+    model = tokenizer_json.get("model", {})
+    model["merges"] = [" ".join(merge) if isinstance(merge, list) else merge for merge in model.get("merges", [])]
 
 
 if _HAS_SLOW_CLIP:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -212,6 +213,25 @@ def test_saved_folder_loads_anywhere_and_keeps_cleaning_with_our_class(
     plain = "wow! a cat on a mat, 3.5 m wide"
     assert stock(plain).input_ids == open_clip_ids(open_clip_tokenizer, plain)
     assert stock(text).input_ids != open_clip_ids(open_clip_tokenizer, text)  # no cleaning
+
+
+@pytest.mark.parametrize("keep_tokenizer_json", [True, False], ids=["all-files", "vocab-and-merges-only"])
+def test_saved_folder_loads_with_the_slow_and_the_fast_clip_tokenizer(tmp_path, open_clip_tokenizer, keep_tokenizer_json):
+    # transformers 5 writes only tokenizer.json; the slow CLIPTokenizer of transformers 4.x (and any
+    # loader without tokenizer.json support) needs vocab.json + merges.txt, saved alongside.
+    saved = build_clip_tokenizer(77, pad_token="!").save_pretrained(tmp_path)
+    assert {"vocab.json", "merges.txt", "tokenizer.json"} <= {Path(name).name for name in saved}
+    assert (tmp_path / "merges.txt").read_text(encoding="utf-8").startswith("#version: 0.2\n")
+    # tokenizers < 0.20 (transformers < 4.45) reads merges only as "a b" strings, not as [a, b] pairs.
+    assert json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))["model"]["merges"][:2] == ["i n", "t h"]
+    if not keep_tokenizer_json:
+        (tmp_path / "tokenizer.json").unlink()
+    classes = {transformers.CLIPTokenizer, getattr(transformers, "CLIPTokenizerFast", transformers.CLIPTokenizer)}
+    plain = "wow! a cat on a mat, 3.5 m wide, next to a zebra-striped armchair"
+    for cls in classes:
+        reloaded = cls.from_pretrained(tmp_path)
+        assert reloaded(plain).input_ids == open_clip_ids(open_clip_tokenizer, plain), cls
+        assert (reloaded.model_max_length, reloaded.pad_token_id, reloaded.eos_token_id) == (77, 0, EOT), cls
 
 
 def test_use_fast_false(open_clip_tokenizer):
