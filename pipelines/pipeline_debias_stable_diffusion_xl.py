@@ -12,6 +12,7 @@ import torch
 from diffusers import AutoencoderKL, StableDiffusionXLPipeline, UNet2DConditionModel
 from diffusers.loaders import StableDiffusionXLLoraLoaderMixin, TextualInversionLoaderMixin
 from diffusers.schedulers import KarrasDiffusionSchedulers
+from diffusers.utils.torch_utils import get_module_execution_device
 from transformers import (
     CLIPImageProcessor,
     CLIPTextModel,
@@ -32,7 +33,6 @@ from debias_diffusion.conditioning import (
     to_length,
 )
 from debias_diffusion.errors import EncoderMismatchError
-from debias_diffusion.execution_device import get_module_execution_device
 from debias_diffusion.pipeline_components import (
     LongPromptPipelineMixin,
     check_cross_attention_width,

@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m train_encoder", description="Train, evaluate and export long-context CLIP encoders."
+        prog="train-encoder", description="Train, evaluate and export long-context CLIP encoders."
     )
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
