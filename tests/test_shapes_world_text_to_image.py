@@ -64,6 +64,17 @@ def test_reduced_text_to_image_training_learns_and_exports_a_pipeline(world, tmp
     for a, b in zip(stage1.vae.state_dict().values(), stage2.vae.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
+    # --init-from a saved pipeline folder (no work dir): its VAE, scale and UNet; captions of every length.
+    # Its training summary (package_models.py ships it beside the weights) says how it was trained.
+    (tmp_path / "pipeline" / "training_summary.json").write_text(json.dumps(more))
+    third = _run(script, *world, tmp_path / "stage3", "--init-from", str(tmp_path / "pipeline"),
+                 "--caption-forms", "summary,sentences,sentences", "--unet-steps", "5")  # fmt: skip
+    assert third["init_from"]["pipeline"] == str(tmp_path / "pipeline") and third["init_from"]["unet_steps"] == 70
+    assert third["unet_steps"] == 5 and third["scaling_factor"] == pytest.approx(summary["scaling_factor"], rel=1e-3)
+    stage3 = DeBiasStableDiffusionPipeline.from_pretrained(tmp_path / "stage3")
+    for a, b in zip(stage1.vae.state_dict().values(), stage3.vae.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
 
 def test_caption_forms_and_object_cells(world, example_script):
     script = example_script("train_text_to_image")
@@ -72,6 +83,20 @@ def test_caption_forms_and_object_cells(world, example_script):
     assert images.shape == (4, 3, 32, 32) and images.dtype == torch.uint8
     summary, listed = captions[0]
     assert summary.startswith("A picture of a large ") and " large " not in listed and not listed.startswith("A ")
+    # the sentences form: a seeded subset of the long caption's sentences, neutral context mixed in
+    from debias_diffusion.late_detail.context import NEUTRAL_CONTEXT
+    from debias_diffusion.sentences import split_sentences
+
+    _, both = script.load_dataset(data, 4, ("sentences", "sentences"))
+    _, again = script.load_dataset(data, 4, ("sentences", "sentences"))
+    assert both == again and any(first != second for first, second in both)  # seeded; repetitions differ
+    rows = [json.loads(line) for line in (data / "captions.jsonl").read_text().splitlines()][:4]
+    for row, variants in zip(rows, both, strict=True):
+        allowed = set(split_sentences(row["caption"])) | set(NEUTRAL_CONTEXT)
+        for caption in variants:
+            sentences = split_sentences(caption)
+            assert set(sentences) <= allowed and len(sentences) == len(set(sentences))
+            assert set(sentences) - set(NEUTRAL_CONTEXT)  # at least one sentence about the scene
     cells = script.object_cells(images, 4)
     assert cells.shape == (4, 1, 8, 8) and 0 < cells.mean() < 0.5
     blank = torch.full((1, 3, 8, 8), 255, dtype=torch.uint8)
@@ -84,7 +109,7 @@ def test_caption_forms_and_object_cells(world, example_script):
     [
         (["--caption-forms", "summary,poem"], "unknown poem"),
         (["--object-weight", "-1"], "must be >= 0"),
-        (["--init-from", "nowhere"], "no state.pt"),
+        (["--init-from", "nowhere"], "neither a run's work dir (state.pt) nor a pipeline folder"),
     ],
 )
 def test_bad_options_are_refused_with_the_reason(argv, message, capsys, tmp_path, example_script):

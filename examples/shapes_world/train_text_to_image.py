@@ -10,6 +10,13 @@ Two stages, then a standard diffusers pipeline folder:
    large red circle and a small blue star on a white background.") or its **list** prompt ("a red
    circle and a blue star"), drawn per sample (``--caption-forms``). Both mention the large object
    first, like web captions, so the model learns what SD learns from them: first mentioned, larger.
+   The **sentences** form is SD's regime of captions of every length: a random subset of the long
+   caption's sentences in random order (the summary kept half the time), with up to four neutral
+   context sentences (lighting, style, composition: the late-detail evaluator's built-in pool)
+   mixed in, as CLIP-77 sees it, i.e. truncated at 77 tokens; objects are first mentioned anywhere
+   in the window, and sentences past it are lost, as LAION captions were for SD. Each repetition of
+   the form in ``--caption-forms`` is another seeded variant per scene. Its sentences name positions,
+   so its samples are never flipped.
    The condition is replaced by the empty prompt's states 10% of the time, for classifier-free
    guidance. The loss of latent cells covered by objects is weighted up (``--object-weight``): on a
    white background most cells are trivially predictable, and the small objects cover a few cells.
@@ -27,7 +34,7 @@ from another run's VAE (kept as it is) and EMA UNet: a second stage on other dat
 
 Usage: python examples/shapes_world/train_text_to_image.py --data DATA --encoder ENCODER --output OUT
        [--vae-steps 1500] [--unet-steps 6000] [--batch-size 64] [--caption-forms summary,list]
-       [--object-weight 4] [--init-from WORK] [--seed 0] [--quick] [--evaluate]
+       [--object-weight 4] [--init-from WORK_OR_PIPELINE] [--seed 0] [--quick] [--evaluate]
 ``DATA`` is a shapes-world export (``python -m debias_diffusion.shapes_world DATA --scenes 4000``),
 ``ENCODER`` a text-encoder folder (e.g. ``clip-77/text_encoder``). ``--quick`` is a smoke run
 (a few hundred scenes, a few dozen steps) that finishes in about two minutes on two CPU cores.
@@ -38,6 +45,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import math
 import os
 import sys
@@ -67,7 +75,10 @@ UNET_CONFIG = dict(
 KL_WEIGHT = 1e-6
 DROP_CONDITION = 0.1
 EMA_DECAY = 0.999
-CAPTION_FORMS = ("summary", "list")
+CAPTION_FORMS = ("summary", "list", "sentences")
+#: Forms whose captions hold for the mirrored image too (no left / right in them).
+FLIPPABLE_FORMS = ("summary", "list")
+MAX_CONTEXT_SENTENCES = 4
 OBJECT_THRESHOLD = 48
 """A pixel belongs to an object when a channel differs from the background (the corner pixel) by more."""
 FIRST_STEPS = 5
@@ -96,7 +107,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=4.0,
         help="extra loss weight of latent cells covered by objects (0: plain epsilon loss)",
     )
-    parser.add_argument("--init-from", type=Path, help="work dir of a finished run: start from its VAE and EMA UNet")
+    parser.add_argument("--init-from", type=Path,
+                        help="work dir of a finished run, or a saved pipeline folder: start from its VAE and (EMA) UNet")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scenes", type=int, help="use only the first N scenes")
     parser.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints")
@@ -121,8 +133,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                      f"{', '.join(CAPTION_FORMS)}")  # fmt: skip
     if args.object_weight < 0:
         parser.error(f"--object-weight must be >= 0, got {args.object_weight}")
-    if args.init_from is not None and not (args.init_from / "state.pt").is_file():
-        parser.error(f"--init-from {args.init_from}: no state.pt there; give the work dir of a finished run")
+    init = args.init_from
+    if init is not None and not (init / "state.pt").is_file() and not (init / "model_index.json").is_file():
+        parser.error(f"--init-from {init}: neither a run's work dir (state.pt) nor a pipeline folder (model_index.json)")
     return args
 
 
@@ -139,9 +152,32 @@ def load_dataset(data: Path, scenes: int | None, forms: tuple[str, ...]) -> tupl
         raise SystemExit(f"error: {data} has {len(rows)} captions but {len(world)} scenes; re-export it")
     count = scenes or len(rows)
     images = np.stack([np.asarray(Image.open(data / row["image"]).convert("RGB")) for row in rows[:count]])
-    make = {"summary": lambda row, scene: row["short_caption"], "list": lambda row, scene: list_prompt(scene, "size")}
-    captions = [[make[form](row, scene) for form in forms] for row, scene in zip(rows[:count], world[:count], strict=True)]
+    make = {"summary": lambda row, scene, index, variant: row["short_caption"],
+            "list": lambda row, scene, index, variant: list_prompt(scene, "size"),
+            "sentences": lambda row, scene, index, variant: sentences_caption(row, index, variant)}  # fmt: skip
+    captions = [
+        [make[form](row, scene, index, forms[:column].count(form)) for column, form in enumerate(forms)]
+        for index, (row, scene) in enumerate(zip(rows[:count], world[:count], strict=True))
+    ]
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), captions
+
+
+def sentences_caption(row: dict, index: int, variant: int) -> str:
+    """The ``sentences`` form: a seeded random subset of the long caption's sentences in random order
+    (the summary kept half the time), with 0 to ``MAX_CONTEXT_SENTENCES`` neutral sentences mixed in."""
+    import random
+
+    from debias_diffusion.late_detail.context import NEUTRAL_CONTEXT
+    from debias_diffusion.sentences import join_sentences, split_sentences
+
+    rng = random.Random(f"sentences-{index}-{variant}")
+    summary, *details = split_sentences(row["caption"])
+    chosen = rng.sample(details, rng.randint(1, len(details))) if details else []
+    if not chosen or rng.random() < 0.5:
+        chosen.insert(rng.randint(0, len(chosen)), summary)
+    for sentence in rng.sample(NEUTRAL_CONTEXT, rng.randint(0, MAX_CONTEXT_SENTENCES)):
+        chosen.insert(rng.randint(0, len(chosen)), sentence)
+    return join_sentences(chosen)
 
 
 def object_cells(images: torch.Tensor, factor: int) -> torch.Tensor:
@@ -173,6 +209,8 @@ def caption_embeddings(
             return stored["states"].float(), stored["empty"].float(), caption_indices(unique, captions)
     pipe = build_pipeline(encoder, vae=AutoencoderKL(**VAE_CONFIG), unet=UNet2DConditionModel(**unet_config(32)))
     states = []
+    # captions past 77 tokens are truncated on purpose (the sentences form): one log line each would flood the output
+    logging.getLogger("debias_diffusion").setLevel(logging.ERROR)
     with torch.no_grad():
         for start in tqdm(range(0, len(unique), 256), desc="text embeddings"):
             states.append(pipe.encode_prompt(unique[start : start + 256], "cpu", 1, False)[0])
@@ -297,6 +335,7 @@ def encode_latents(vae: AutoencoderKL, images: torch.Tensor, device: torch.devic
 def train_unet(args, state, latents, embeddings, device) -> UNet2DConditionModel:
     means, stds, flipped_means, flipped_stds, scale, cells, flipped_cells = latents
     states, empty, caption_index = embeddings
+    flippable = torch.tensor([form in FLIPPABLE_FORMS for form in args.caption_forms])
     torch.manual_seed(args.seed + 1)
     unet = UNet2DConditionModel(**unet_config(states.shape[-1])).to(device)
     ema = UNet2DConditionModel(**unet_config(states.shape[-1])).to(device)
@@ -334,18 +373,21 @@ def train_unet(args, state, latents, embeddings, device) -> UNet2DConditionModel
         progress = max(step / args.unet_steps, first / args.unet_steps + elapsed / budget)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(round(progress * args.unet_steps), args.unet_steps, args.unet_lr, warmup=200)
+        # random draws in the order of the runs before the sentences form (their results reproduce)
         index = torch.randint(0, len(means), (args.batch_size,), generator=generator)
         flip = (torch.rand(args.batch_size, generator=generator) < 0.5)[:, None, None, None]
+        unit_noise = torch.randn(means[index].shape, generator=generator)
+        noise = torch.randn(unit_noise.shape, generator=generator).to(device)
+        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (args.batch_size,), generator=generator)
+        form = torch.randint(0, caption_index.shape[1], (args.batch_size,), generator=generator)
+        flip = flip & flippable[form][:, None, None, None]
         mean = torch.where(flip, flipped_means[index], means[index])
         std = torch.where(flip, flipped_stds[index], stds[index])
         weight = (1 + args.object_weight * torch.where(flip, flipped_cells[index], cells[index])).to(device)
-        x0 = (mean + std * torch.randn(mean.shape, generator=generator)).to(device) * scale
-        noise = torch.randn(x0.shape, generator=generator).to(device)
-        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (args.batch_size,), generator=generator)
+        x0 = (mean + std * unit_noise).to(device) * scale
         t = t.to(device)
         a = alphas[t][:, None, None, None]
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        form = torch.randint(0, caption_index.shape[1], (args.batch_size,), generator=generator)
         cond = states[caption_index[index, form].to(device)]
         drop = (torch.rand(args.batch_size, generator=generator) < DROP_CONDITION).to(device)
         cond = torch.where(drop[:, None, None], empty.expand_as(cond), cond)
@@ -381,7 +423,10 @@ def train_unet(args, state, latents, embeddings, device) -> UNet2DConditionModel
 
 
 def initial_state(init_from: Path) -> dict:
-    """A new run's state from a finished one: its VAE and scale, its EMA UNet as the starting point."""
+    """A new run's state from a finished one: its VAE and scale, its EMA UNet as the starting point.
+    ``init_from`` may also be a saved pipeline folder (its VAE, UNet and ``scaling_factor``)."""
+    if (init_from / "model_index.json").is_file() and not (init_from / "state.pt").is_file():
+        return pipeline_state(init_from)
     previous = torch.load(init_from / "state.pt", map_location="cpu", weights_only=True)
     if "ema" not in previous or "vae" not in previous:
         raise SystemExit(f"error: {init_from / 'state.pt'} has no trained VAE and UNet; finish that run first")
@@ -393,6 +438,20 @@ def initial_state(init_from: Path) -> dict:
         "vae": previous["vae"], "vae_step": previous["vae_step"], "vae_loss": previous.get("vae_loss"),
         "ema": previous["ema"], "scaling_factor": float(scale),
         "init_from": {"work_dir": str(init_from), "vae_steps": previous["vae_step"], "unet_steps": previous["unet_step"]},
+    }  # fmt: skip
+
+
+def pipeline_state(folder: Path) -> dict:
+    """A new run's state from a saved pipeline folder; its training summary says how it was trained."""
+    vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32)
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32)
+    summary_file = folder / "training_summary.json"
+    summary = json.loads(summary_file.read_text(encoding="utf-8")) if summary_file.is_file() else {}
+    print(f"starting from the pipeline {folder}: its VAE (kept) and UNet ({summary.get('unet_steps', '?')} steps)")
+    return {
+        "vae": vae.state_dict(), "vae_step": summary.get("vae_steps", 0), "vae_loss": summary.get("vae_reconstruction_loss"),
+        "ema": unet.state_dict(), "scaling_factor": float(vae.config.scaling_factor),
+        "init_from": {"pipeline": str(folder), "vae_steps": summary.get("vae_steps"), "unet_steps": summary.get("unet_steps")},
     }  # fmt: skip
 
 
