@@ -563,7 +563,8 @@ def _accelerator(config: TrainConfig) -> Accelerator:
     if accelerator.distributed_type not in (DistributedType.NO, DistributedType.MULTI_GPU, DistributedType.MULTI_CPU):
         raise ConfigError(
             f"accelerate is set up for {accelerator.distributed_type}: checkpoints and exact resume support one "
-            "process or DDP (multi-GPU / multi-CPU) only; run `accelerate config` without FSDP / DeepSpeed"
+            "process or DDP (multi-GPU / multi-CPU) only; run `accelerate config` without FSDP / DeepSpeed "
+            "(DDP fits every model up to ViT-g/14 on 80 GB cards: docs/training.md, 'Memory, batch size per GPU, sharding')"
         )
     return accelerator
 
