@@ -348,6 +348,21 @@ def marked_backward(backward):
     return run
 
 
+def profiled_events(profiler) -> tuple[list[tuple[int, int]], list[int]]:
+    """From a memory profile: the CPU allocations as (time, bytes; frees negative) and the start times of
+    the ``BACKWARD_MARK`` ranges."""
+    allocations, backward_starts = [], []
+    pending = list(profiler.profiler.kineto_results.experimental_event_tree())
+    while pending:
+        event = pending.pop()
+        if event.tag == _EventType.Allocation and event.extra_fields.device.type == "cpu":
+            allocations.append((event.start_time_ns, event.extra_fields.alloc_size))
+        elif event.name == BACKWARD_MARK:
+            backward_starts.append(event.start_time_ns)
+        pending.extend(event.children)
+    return allocations, backward_starts
+
+
 def step_memory(step, inputs) -> tuple[int, int]:
     """(held when the backward starts, peak) in bytes above the resident ones, for one forward + backward.
 
@@ -365,16 +380,7 @@ def step_memory(step, inputs) -> tuple[int, int]:
     else:
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
             step.forward_backward(*inputs)
-        allocations: list[tuple[int, int]] = []
-        backward_starts = []
-        pending = list(profiler.profiler.kineto_results.experimental_event_tree())
-        while pending:
-            event = pending.pop()
-            if event.tag == _EventType.Allocation and event.extra_fields.device.type == "cpu":
-                allocations.append((event.start_time_ns, event.extra_fields.alloc_size))
-            elif event.name == BACKWARD_MARK:
-                backward_starts.append(event.start_time_ns)
-            pending.extend(event.children)
+        allocations, backward_starts = profiled_events(profiler)
         if len(backward_starts) != 1:
             raise RuntimeError(f"expected one backward call in the step, the profile holds {len(backward_starts)}")
         total = peak = held = 0
@@ -494,14 +500,8 @@ def bytes_held_after(function) -> int:
     profiler's allocation events (tensors kept by saved-tensor hooks included)."""
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
         output = function()
-    events, held = list(profiler.profiler.kineto_results.experimental_event_tree()), 0
-    while events:
-        event = events.pop()
-        if event.tag == _EventType.Allocation and event.extra_fields.device.type == "cpu":
-            held += event.extra_fields.alloc_size
-        events.extend(event.children)
     del output
-    return held
+    return sum(size for _, size in profiled_events(profiler)[0])
 
 
 def one_layer(kind: str, tower: str, width: int, heads: int, overrides: dict, longclip_src: Path | None):
