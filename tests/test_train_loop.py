@@ -276,7 +276,11 @@ def test_memory_and_speed_knobs_leave_the_weights_of_six_steps_as_they_were(tmp_
     for impl in ("foreach", "fused"):
         other = weights(impl, optimizer_impl=impl)
         for key in default:
-            torch.testing.assert_close(other[key], default[key], rtol=1e-5, atol=1e-6, msg=f"{impl}: {key}")
+            if key.endswith("k_proj.bias"):  # its gradient is rounding noise (softmax ignores it), which Adam
+                # normalises into steps of up to lr: kernels that round differently move it differently
+                assert (other[key] - default[key]).abs().max() <= 6 * options["lr"], f"{impl}: {key}"
+            else:
+                torch.testing.assert_close(other[key], default[key], rtol=1e-5, atol=1e-6, msg=f"{impl}: {key}")
 
 
 def test_optimizer_impl_picks_adamw_kernels_and_leaves_torchs_choice_by_default():
