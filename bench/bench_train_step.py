@@ -16,6 +16,9 @@ Steps compared (``--steps-of``), on the same shapes, batch of images and token r
   full SVD, λ-weighted losses).
 
 ``--measure time`` (default): seconds per step, steps interleaved in rounds, peak memory on CUDA.
+``--measure layer``: the same per-pair slope for one encoder layer of each tower, built alone (ours: a
+transformers ``CLIPEncoderLayer`` with the knobs of ``--set``; Long-CLIP's own: its ``ResidualAttentionBlock``
+with its causal mask), under ``--mixed-precision`` autocast on the CPU; cheap enough for ViT-L/14 layers.
 ``--measure memory``: activation memory per pair and the predicted peak. One forward + backward per
 batch size (``--batches``); on a CPU the torch profiler's allocation events (summed in time order)
 give the bytes held when the backward starts (what the forward saved for it) and the peak, on CUDA
@@ -29,7 +32,7 @@ parameters; the predicted peak at ``--predict`` pairs is their sum plus the held
 
 Usage: python bench/bench_train_step.py [--models tiny] [--steps-of ours long-clip-style]
        [--longclip-src PATH] [--measure time|memory] [--batch 64] [--batches 2 4] [--depth V T]
-       [--depth-fit] [--steps 10] [--rounds 3] [--mixed-precision no|bf16|fp16] [--json out.json]
+       [--depth-fit] [--accumulate K] [--steps 10] [--rounds 3] [--mixed-precision no|bf16|fp16] [--json out.json]
        [--set KEY=VALUE ...]  (TrainConfig knobs for ``ours``, e.g. --set lean_activations=false)
        python bench/bench_train_step.py --render out.json [more.json ...] [--predict 256]  (reprint tables)
 """
@@ -56,9 +59,9 @@ from transformers import CLIPConfig, CLIPModel
 
 from train_encoder.augment import CaptionTokenizer
 from train_encoder.config import TrainConfig, parse_override
-from train_encoder.model_setup import TwoCaptionCLIP, build_model, clamp_logit_scale, parameter_groups
+from train_encoder.model_setup import TwoCaptionCLIP, build_model, clamp_logit_scale
 from train_encoder.recipes import get_recipe
-from train_encoder.trainer import forward_backward
+from train_encoder.trainer import build_optimizer, forward_backward
 
 SHAPES = {
     "tiny": dict(text=(128, 4, 2), vision=(128, 4, 2), image_size=64, patch=16, projection=128),
@@ -116,9 +119,9 @@ class OurStep:
         self.prepared = build_model(config)
         self.accelerator = accelerator
         self.recipe = get_recipe("debias")
-        optimizer = torch.optim.AdamW(parameter_groups(self.prepared.model, config.weight_decay), lr=config.lr)
         module = TwoCaptionCLIP(self.prepared.model, hidden_positions=0)  # as the trainer's, without distillation
-        self.module, self.optimizer = accelerator.prepare(module, optimizer)
+        self.module, self.optimizer = accelerator.prepare(module, build_optimizer(config, module))
+        self.micro_batches = accelerator.gradient_accumulation_steps
         self.model = self.prepared.model
         accelerator.backward = marked_backward(accelerator.backward)  # the profiler sees where the backward starts
 
@@ -126,10 +129,12 @@ class OurStep:
         return forward_backward(self.accelerator, self.module, self.recipe, images, long_ids, short_ids)["loss"]
 
     def __call__(self, images: torch.Tensor, long_ids: torch.Tensor, short_ids: torch.Tensor) -> torch.Tensor:
-        with self.accelerator.accumulate(self.module):
-            loss = self.forward_backward(images, long_ids, short_ids)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
+        """One optimizer step: ``--accumulate K`` micro-batches of ``batch / K`` pairs, as the trainer runs them."""
+        for chunk in zip(*(x.chunk(self.micro_batches) for x in (images, long_ids, short_ids)), strict=True):
+            with self.accelerator.accumulate(self.module):
+                loss = self.forward_backward(*chunk)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
         self.prepared.frozen_rows.restore()
         clamp_logit_scale(self.prepared.model)
         return loss
@@ -263,7 +268,7 @@ def device_name(device: torch.device) -> str:
 
 
 def time_model(args: argparse.Namespace, name: str) -> dict:
-    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    accelerator = Accelerator(mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.accumulate)
     device = accelerator.device
     steps = build_steps(args, name, accelerator, args.steps_of)
     inputs = step_inputs(name, args.batch, device)
@@ -287,6 +292,7 @@ def time_model(args: argparse.Namespace, name: str) -> dict:
     return {
         "model": name,
         "batch": args.batch,
+        "accumulate": args.accumulate,
         "mixed_precision": args.mixed_precision,
         "device": device_name(device),
         "step_s": {kind: statistics.median(values) for kind, values in times.items()},
@@ -315,8 +321,10 @@ def time_table(rows: list[dict]) -> str:
         peaks = row["peak_bytes"].values()
         memory = "n/a (CPU)" if None in peaks else " / ".join(f"{value / 2**30:.2f}" for value in peaks) + " GiB"
         cells = " | ".join(f"{seconds[k]:.4f}" for k in kinds)
+        micro = row.get("accumulate", 1)
+        batch = row["batch"] if micro == 1 else f"{row['batch']} ({micro} x {row['batch'] // micro})"
         lines.append(
-            f"| {row['model']} | {row['batch']} | {row['mixed_precision']} | {row['device']} | {cells} | {ratio} "
+            f"| {row['model']} | {batch} | {row['mixed_precision']} | {row['device']} | {cells} | {ratio} "
             f"| {memory} |"
         )
     return "\n".join(lines)
@@ -340,6 +348,21 @@ def marked_backward(backward):
     return run
 
 
+def profiled_events(profiler) -> tuple[list[tuple[int, int]], list[int]]:
+    """From a memory profile: the CPU allocations as (time, bytes; frees negative) and the start times of
+    the ``BACKWARD_MARK`` ranges."""
+    allocations, backward_starts = [], []
+    pending = list(profiler.profiler.kineto_results.experimental_event_tree())
+    while pending:
+        event = pending.pop()
+        if event.tag == _EventType.Allocation and event.extra_fields.device.type == "cpu":
+            allocations.append((event.start_time_ns, event.extra_fields.alloc_size))
+        elif event.name == BACKWARD_MARK:
+            backward_starts.append(event.start_time_ns)
+        pending.extend(event.children)
+    return allocations, backward_starts
+
+
 def step_memory(step, inputs) -> tuple[int, int]:
     """(held when the backward starts, peak) in bytes above the resident ones, for one forward + backward.
 
@@ -357,16 +380,7 @@ def step_memory(step, inputs) -> tuple[int, int]:
     else:
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
             step.forward_backward(*inputs)
-        allocations: list[tuple[int, int]] = []
-        backward_starts = []
-        pending = list(profiler.profiler.kineto_results.experimental_event_tree())
-        while pending:
-            event = pending.pop()
-            if event.tag == _EventType.Allocation and event.extra_fields.device.type == "cpu":
-                allocations.append((event.start_time_ns, event.extra_fields.alloc_size))
-            elif event.name == BACKWARD_MARK:
-                backward_starts.append(event.start_time_ns)
-            pending.extend(event.children)
+        allocations, backward_starts = profiled_events(profiler)
         if len(backward_starts) != 1:
             raise RuntimeError(f"expected one backward call in the step, the profile holds {len(backward_starts)}")
         total = peak = held = 0
@@ -478,13 +492,95 @@ def memory_table(rows: list[dict], predict: list[int]) -> str:
     return "\n".join(lines)
 
 
+# --- one layer ---------------------------------------------------------------------------------------
+
+
+def bytes_held_after(function) -> int:
+    """Bytes allocated and not freed when ``function()`` returns (its output and what it saved), from the
+    profiler's allocation events (tensors kept by saved-tensor hooks included)."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        output = function()
+    del output
+    return sum(size for _, size in profiled_events(profiler)[0])
+
+
+def one_layer(kind: str, tower: str, width: int, heads: int, overrides: dict, longclip_src: Path | None):
+    """One encoder layer of ``tower`` as ``kind`` builds it, and how to call it on ``[rows, tokens, width]``."""
+    torch.manual_seed(0)
+    if kind == "ours":
+        from transformers import CLIPTextConfig
+        from transformers.models.clip.modeling_clip import CLIPEncoderLayer
+
+        from train_encoder.activation_memory import use_lean_activations
+
+        config = CLIPTextConfig(hidden_size=width, intermediate_size=4 * width, num_attention_heads=heads,
+                                hidden_act="quick_gelu", attn_implementation="sdpa")  # fmt: skip
+        layer = CLIPEncoderLayer(config).train()
+        if overrides.get("lean_activations", True):
+            use_lean_activations(layer, recompute_fc1=overrides.get("recompute_mlp", False))
+        return lambda x: layer(x, None, is_causal=tower == "text")
+    code = load_longclip_model_code(longclip_src)
+    mask = None
+    if tower == "text":  # its text tower's additive causal mask (build_attention_mask)
+        mask = torch.full((CONTEXT, CONTEXT), float("-inf")).triu_(1)
+    block = code.ResidualAttentionBlock(width, heads, attn_mask=mask).train()
+    return lambda x: block(x.transpose(0, 1))  # sequence-first, as its Transformer calls it
+
+
+def layer_model(args: argparse.Namespace, name: str) -> dict:
+    """Held bytes per pair of one encoder layer of each tower (the per-pair slope over ``--batches``), per step
+    kind: what a depth fit measures, without building the model (cheap enough for ViT-L/14 on a loaded CPU)."""
+    shape = SHAPES[name]
+    towers = {  # (width, layers, heads), tokens per sequence, sequences per pair (long + short captions)
+        "vision": (shape["vision"], (shape["image_size"] // shape["patch"]) ** 2 + 1, 1),
+        "text": (shape["text"], CONTEXT, 2),
+    }
+    dtype = AUTOCAST_DTYPES.get(args.mixed_precision)
+    rows = {}
+    for tower, ((width, layers, heads), tokens, sequences) in towers.items():
+        for kind in args.steps_of:
+            call = one_layer(kind, tower, width, heads, args.overrides, args.longclip_src)
+            held = []
+            for batch in args.batches:
+                x = torch.randn(sequences * batch, tokens, width, requires_grad=True)
+                with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+                    held.append(bytes_held_after(lambda: call(x)))  # noqa: B023 (called at once)
+            per_pair = slope(args.batches, held)[0]
+            rows.setdefault(kind, {})[tower] = dict(layers=layers, per_layer_pair=per_pair,
+                                                    bytes_per_token_width=per_pair / (sequences * tokens * width))  # fmt: skip
+    return {"model": name, "mixed_precision": args.mixed_precision, "device": device_name(torch.device("cpu")),
+            "overrides": args.overrides, "layers": rows}  # fmt: skip
+
+
+def layer_table(rows: list[dict]) -> str:
+    mib = 2**20
+    lines = [
+        "| model | precision | step | knobs | vision MiB / layer / pair (B / token / width) "
+        "| text MiB / layer / pair (B / token / width) | all layers MiB / pair |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        for kind, towers in row["layers"].items():
+            cells = " | ".join(
+                f"{towers[t]['per_layer_pair'] / mib:.2f} ({towers[t]['bytes_per_token_width']:.1f})"
+                for t in ("vision", "text")
+            )
+            total = sum(towers[t]["per_layer_pair"] * towers[t]["layers"] for t in towers) / mib
+            knobs = ", ".join(f"{k}={v}" for k, v in row["overrides"].items()) if kind == "ours" else "-"
+            lines.append(f"| {row['model']} | {row['mixed_precision']} | {kind} | {knobs or 'defaults'} | {cells} "
+                         f"| {total:.1f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=["tiny"], choices=sorted(SHAPES))
     parser.add_argument("--steps-of", nargs="+", default=["ours", "long-clip-style"], choices=STEP_KINDS)
     parser.add_argument("--longclip-src", type=Path, help="root of a Long-CLIP checkout (for long-clip-own)")
-    parser.add_argument("--measure", default="time", choices=("time", "memory"))
+    parser.add_argument("--measure", default="time", choices=("time", "memory", "layer"))
     parser.add_argument("--batch", type=int, default=64, help="pairs per step (time)")
+    parser.add_argument("--accumulate", type=int, default=1, metavar="K",
+                        help="ours: K micro-batches of batch / K pairs per optimizer step (time)")  # fmt: skip
     parser.add_argument("--batches", type=int, nargs="+", default=[2, 4], help="pairs per step (memory slopes)")
     parser.add_argument("--predict", type=int, nargs="+", default=[256], help="pairs to predict the peak for")
     parser.add_argument("--depth", type=int, nargs=2, metavar=("VISION", "TEXT"), help="layers per tower (memory)")
@@ -499,16 +595,22 @@ def main() -> None:
     args = parser.parse_args()
     if "long-clip-own" in args.steps_of and args.longclip_src is None:
         parser.error("long-clip-own needs --longclip-src (a local checkout of github.com/beichenzbc/Long-CLIP)")
-    if args.measure == "memory" and len(set(args.batches)) < 2:
-        parser.error("--measure memory needs two or more different --batches for the per-pair slope")
+    if args.measure in ("memory", "layer") and len(set(args.batches)) < 2:
+        parser.error(f"--measure {args.measure} needs two or more different --batches for the per-pair slope")
+    if args.batch % args.accumulate:
+        parser.error(f"--batch {args.batch} is not a multiple of --accumulate {args.accumulate}")
     args.overrides = dict(parse_override(setting) for setting in args.settings)
     if args.render:
         rows = [row for path in args.render for row in json.loads(Path(path).read_text(encoding="utf-8"))]
-        print(memory_table(rows, args.predict) if "steps" in rows[0] else time_table(rows))
+        render = memory_table if "steps" in rows[0] else layer_table if "layers" in rows[0] else time_table
+        print(render(rows, args.predict) if render is memory_table else render(rows))
         return
     if args.measure == "time":
         rows = [time_model(args, name) for name in args.models]
         table = time_table(rows)
+    elif args.measure == "layer":
+        rows = [layer_model(args, name) for name in args.models]
+        table = layer_table(rows)
     else:
         rows = [memory_model(args, name) for name in args.models]
         table = memory_table(rows, args.predict)

@@ -28,7 +28,7 @@ from train_encoder.cli import main
 from train_encoder.config import ConfigError, TrainConfig, load_config, parse_override
 from train_encoder.export import export_checkpoint
 from train_encoder.model_setup import FrozenPositionRows, parameter_groups
-from train_encoder.trainer import lr_factor, train
+from train_encoder.trainer import build_optimizer, lr_factor, train
 
 ROOT = Path(__file__).parents[1]
 TINY_YAML = ROOT / "train_encoder" / "configs" / "tiny.yaml"
@@ -259,6 +259,38 @@ def test_distillation_frozen_vision_and_gradient_checkpointing(tmp_path, source_
     assert not torch.equal(start["text_projection.weight"], final["text_projection.weight"])
 
 
+def test_memory_and_speed_knobs_leave_the_weights_of_six_steps_as_they_were(tmp_path, source_dir, data_dir):
+    """Activation-memory knobs change what is kept, not the maths (bit-identical weights); the AdamW kernels
+    (foreach, fused) reorder float operations only (equal to float tolerance)."""
+    options = dict(max_steps=6, batch_size=4, checkpoint_every=0, export_final=False, lr=1e-3)
+
+    def weights(label: str, **knobs) -> dict[str, torch.Tensor]:
+        result = train(_config(source_dir, data_dir, tmp_path / label, **options, **knobs))
+        return load_file(result.checkpoint / "model" / "model.safetensors")
+
+    start, default = load_file(source_dir / "model.safetensors"), weights("default")
+    assert not torch.equal(start["text_projection.weight"], default["text_projection.weight"])
+    for label, knobs in {"plain": dict(lean_activations=False), "recompute": dict(recompute_mlp=True)}.items():
+        other = weights(label, **knobs)
+        assert all(torch.equal(default[key], other[key]) for key in default), label
+    for impl in ("foreach", "fused"):
+        other = weights(impl, optimizer_impl=impl)
+        for key in default:
+            if key.endswith("k_proj.bias"):  # its gradient is rounding noise (softmax ignores it), which Adam
+                # normalises into steps of up to lr: kernels that round differently move it differently
+                assert (other[key] - default[key]).abs().max() <= 6 * options["lr"], f"{impl}: {key}"
+            else:
+                torch.testing.assert_close(other[key], default[key], rtol=1e-5, atol=1e-6, msg=f"{impl}: {key}")
+
+
+def test_optimizer_impl_picks_adamw_kernels_and_leaves_torchs_choice_by_default():
+    model = _tiny_clip()
+    for impl, flags in {"default": (None, None), "foreach": (True, None), "fused": (None, True)}.items():
+        config = TrainConfig(model="m", train_data="c.jsonl", optimizer_impl=impl)
+        optimizer = build_optimizer(config, model)
+        assert (optimizer.defaults["foreach"], optimizer.defaults["fused"]) == flags, impl
+
+
 def test_lr_schedule_warmup_then_cosine():
     factors = [lr_factor(step, warmup_steps=4, total_steps=12) for step in range(13)]
     assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
@@ -330,6 +362,8 @@ def test_export_loads_into_the_sd_pipeline_and_conditions_on_248_tokens(trained,
         ({"train_data": "captions.parquet"}, "cannot tell the format"),
         ({"stretch_to": 20}, "stretch_to=20: must be null or > keep"),
         ({"model": None}, "model: a value is required"),
+        ({"optimizer_impl": "apex"}, "optimizer_impl='apex': must be one of default, foreach, fused"),
+        ({"recompute_mlp": True, "gradient_checkpointing": True}, "recompute_mlp: true needs lean_activations"),
     ],
 )
 def test_config_errors_name_the_bad_key(override, message):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from test_train_loop import _tiny_clip
+from torch._C._profiler import _EventType
+from torch.profiler import ProfilerActivity, profile
 from transformers.activations import QuickGELUActivation
 
+from train_encoder.activation_memory import LeanMLP
 from train_encoder.model_setup import LeanQuickGELU, TwoCaptionCLIP, use_lean_activations
 
 
@@ -42,20 +45,60 @@ def test_lean_quick_gelu_matches_the_plain_one_bit_for_bit_and_saves_half(dtype)
     assert lean == x.numel() * x.element_size()  # the input only
 
 
-def test_use_lean_activations_swaps_every_quick_gelu_and_keeps_the_model_exact():
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
+@pytest.mark.parametrize("recompute_fc1", [False, True], ids=["keep-fc1", "recompute-fc1"])
+def test_use_lean_activations_swaps_every_mlp_and_keeps_the_model_exact(autocast, recompute_fc1):
     plain, lean = _tiny_clip().train(), _tiny_clip().train()
-    assert use_lean_activations(lean) == 4  # 2 text + 2 vision MLPs
+    assert use_lean_activations(lean, recompute_fc1=recompute_fc1) == 4  # 2 text + 2 vision MLPs
     assert not any(isinstance(m, QuickGELUActivation) for m in lean.modules())
+    assert sum(isinstance(m, LeanMLP) for m in lean.modules()) == 4
     assert plain.state_dict().keys() == lean.state_dict().keys()
     ids = torch.randint(1, 49000, (3, 77), generator=torch.Generator().manual_seed(0))
     pixels = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     for model in (plain, lean):
-        out = model(input_ids=ids, pixel_values=pixels, return_loss=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = model(input_ids=ids, pixel_values=pixels, return_loss=True)
         out.loss.backward()
-    assert torch.equal(plain(input_ids=ids, pixel_values=pixels).logits_per_image,
-                       lean(input_ids=ids, pixel_values=pixels).logits_per_image)  # fmt: skip
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        assert torch.equal(plain(input_ids=ids, pixel_values=pixels).logits_per_image,
+                           lean(input_ids=ids, pixel_values=pixels).logits_per_image)  # fmt: skip
     for (name, a), (_, b) in zip(plain.named_parameters(), lean.named_parameters(), strict=True):
         assert torch.equal(a.grad, b.grad), name
+
+
+def _bytes_held_after(function) -> int:
+    """Bytes allocated and not yet freed when ``function()`` returns (its output and what it saved), from the
+    profiler's allocation events, so that tensors kept by any saved-tensor hook are counted too."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        output = function()
+    events, held = list(profiler.profiler.kineto_results.experimental_event_tree()), 0
+    while events:
+        event = events.pop()
+        if event.tag == _EventType.Allocation:
+            held += event.extra_fields.alloc_size
+        events.extend(event.children)
+    del output
+    return held
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
+def test_lean_mlp_keeps_one_wide_tensor_or_none(autocast):
+    """Plain CLIPMLP keeps three 4 x width tensors (fc1 out, sigmoid, fc2 in), lean one, recompute_fc1 none."""
+    layer = _tiny_clip().text_model.encoder.layers[0].train()  # width 32, fc1 to 64
+    x = torch.randn(8, 16, 32, requires_grad=True)
+    wide = 8 * 16 * 64 * (2 if autocast else 4)
+
+    def held() -> int:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            return _bytes_held_after(lambda: layer.mlp(x))
+
+    plain = held()
+    use_lean_activations(layer)
+    kept = held()
+    layer.mlp.recompute_fc1 = True
+    recomputed = held()
+    assert 0 <= plain - kept - 2 * wide < 64  # the sigmoid and fc2's input (plain also keeps a scalar or two)
+    assert kept - recomputed == wide  # fc1's output
 
 
 def test_two_caption_forward_keeps_only_the_hidden_states_it_is_asked_for():

@@ -46,6 +46,7 @@ __all__ = [
 DATA_FORMATS = (*FORMATS, "shards")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LR_SCHEDULES = ("cosine", "constant")
+OPTIMIZER_IMPLS = ("default", "foreach", "fused")
 HIDDEN_ACTS = ("quick_gelu", "gelu")
 #: Trackers accelerate's ``log_with`` knows; each needs its package installed.
 #: Config key prefixes that belong to one recipe (a value other than the default needs that recipe).
@@ -77,7 +78,9 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     """Recompute each layer's activations in the backward (less memory, about a third more compute)."""
     lean_activations: bool = True
-    """Quick-GELU saves only its input for the backward (same values; less activation memory)."""
+    """The MLPs keep only fc1's output for the backward (same values and gradients; less activation memory)."""
+    recompute_mlp: bool = False
+    """Also recompute fc1 in the backward instead of keeping its output (one more matmul per MLP; less memory)."""
 
     # --- recipe and loss ---------------------------------------------------------------------------
     recipe: str = "debias"
@@ -129,6 +132,9 @@ class TrainConfig:
     """Per device: the global batch (and the contrastive negatives) is batch_size x processes."""
     gradient_accumulation_steps: int = 1
     mixed_precision: str = "no"
+    optimizer_impl: str = "default"
+    """AdamW's kernels: default (torch's choice: a loop over tensors on CPU, foreach on CUDA), foreach (one
+    multi-tensor kernel per op), fused (one kernel for the whole update; CUDA, or CPU with torch >= 2.4)."""
 
     # --- data --------------------------------------------------------------------------------------
     train_data: str | None = None
@@ -346,7 +352,13 @@ def _check_values(c: TrainConfig) -> None:
     need(c.max_steps is None or c.max_steps >= 1, "max_steps", "null or >= 1")
     need(c.batch_size >= 2, "batch_size", ">= 2 (the contrastive loss and the PCA need two pairs)")
     need(c.gradient_accumulation_steps >= 1, "gradient_accumulation_steps", ">= 1")
+    if c.recompute_mlp and (not c.lean_activations or c.gradient_checkpointing):
+        raise ConfigError(
+            "recompute_mlp: true needs lean_activations: true and gradient_checkpointing: false "
+            "(checkpointing already recomputes whole layers); set one of them accordingly"
+        )
     one_of("mixed_precision", MIXED_PRECISION)
+    one_of("optimizer_impl", OPTIMIZER_IMPLS)
     need(c.train_data is not None and bool(c.train_data.strip()), "train_data", "an annotation file or shard pattern")
     if c.data_format is not None:
         one_of("data_format", DATA_FORMATS)

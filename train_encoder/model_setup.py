@@ -6,7 +6,7 @@ shorter position table with KPS, and applies Long-CLIP's training split: the fir
 position rows stay exactly as they are (:class:`FrozenPositionRows`), the logit scale restarts
 at 100, and towers can be frozen. :class:`TwoCaptionCLIP` is the single ``forward`` that DDP wraps
 (images and both caption branches), so gradient synchronisation sees every parameter use.
-``use_lean_activations`` swaps Quick-GELU for one that saves half of what autograd saves for it.
+``use_lean_activations`` (``activation_memory``) makes the MLPs keep a third of what autograd keeps for them.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from typing import NamedTuple
 import torch
 from torch import nn
 from transformers import CLIPImageProcessor, CLIPModel
-from transformers.activations import QuickGELUActivation
 
 from debias_diffusion.errors import EncoderMismatchError
 from debias_diffusion.stretching import stretch_ratio, stretch_text_encoder
 from debias_diffusion.text_model_layout import position_count, text_embeddings
 
+from .activation_memory import LeanQuickGELU, use_lean_activations
 from .config import TrainConfig
 from .data import ImagePreprocessing
 from .evaluation import load_clip_model
@@ -32,6 +32,7 @@ from .evaluation import load_clip_model
 __all__ = [
     "MAX_LOGIT_SCALE",
     "FrozenPositionRows",
+    "LeanQuickGELU",
     "PreparedModel",
     "TwoCaptionCLIP",
     "TwoCaptionOutput",
@@ -117,51 +118,11 @@ def build_model(config: TrainConfig) -> PreparedModel:
         reset_logit_scale(model, config.logit_scale)
     frozen = None if config.freeze_text or config.keep == 0 else FrozenPositionRows(model, config.keep)
     if config.lean_activations:
-        use_lean_activations(model)
+        # checkpointing keeps only each layer's input: the MLPs' saved-tensor hooks would only get in its way
+        use_lean_activations(model, mlps=not config.gradient_checkpointing, recompute_fc1=config.recompute_mlp)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return PreparedModel(model, loaded.preprocessing, loaded.source, source_positions, frozen, reference)
-
-
-class _QuickGELUFunction(torch.autograd.Function):
-    """``x * sigmoid(1.702 x)`` saving only ``x``; the backward recomputes the sigmoid.
-
-    Autograd on the plain expression saves two tensors of the MLP's width, ``x`` and ``sigmoid(1.702 x)``.
-    The backward below runs the same kernels as autograd's, so values and gradients are bit-identical.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        return x * torch.sigmoid(1.702 * x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (x,) = ctx.saved_tensors
-        sigmoid = torch.sigmoid(1.702 * x)
-        return grad * sigmoid + torch.ops.aten.sigmoid_backward(grad * x, sigmoid) * 1.702
-
-
-class LeanQuickGELU(nn.Module):
-    """Quick-GELU (OpenAI CLIP's activation) that keeps only its input for the backward."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _QuickGELUFunction.apply(x)
-
-
-def use_lean_activations(model: nn.Module) -> int:
-    """Replace every transformers ``QuickGELUActivation`` in ``model`` by :class:`LeanQuickGELU`; returns how many.
-
-    Same values and gradients; per token and layer the MLP's saved activations drop from three
-    tensors of ``4 x width`` to two (the other is the ``fc2`` input).
-    """
-    swapped = 0
-    for module in list(model.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, QuickGELUActivation):
-                setattr(module, name, LeanQuickGELU())
-                swapped += 1
-    return swapped
 
 
 def freeze_towers(model: CLIPModel, *, text: bool = False, vision: bool = False) -> None:

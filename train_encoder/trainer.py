@@ -77,6 +77,7 @@ from .recipes import Recipe, get_recipe
 __all__ = [
     "MIN_PAIRS",
     "TrainResult",
+    "build_optimizer",
     "build_train_loader",
     "forward_backward",
     "lr_factor",
@@ -120,13 +121,7 @@ def train(
     """
     output_dir = Path(config.output_dir)
     accelerator = _accelerator(config)
-    if str(resume) == "latest" and not list_checkpoints(output_dir):
-        logger.info("no checkpoint in %s: starting from the beginning", output_dir)
-        resume = None
-    if resume is None and list_checkpoints(output_dir):
-        raise OutputExistsError(
-            f"{output_dir} already holds checkpoints; resume with --resume latest, or choose another output_dir"
-        )
+    resume = _check_resume(resume, output_dir)
     set_seed(config.seed)
     prepared = build_model(config)
     recipe = resolve_recipe(config)
@@ -138,7 +133,55 @@ def train(
         world_size=accelerator.num_processes,
         pin_memory=accelerator.device.type == "cuda",
     )
-    batches_per_epoch = len(loader)
+    shape, total_steps = _run_shape(config, accelerator, len(loader))
+
+    image_side = recipe.image_side(prepared.model)
+    module, optimizer = _prepare_module(config, accelerator, prepared, image_side)
+    state = TrainState()
+    if resume is not None:
+        state = _resume(config, accelerator, prepared, resume, optimizer, shape, image_side)
+    if accelerator.is_main_process:
+        remove_partial_checkpoints(output_dir)
+        save_config(config, output_dir / "config.yaml")
+        _trim_metrics(output_dir / METRICS_FILE, state.step)
+    if config.trackers:
+        accelerator.init_trackers(config.run_name, config=_tracker_config(config))
+
+    run = _Run(config, accelerator, prepared, recipe, tokenizer, module, optimizer, shape, total_steps, image_side)
+    run.loop(loader, state, on_step)
+    if state.step == 0:
+        raise DataError(
+            f"trained 0 steps: all {state.batches_skipped} batches were skipped ({state.images_skipped} images "
+            f"could not be read), so nothing was saved or exported; check image_root and the images of {config.train_data}"
+        )
+    last_checkpoint = output_dir / CHECKPOINTS_DIR / f"step-{state.step}"
+    if not (last_checkpoint / STATE_FILE).is_file():
+        run.checkpoint(state)
+    export_dir = None
+    if accelerator.is_main_process:
+        run.report_drift(loader.dataset.first_captions(DRIFT_CAPTIONS))
+        if config.export_final:
+            export_dir = _export_final(run, state)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return TrainResult(state, last_checkpoint, export_dir)
+
+
+def _check_resume(resume: str | Path | None, output_dir: Path) -> str | Path | None:
+    """``resume`` as the run will use it: ``"latest"`` without checkpoints starts afresh; a fresh start
+    refuses a folder that holds checkpoints."""
+    if str(resume) == "latest" and not list_checkpoints(output_dir):
+        logger.info("no checkpoint in %s: starting from the beginning", output_dir)
+        return None
+    if resume is None and list_checkpoints(output_dir):
+        raise OutputExistsError(
+            f"{output_dir} already holds checkpoints; resume with --resume latest, or choose another output_dir"
+        )
+    return resume
+
+
+def _run_shape(config: TrainConfig, accelerator: Accelerator, batches_per_epoch: int) -> tuple[RunShape, int]:
+    """The run's shape (what a checkpoint must match to resume) and its number of optimizer steps."""
     if batches_per_epoch == 0:
         raise DataError(
             f"{config.train_data} holds fewer samples than one global batch "
@@ -160,83 +203,60 @@ def train(
         # map-style crops are seeded per sample; only tar shards split their stream by worker
         num_workers=config.num_workers if resolved_data_format(config) == "shards" else 0,
     )
+    return shape, total_steps
 
-    model = prepared.model
-    image_side = recipe.image_side(model)
-    distilling = prepared.reference_text is not None and config.distill_weight > 0
-    two_caption = TwoCaptionCLIP(model, image_side, hidden_positions=SD_POSITIONS if distilling else 0)
-    optimizer = torch.optim.AdamW(
-        parameter_groups(two_caption, config.weight_decay, decay_all=config.decay_all_parameters),
+
+def build_optimizer(config: TrainConfig, module: nn.Module) -> torch.optim.AdamW:
+    """AdamW over ``module``'s trainable parameters (decay groups, betas, eps and kernels as ``config`` says)."""
+    kernels = {} if config.optimizer_impl == "default" else {config.optimizer_impl: True}
+    return torch.optim.AdamW(
+        parameter_groups(module, config.weight_decay, decay_all=config.decay_all_parameters),
         lr=config.lr,
         betas=(config.adam_beta1, config.adam_beta2),
         eps=config.adam_eps,
+        **kernels,
     )
-    module, optimizer = accelerator.prepare(two_caption, optimizer)
-    reference = prepared.reference_text
-    if reference is not None:
-        reference.to(accelerator.device)
 
-    state = TrainState()
-    if resume is not None:
-        checkpoint, state = load_newest_readable(  # an unreadable newest checkpoint falls back to the one before
-            resume, output_dir, accelerator, model=model, optimizer=optimizer, shape=shape, extras=image_side
-        )
-        if prepared.frozen_rows is not None and not prepared.frozen_rows.unchanged():
-            raise ConfigError(
-                f"{checkpoint} was not trained from model={config.model!r}: its frozen position rows differ"
-            )
-        _log(
-            accelerator,
-            "resumed from %s at step %d (epoch %d, batch %d)",
-            checkpoint,
-            state.step,
-            state.epoch,
-            state.batches_done,
-        )
-    if accelerator.is_main_process:
-        remove_partial_checkpoints(output_dir)
-        save_config(config, output_dir / "config.yaml")
-        _trim_metrics(output_dir / METRICS_FILE, state.step)
-    if config.trackers:
-        accelerator.init_trackers(config.run_name, config=_tracker_config(config))
 
-    run = _Run(config, accelerator, prepared, recipe, tokenizer, module, optimizer, shape, total_steps, image_side)
-    run.loop(loader, state, on_step)
-    if state.step == 0:
-        raise DataError(
-            f"trained 0 steps: all {state.batches_skipped} batches were skipped ({state.images_skipped} images "
-            f"could not be read), so nothing was saved or exported; check image_root and the images of {config.train_data}"
-        )
-    last_checkpoint = output_dir / CHECKPOINTS_DIR / f"step-{state.step}"
-    if not (last_checkpoint / STATE_FILE).is_file():
-        run.checkpoint(state)
-    if accelerator.is_main_process:
-        run.report_drift(loader.dataset.first_captions(DRIFT_CAPTIONS))
-    export_dir = None
-    if config.export_final and accelerator.is_main_process:
-        metadata = {
-            "recipe": recipe.name,
-            "source": prepared.source,
-            "step": state.step,
-            "epoch": state.epoch,
-            "samples_seen": state.samples_seen,
-            "hardware": describe_hardware(accelerator),
-        }
-        export_dir = output_dir / FINAL_DIR
-        extras = None if image_side is None else image_side.state_dict()
-        export_model(
-            model,
-            export_dir,
-            preprocessing=prepared.preprocessing,
-            metadata=metadata,
-            overwrite=True,
-            extras=extras,
-            run_dir=output_dir,
-        )
-        _log(accelerator, "exported the final model to %s", export_dir)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return TrainResult(state, last_checkpoint, export_dir)
+def _prepare_module(config: TrainConfig, accelerator: Accelerator, prepared: PreparedModel, image_side):
+    """The accelerate-prepared :class:`TwoCaptionCLIP` and its optimizer; the distillation reference on the device."""
+    distilling = prepared.reference_text is not None and config.distill_weight > 0
+    two_caption = TwoCaptionCLIP(prepared.model, image_side, hidden_positions=SD_POSITIONS if distilling else 0)
+    module, optimizer = accelerator.prepare(two_caption, build_optimizer(config, two_caption))
+    if prepared.reference_text is not None:
+        prepared.reference_text.to(accelerator.device)
+    return module, optimizer
+
+
+def _resume(config, accelerator, prepared: PreparedModel, resume, optimizer, shape: RunShape, image_side) -> TrainState:
+    """Load the newest readable checkpoint of ``resume`` into the model, optimizer and recipe extras."""
+    checkpoint, state = load_newest_readable(  # an unreadable newest checkpoint falls back to the one before
+        resume, config.output_dir, accelerator, model=prepared.model, optimizer=optimizer, shape=shape,
+        extras=image_side,
+    )  # fmt: skip
+    if prepared.frozen_rows is not None and not prepared.frozen_rows.unchanged():
+        raise ConfigError(f"{checkpoint} was not trained from model={config.model!r}: its frozen position rows differ")
+    _log(accelerator, "resumed from %s at step %d (epoch %d, batch %d)", checkpoint, state.step, state.epoch,
+         state.batches_done)  # fmt: skip
+    return state
+
+
+def _export_final(run: _Run, state: TrainState) -> Path:
+    """Export the trained model to ``output_dir/final`` (main process only)."""
+    metadata = {
+        "recipe": run.recipe.name,
+        "source": run.prepared.source,
+        "step": state.step,
+        "epoch": state.epoch,
+        "samples_seen": state.samples_seen,
+        "hardware": describe_hardware(run.accelerator),
+    }
+    export_dir = run.output_dir / FINAL_DIR
+    extras = None if run.image_side is None else run.image_side.state_dict()
+    export_model(run.prepared.model, export_dir, preprocessing=run.prepared.preprocessing, metadata=metadata,
+                 overwrite=True, extras=extras, run_dir=run.output_dir)  # fmt: skip
+    _log(run.accelerator, "exported the final model to %s", export_dir)
+    return export_dir
 
 
 def resolve_recipe(config: TrainConfig) -> Recipe:
@@ -417,7 +437,9 @@ class _Run:
         """Forward/backward one batch; True when it completed an optimizer step."""
         config, accelerator = self.config, self.accelerator
         device = accelerator.device
-        counts = accelerator.gather(torch.tensor([[len(batch), batch.num_skipped]], device=device))
+        counts = torch.tensor([[len(batch), batch.num_skipped]])
+        if accelerator.num_processes > 1:  # the one host sync per batch, and only where processes must agree
+            counts = accelerator.gather(counts.to(device)).cpu()
         usable = int(counts[:, 0].min())
         state.images_skipped += int(counts[:, 1].sum())
         if usable < MIN_PAIRS:
@@ -541,7 +563,8 @@ def _accelerator(config: TrainConfig) -> Accelerator:
     if accelerator.distributed_type not in (DistributedType.NO, DistributedType.MULTI_GPU, DistributedType.MULTI_CPU):
         raise ConfigError(
             f"accelerate is set up for {accelerator.distributed_type}: checkpoints and exact resume support one "
-            "process or DDP (multi-GPU / multi-CPU) only; run `accelerate config` without FSDP / DeepSpeed"
+            "process or DDP (multi-GPU / multi-CPU) only; run `accelerate config` without FSDP / DeepSpeed "
+            "(DDP fits every model up to ViT-g/14 on 80 GB cards: docs/training.md, 'Memory, batch size per GPU, sharding')"
         )
     return accelerator
 
