@@ -22,7 +22,7 @@ from transformers import CLIPImageProcessor, CLIPModel
 from transformers.activations import QuickGELUActivation
 
 from debias_diffusion.errors import EncoderMismatchError
-from debias_diffusion.stretching import stretch_ratio, stretch_text_encoder
+from debias_diffusion.stretching import stretch_to_positions
 from debias_diffusion.text_model_layout import position_count, text_embeddings
 
 from .config import TrainConfig
@@ -108,9 +108,7 @@ def build_model(config: TrainConfig) -> PreparedModel:
     reference = None
     if config.distill_weight > 0:
         reference = copy.deepcopy(model.text_model).eval().requires_grad_(False)
-    if config.stretch_to is not None and source_positions < config.stretch_to:
-        ratio = stretch_ratio(source_positions, config.stretch_to, config.keep)
-        stretch_text_encoder(model, keep=config.keep, ratio=ratio)
+    stretch_to_positions(model, config.stretch_to, keep=config.keep)
     model.train()
     freeze_towers(model, text=config.freeze_text, vision=config.freeze_vision)
     if config.logit_scale is not None:
