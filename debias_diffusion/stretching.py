@@ -13,12 +13,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from .clip_constants import LONG_CLIP_POSITIONS as LONG_CLIP_POSITIONS  # imported from here too
 from .errors import EncoderMismatchError
 from .text_model_layout import position_count, text_embeddings, text_transformer
 
 LONG_CLIP_KEEP = 20
 LONG_CLIP_RATIO = 4
-LONG_CLIP_POSITIONS = 248
 
 
 def stretched_length(num_positions: int, keep: int = LONG_CLIP_KEEP, ratio: int = LONG_CLIP_RATIO) -> int:
