@@ -99,8 +99,7 @@ def _load(resolved: ResolvedSource, hidden_act, num_heads) -> tuple[CLIPModel, I
     clip = read_clip_source(resolved, hidden_act=hidden_act, num_heads=num_heads)
     if clip.vision is None:
         raise CheckpointError(f"{clip.source} has no image tower: retrieval needs a full CLIP model")
-    preprocessing = ImagePreprocessing(clip.vision.image_size, tuple(clip.image_mean), tuple(clip.image_std))
-    return build_clip_model(clip), preprocessing, clip.source
+    return build_clip_model(clip), clip.image_preprocessing, clip.source
 
 
 def _from_pretrained_source(resolved: ResolvedSource) -> tuple[CLIPModel, ImagePreprocessing, str]:
