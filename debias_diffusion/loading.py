@@ -15,7 +15,7 @@ from .conversion.hf_models import HFTextEncoder, build_text_encoder
 from .conversion.sources import ClipSource, read_clip_source
 from .errors import CheckpointError, EncoderMismatchError
 from .model_sources import PRETRAINED_KINDS, ResolvedSource, SourceKind, resolve_source
-from .model_sources import missing_model_error as missing_model_error  # imported from here by callers
+from .model_sources import missing_model_error as missing_model_error  # generation imports it from here
 from .stretching import stretch_to_positions
 from .text_model_layout import hidden_width, position_count, text_transformer
 from .tokenization import OpenCLIPTokenizer, build_clip_tokenizer
