@@ -25,7 +25,9 @@ from .errors import CheckpointError, ModelNotFoundError
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
+    "HUB_KINDS",
     "OPEN_CLIP_PREFIX",
+    "PRETRAINED_KINDS",
     "ModelSource",
     "ResolvedSource",
     "SourceKind",
