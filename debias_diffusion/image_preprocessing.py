@@ -15,13 +15,17 @@ import io
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
 from torchvision import transforms as T
 
+from .clip_constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from .errors import BadImageError
+
+if TYPE_CHECKING:
+    from transformers import CLIPImageProcessor
 
 __all__ = [
     "OPENAI_CLIP_MEAN",
@@ -29,12 +33,10 @@ __all__ = [
     "ClipImageTransform",
     "ImagePreprocessing",
     "ImageTransform",
+    "clip_image_processor",
     "image_transform",
     "load_image",
 ]
-
-OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 ImageTransform = Callable[[Image.Image], torch.Tensor]
 
@@ -132,6 +134,23 @@ def image_transform(
         ]
     steps = [*geometry, _ConvertRGB(), T.ToTensor(), T.Normalize(cfg.mean, cfg.std)]
     return ClipImageTransform(steps, output_shape=(3, cfg.image_size, cfg.image_size))
+
+
+def clip_image_processor(preprocessing: ImagePreprocessing | Any) -> CLIPImageProcessor:
+    """The transformers ``CLIPImageProcessor`` that preprocesses images as ``preprocessing`` says.
+
+    ``preprocessing`` is anything :meth:`ImagePreprocessing.from_source` accepts. Saved beside a ``CLIPModel``
+    (``save_pretrained``), it is the ``preprocessor_config.json`` that reads back as the same preprocessing.
+    """
+    from transformers import CLIPImageProcessor
+
+    cfg = ImagePreprocessing.from_source(preprocessing)
+    return CLIPImageProcessor(
+        size={"shortest_edge": cfg.resize_size or cfg.image_size},
+        crop_size={"height": cfg.image_size, "width": cfg.image_size},
+        image_mean=list(cfg.mean),
+        image_std=list(cfg.std),
+    )
 
 
 class ClipImageTransform(T.Compose):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,16 +12,17 @@ from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from .conversion.hf_models import HFTextEncoder, build_text_encoder
-from .conversion.sources import OPEN_CLIP_PREFIX, ClipSource, read_clip_source
-from .errors import CheckpointError, EncoderMismatchError, ModelNotFoundError
-from .stretching import LONG_CLIP_KEEP, stretch_ratio, stretch_text_encoder
+from .conversion.sources import ClipSource, read_clip_source
+from .errors import CheckpointError, EncoderMismatchError
+from .model_sources import PRETRAINED_KINDS, ResolvedSource, SourceKind, resolve_source
+from .model_sources import missing_model_error as missing_model_error  # generation imports it from here
+from .stretching import stretch_to_positions
 from .text_model_layout import hidden_width, position_count, text_transformer
 from .tokenization import OpenCLIPTokenizer, build_clip_tokenizer
 from .transformers_logging import quiet_transformers
 from .weight_checks import check_complete, check_finite
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 
 
 @dataclass
@@ -68,10 +67,12 @@ def load_text_encoder(
     when the table is shorter. ``expected_positions`` / ``expected_width`` fail clearly on a
     mismatch (e.g. a 77-row table where 248 was expected, a 512-wide encoder for SD 1.x).
     """
-    encoder, tokenizer, label = _load(source, subfolder, with_projection, num_heads, hidden_act, revision)
-    if stretch_to is not None and position_count(encoder) < stretch_to:
-        ratio = stretch_ratio(position_count(encoder), stretch_to, LONG_CLIP_KEEP)
-        stretch_text_encoder(encoder, keep=LONG_CLIP_KEEP, ratio=ratio)
+    resolved = resolve_source(source, revision=revision)
+    if resolved.kind in PRETRAINED_KINDS:
+        encoder, tokenizer, label = _from_pretrained_source(resolved, subfolder, with_projection)
+    else:
+        encoder, tokenizer, label = _from_canonical(resolved, with_projection, num_heads, hidden_act)
+    stretch_to_positions(encoder, stretch_to)
     check_finite(encoder, label)
     _check_expectations(encoder, label, expected_positions, expected_width)
     tokenizer.model_max_length = position_count(encoder)
@@ -80,115 +81,55 @@ def load_text_encoder(
     return LoadedTextEncoder(encoder.eval(), tokenizer, label)
 
 
-def _load(source, subfolder, with_projection, num_heads, hidden_act, revision):
-    if isinstance(source, nn.Module) or (isinstance(source, str) and source.startswith(OPEN_CLIP_PREFIX)):
-        return _from_canonical(source, with_projection, num_heads, hidden_act)
-    path = Path(source)
-    if path.is_dir():
-        return _from_folder(path, subfolder, with_projection)
-    if path.is_file() or (path.suffix in CHECKPOINT_SUFFIXES and path.parent.is_dir()):
-        return _from_canonical(path, with_projection, num_heads, hidden_act)
-    return _from_hub(str(source), subfolder, with_projection, num_heads, hidden_act, revision)
-
-
-def _from_canonical(source, with_projection, num_heads, hidden_act):
-    clip = read_clip_source(source, num_heads=num_heads, hidden_act=hidden_act, text_only=True)
+def _from_canonical(resolved: ResolvedSource, with_projection, num_heads, hidden_act):
+    clip = read_clip_source(resolved, num_heads=num_heads, hidden_act=hidden_act, text_only=True)
     encoder = _as_class(build_text_encoder(clip), with_projection)
     return encoder, build_clip_tokenizer(model_max_length=clip.text.positions), clip.source
 
 
-def _from_folder(path: Path, subfolder: str | None, with_projection: bool | None):
-    if subfolder is None and (path / "model_index.json").is_file():
-        subfolder = "text_encoder"
-    folder = path / subfolder if subfolder else path
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise CheckpointError(f"{folder} has no config.json: not a Hugging Face model folder")
-    try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{config_file} is not valid JSON: {err}") from err
-    encoder = _from_pretrained(str(path), subfolder, config, with_projection, local_files_only=True)
-    tokenizer_folder = _tokenizer_folder(path, folder)
-    return encoder, _tokenizer(tokenizer_folder, position_count(encoder)), str(folder)
+def _from_pretrained_source(resolved: ResolvedSource, subfolder: str | None, with_projection: bool | None):
+    """A folder, a pipeline folder or a Hub repo (a pipeline when it has ``model_index.json``)."""
+    is_pipeline = subfolder is None and (
+        resolved.kind is SourceKind.PIPELINE_FOLDER
+        or (resolved.kind is SourceKind.HUB_REPO and resolved.has_file("model_index.json"))
+    )
+    subfolder = "text_encoder" if is_pipeline else subfolder
+    config = resolved.read_json(f"{subfolder}/config.json" if subfolder else "config.json")
+    encoder = _from_pretrained(resolved, subfolder, config, with_projection)
+    if resolved.on_hub:
+        return encoder, _hub_tokenizer(resolved, "tokenizer" if is_pipeline else subfolder, encoder), resolved.label
+    folder = Path(resolved.name, subfolder or "")
+    tokenizer = _tokenizer(_tokenizer_folder(Path(resolved.name), folder), position_count(encoder))
+    return encoder, tokenizer, str(folder)
 
 
-def _from_pretrained(repo: str, subfolder, config: dict, with_projection, **kwargs) -> HFTextEncoder:
+def _from_pretrained(resolved: ResolvedSource, subfolder, config: dict, with_projection) -> HFTextEncoder:
     has_projection = "CLIPTextModel" not in config.get("architectures", ["CLIPTextModelWithProjection"])
     want_projection = has_projection if with_projection is None else with_projection
     cls = CLIPTextModelWithProjection if want_projection else CLIPTextModel
-    label = f"{repo}/{subfolder}" if subfolder else repo
+    label = f"{resolved.name}/{subfolder}" if subfolder else resolved.name
     if want_projection and not has_projection:
         raise EncoderMismatchError(f"{label} has no text projection; load it with with_projection=False")
+    kwargs = {**resolved.pretrained_kwargs(), "subfolder": subfolder or ""}
     try:
         if want_projection and "text_config" in config:  # a CLIPModel folder: its projection width is top-level
-            text_config = CLIPTextConfig.from_pretrained(repo, subfolder=subfolder or "", **kwargs)
+            text_config = CLIPTextConfig.from_pretrained(resolved.name, **kwargs)
             text_config.projection_dim = config.get("projection_dim", text_config.projection_dim)
-            kwargs = {**kwargs, "config": text_config}
+            kwargs["config"] = text_config
         # dropping the projection is intended, not worth a report; missing tensors are refused below
         with quiet_transformers() if has_projection and not want_projection else nullcontext():
-            encoder, info = cls.from_pretrained(repo, subfolder=subfolder or "", output_loading_info=True, **kwargs)
+            encoder, info = cls.from_pretrained(resolved.name, output_loading_info=True, **kwargs)
     except (OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"could not load a CLIP text encoder from {repo}: {err}") from err
+        raise CheckpointError(f"could not load a CLIP text encoder from {resolved.name}: {err}") from err
     check_complete(info["missing_keys"], label)
     return encoder
 
 
-def _from_hub(repo: str, subfolder, with_projection, num_heads, hidden_act, revision):
-    parts = repo.split("/")
-    if len(parts) < 2 or not all(parts):
-        raise ModelNotFoundError(f"{repo!r} is not an existing file or folder, nor a Hugging Face Hub id (owner/name)")
-    from huggingface_hub import hf_hub_download
-
-    repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
-    if filename:
-        local = _hub_call(repo, lambda: hf_hub_download(repo_id, filename, revision=revision))
-        return _from_canonical(Path(local), with_projection, num_heads, hidden_act)
-    is_pipeline = subfolder is None and _hub_has_file(repo_id, "model_index.json", revision)
-    subfolder = "text_encoder" if is_pipeline else subfolder
-    config_name = f"{subfolder}/config.json" if subfolder else "config.json"
-    config_file = _hub_call(repo, lambda: hf_hub_download(repo_id, config_name, revision=revision))
-    config = json.loads(Path(config_file).read_text())
-    encoder = _from_pretrained(repo_id, subfolder, config, with_projection, revision=revision)
+def _hub_tokenizer(resolved: ResolvedSource, subfolder: str | None, encoder: nn.Module):
     try:  # load_text_encoder sizes the tokenizer to the encoder afterwards
-        tokenizer = OpenCLIPTokenizer.from_pretrained(
-            repo_id, subfolder="tokenizer" if is_pipeline else (subfolder or ""), revision=revision
-        )
+        return OpenCLIPTokenizer.from_pretrained(resolved.name, subfolder=subfolder or "", revision=resolved.revision)
     except (OSError, ValueError):
-        tokenizer = build_clip_tokenizer(model_max_length=position_count(encoder))
-    return encoder, tokenizer, repo
-
-
-def _hub_has_file(repo_id: str, filename: str, revision: str | None) -> bool:
-    from huggingface_hub import hf_hub_download
-
-    try:
-        hf_hub_download(repo_id, filename, revision=revision)
-    except Exception:  # absent, offline and not cached, or unreachable: treat as "no"
-        return False
-    return True
-
-
-def _hub_call(repo: str, fetch):
-    from huggingface_hub.errors import HFValidationError
-
-    try:
-        return fetch()
-    except (OSError, ValueError, HFValidationError) as err:
-        raise missing_model_error(repo, err) from err
-
-
-def missing_model_error(repo: str, err: Exception) -> ModelNotFoundError:
-    """A ``ModelNotFoundError`` for a Hub id that could not be fetched, saying how to get it."""
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-    repo_id = "/".join(str(repo).split("/")[:2])
-    hint = (
-        "HF_HUB_OFFLINE is set, so only models already in the Hugging Face cache load: "
-        f"run `hf download {repo_id}` on a machine with network, or pass a local path"
-        if offline
-        else "check the id and your network / HF token"
-    )
-    return ModelNotFoundError(f"{repo!r} is not a local path and could not be fetched from the Hub ({hint}): {err}")
+        return build_clip_tokenizer(model_max_length=position_count(encoder))
 
 
 def _as_class(encoder: HFTextEncoder, with_projection: bool | None) -> HFTextEncoder:

@@ -20,7 +20,7 @@ from torch import nn
 from .conditioning import PromptPlan, check_long_prompt_policy, plan_prompts
 from .errors import EncoderMismatchError
 from .prompt_fitting import PromptTruncation
-from .stretching import LONG_CLIP_KEEP, stretch_ratio, stretch_text_encoder
+from .stretching import LONG_CLIP_KEEP, stretch_to_positions
 from .text_model_layout import hidden_width, position_count
 
 logger = logging.getLogger(__name__)
@@ -91,10 +91,8 @@ def check_equal_positions(text_encoder: nn.Module | None, text_encoder_2: nn.Mod
 def stretch_to_match(text_encoder: nn.Module, tokenizer: Any, positions: int) -> bool:
     """Stretch ``text_encoder`` in place (KPS, Long-CLIP's keep=20) to ``positions``; True if it did."""
     have = position_count(text_encoder)
-    if have >= positions:
+    if not stretch_to_positions(text_encoder, positions, tokenizer):
         return False
-    ratio = stretch_ratio(have, positions, LONG_CLIP_KEEP)
-    stretch_text_encoder(text_encoder, tokenizer, keep=LONG_CLIP_KEEP, ratio=ratio)
     logger.info("stretched a %d-position text encoder to %d positions (KPS, keep=%d)", have, positions, LONG_CLIP_KEEP)
     return True
 

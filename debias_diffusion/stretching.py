@@ -13,12 +13,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from .clip_constants import LONG_CLIP_POSITIONS as LONG_CLIP_POSITIONS  # imported from here too
 from .errors import EncoderMismatchError
-from .text_model_layout import text_embeddings, text_transformer
+from .text_model_layout import position_count, text_embeddings, text_transformer
 
 LONG_CLIP_KEEP = 20
 LONG_CLIP_RATIO = 4
-LONG_CLIP_POSITIONS = 248
 
 
 def stretched_length(num_positions: int, keep: int = LONG_CLIP_KEEP, ratio: int = LONG_CLIP_RATIO) -> int:
@@ -86,6 +86,21 @@ def stretch_text_encoder(
     if tokenizer is not None:
         tokenizer.model_max_length = new_len
     return model
+
+
+def stretch_to_positions(
+    model: nn.Module, positions: int | None, tokenizer: Any | None = None, *, keep: int = LONG_CLIP_KEEP
+) -> bool:
+    """Stretch ``model`` in place to exactly ``positions`` rows (KPS) when its table is shorter; True if it did.
+
+    ``positions=None`` or a table already that long leaves ``model`` as it is. The ratio is the one that gives
+    ``positions`` rows (:func:`stretch_ratio`, which refuses lengths KPS cannot reach); ``tokenizer`` follows.
+    """
+    have = position_count(model)
+    if positions is None or have >= positions:
+        return False
+    stretch_text_encoder(model, tokenizer, keep=keep, ratio=stretch_ratio(have, positions, keep))
+    return True
 
 
 def set_position_count(model: nn.Module, num_positions: int) -> None:

@@ -37,6 +37,7 @@ import ftfy
 import transformers
 from transformers import PreTrainedTokenizerBase
 
+from .clip_constants import LONG_CLIP_POSITIONS
 from .prompt_fitting import PromptTruncation, count_tokens, encoder_capacity, split_into_chunks, truncate_prompt
 
 __all__ = [
@@ -212,7 +213,7 @@ def _clip_bpe_files() -> tuple[str, str]:
 
 
 def build_clip_tokenizer(
-    model_max_length: int = 248,
+    model_max_length: int = LONG_CLIP_POSITIONS,
     *,
     pad_token: str = EOS_TOKEN,
     use_fast: bool = True,

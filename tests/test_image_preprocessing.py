@@ -97,3 +97,14 @@ def test_palette_bytes_are_decoded_in_their_mode():
     image = load_image(palette.getvalue())
     assert image.mode == "P"
     assert image_transform(8)(image).shape == (3, 8, 8)
+
+
+@pytest.mark.parametrize("resize_size", [None, 40])
+def test_clip_image_processor_reads_back_as_the_same_preprocessing(resize_size, tmp_path):
+    from transformers import CLIPImageProcessor
+
+    from debias_diffusion.image_preprocessing import clip_image_processor
+
+    preprocessing = ImagePreprocessing(SIZE, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), resize_size=resize_size)
+    clip_image_processor(preprocessing).save_pretrained(tmp_path)
+    assert ImagePreprocessing.from_source(CLIPImageProcessor.from_pretrained(tmp_path)) == preprocessing

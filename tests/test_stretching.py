@@ -90,3 +90,19 @@ def test_stretching_a_flattened_and_a_nested_model_gives_the_same_table():
 def test_layout_lookup_rejects_non_clip_modules():
     with pytest.raises(TypeError, match="not a CLIP text model"):
         stretch_text_encoder(torch.nn.Linear(2, 2))
+
+
+def test_stretch_to_positions_stretches_only_shorter_tables(clip_tokenizer_factory):
+    from debias_diffusion.stretching import stretch_to_positions
+
+    torch.manual_seed(0)
+    model = CLIPTextModel(_text_config()).eval()
+    original = text_embeddings(model).position_embedding.weight.detach().clone()
+    tokenizer = clip_tokenizer_factory(77)
+    assert not stretch_to_positions(model, None) and not stretch_to_positions(model, 77)
+    assert stretch_to_positions(model, 248, tokenizer)
+    assert position_count(model) == 248 == tokenizer.model_max_length
+    assert torch.equal(text_embeddings(model).position_embedding.weight, stretch_position_table(original))
+    assert not stretch_to_positions(model, 100)  # longer already: left as it is
+    with pytest.raises(EncoderMismatchError, match="cannot stretch a 77-position text tower to 100"):
+        stretch_to_positions(CLIPTextModel(_text_config()), 100)

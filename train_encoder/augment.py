@@ -44,6 +44,7 @@ import torch
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase
 
+from debias_diffusion.clip_constants import EOT_ID, LONG_CLIP_POSITIONS, PAD_ID, SOT_ID
 from debias_diffusion.sentences import join_sentences, split_sentences
 from debias_diffusion.tokenization import OpenCLIPTokenizer, build_clip_tokenizer, clean_text
 
@@ -64,10 +65,7 @@ __all__ = [
     "subsample_sentences",
 ]
 
-SOT_ID = 49406
-EOT_ID = 49407
-PAD_ID = 0
-CONTEXT_LENGTH = 248
+CONTEXT_LENGTH = LONG_CLIP_POSITIONS
 
 T = TypeVar("T")
 SentenceIds = tuple[np.ndarray, ...]
@@ -410,7 +408,7 @@ def _trailing_pads(token_ids: torch.Tensor) -> torch.Tensor:
     is_eot = token_ids == EOT_ID
     if not bool(is_eot.any(dim=1).all()) or not bool((token_ids[:, 0] == SOT_ID).all()):
         raise ValueError(
-            "every row must start with SOT (49406) and hold an EOT (49407); build rows with pack_token_ids"
+            f"every row must start with SOT ({SOT_ID}) and hold an EOT ({EOT_ID}); build rows with pack_token_ids"
         )
     return token_ids.shape[1] - 1 - is_eot.int().argmax(dim=1)
 

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from debias_diffusion.atomic_io import atomic_write_text
+from debias_diffusion.clip_constants import LONG_CLIP_POSITIONS
 from debias_diffusion.errors import DebiasDiffusionError
 
 from .data.records import FORMATS
@@ -67,7 +68,7 @@ class TrainConfig:
     """Any CLIP source: HF folder or Hub id, OpenAI-layout / Long-CLIP ``.pt``, ``open_clip:ARCH/TAG``."""
     hidden_act: str = "quick_gelu"
     """Activation for checkpoint files (OpenAI weights: quick_gelu; LAION open_clip weights: gelu)."""
-    stretch_to: int | None = 248
+    stretch_to: int | None = LONG_CLIP_POSITIONS
     """KPS-stretch a shorter position table to this length (null: keep the source's length)."""
     keep: int = 20
     """Position rows copied by KPS and frozen during training (Long-CLIP's split)."""

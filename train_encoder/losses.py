@@ -19,6 +19,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from debias_diffusion.clip_constants import EOT_ID, OPENAI_CLIP_POSITIONS
+
 __all__ = [
     "LossParts",
     "all_gather_with_grad",
@@ -30,8 +32,7 @@ __all__ = [
     "two_caption_loss",
 ]
 
-EOT_ID = 49407
-SD_POSITIONS = 77
+SD_POSITIONS = OPENAI_CLIP_POSITIONS
 
 
 def primary_components(image_features: torch.Tensor, k: int = 32) -> torch.Tensor:

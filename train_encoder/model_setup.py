@@ -18,10 +18,11 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from transformers import CLIPImageProcessor, CLIPModel
+from transformers import CLIPModel
 
 from debias_diffusion.errors import EncoderMismatchError
-from debias_diffusion.stretching import stretch_ratio, stretch_text_encoder
+from debias_diffusion.image_preprocessing import clip_image_processor
+from debias_diffusion.stretching import stretch_to_positions
 from debias_diffusion.text_model_layout import position_count, text_embeddings
 
 from .activation_memory import LeanQuickGELU, use_lean_activations
@@ -109,9 +110,7 @@ def build_model(config: TrainConfig) -> PreparedModel:
     reference = None
     if config.distill_weight > 0:
         reference = copy.deepcopy(model.text_model).eval().requires_grad_(False)
-    if config.stretch_to is not None and source_positions < config.stretch_to:
-        ratio = stretch_ratio(source_positions, config.stretch_to, config.keep)
-        stretch_text_encoder(model, keep=config.keep, ratio=ratio)
+    stretch_to_positions(model, config.stretch_to, keep=config.keep)
     model.train()
     freeze_towers(model, text=config.freeze_text, vision=config.freeze_vision)
     if config.logit_scale is not None:
@@ -156,16 +155,6 @@ def parameter_groups(model: nn.Module, weight_decay: float, *, decay_all: bool =
             (decay if decay_all or parameter.ndim >= 2 else no_decay).append(parameter)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return [group for group in groups if group["params"]]
-
-
-def clip_image_processor(preprocessing: ImagePreprocessing) -> CLIPImageProcessor:
-    """The ``CLIPImageProcessor`` that preprocesses images as ``preprocessing`` says."""
-    return CLIPImageProcessor(
-        size={"shortest_edge": preprocessing.image_size},
-        crop_size={"height": preprocessing.image_size, "width": preprocessing.image_size},
-        image_mean=list(preprocessing.mean),
-        image_std=list(preprocessing.std),
-    )
 
 
 class TwoCaptionOutput(NamedTuple):

@@ -6,6 +6,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from ..clip_constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from ..errors import CheckpointError
+from ..image_preprocessing import ImagePreprocessing
 from ..stretching import LONG_CLIP_KEEP, LONG_CLIP_RATIO, stretch_position_table, stretch_ratio
 from .openai_layout import (
     TextTowerSpec,
@@ -14,9 +17,6 @@ from .openai_layout import (
     text_tower_spec,
     vision_tower_spec,
 )
-
-OPENAI_IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,15 @@ class CanonicalCLIP:
     text: TextTowerSpec
     vision: VisionTowerSpec | None
     source: str
-    image_mean: tuple[float, ...] = OPENAI_IMAGE_MEAN
-    image_std: tuple[float, ...] = OPENAI_IMAGE_STD
+    image_mean: tuple[float, ...] = OPENAI_CLIP_MEAN
+    image_std: tuple[float, ...] = OPENAI_CLIP_STD
+
+    @property
+    def image_preprocessing(self) -> ImagePreprocessing:
+        """What the image tower expects: its crop size and the source's normalisation."""
+        if self.vision is None:
+            raise CheckpointError(f"{self.source} has no image tower, so no image preprocessing")
+        return ImagePreprocessing(self.vision.image_size, self.image_mean, self.image_std)
 
     def text_only(self) -> CanonicalCLIP:
         """Drop the image tower (and ``logit_scale``)."""

@@ -11,6 +11,7 @@ import torch
 
 from ..atomic_io import atomic_directory
 from ..errors import CheckpointError, UsageError
+from ..image_preprocessing import clip_image_processor
 from ..stretching import LONG_CLIP_KEEP
 from ..tokenization import build_clip_tokenizer
 from ..ui_compatibility import warn_if_ui_activation_differs
@@ -142,15 +143,7 @@ def _compare_full_text(clip: CanonicalCLIP, model: torch.nn.Module) -> Equivalen
 
 
 def _image_processor(clip: CanonicalCLIP):
-    from transformers import CLIPImageProcessor
-
-    size = clip.vision.image_size
-    return CLIPImageProcessor(
-        size={"shortest_edge": size},
-        crop_size={"height": size, "width": size},
-        image_mean=list(clip.image_mean),
-        image_std=list(clip.image_std),
-    )
+    return clip_image_processor(clip.image_preprocessing)
 
 
 def _provenance(result: ConversionResult) -> dict:

@@ -12,12 +12,11 @@ from transformers import (
     CLIPVisionConfig,
 )
 
+from ..clip_constants import CLIP_VOCAB_SIZE, EOT_ID, SOT_ID
 from ..text_model_layout import state_dict_prefix
 from .canonical import CanonicalCLIP
 from .openai_layout import TextTowerSpec, VisionTowerSpec, text_state_dict_to_hf, vision_state_dict_to_hf
 
-CLIP_VOCAB_SIZE = 49408
-SOT_ID, EOT_ID = 49406, 49407
 LEGACY_ARGMAX_EOS_ID = 2  # transformers pools at argmax(input_ids) when eos_token_id == 2
 
 HFTextEncoder = CLIPTextModel | CLIPTextModelWithProjection

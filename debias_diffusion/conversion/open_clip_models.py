@@ -11,10 +11,9 @@ from dataclasses import replace
 
 from torch import nn
 
+from ..clip_constants import EOT_ID
 from ..errors import CheckpointError
 from .canonical import CanonicalCLIP, from_state_dict
-
-CLIP_EOT_ID = 49407
 
 
 def from_open_clip_model(model: nn.Module, *, source: str | None = None, text_only: bool = False) -> CanonicalCLIP:
@@ -58,7 +57,7 @@ def from_open_clip_model(model: nn.Module, *, source: str | None = None, text_on
 def _check_text_tower(text: nn.Module, model: nn.Module, source: str) -> None:
     pool = getattr(text, "pool_type", getattr(model, "text_pool_type", "argmax"))
     eos = getattr(text, "eos_id", getattr(model, "text_eos_id", None))
-    if pool not in ("argmax", "eos") or (pool == "eos" and eos != CLIP_EOT_ID):
+    if pool not in ("argmax", "eos") or (pool == "eos" and eos != EOT_ID):
         raise CheckpointError(f"{source}: text pooling {pool!r} is not EOT pooling; HF CLIP cannot express it")
     if getattr(text, "cls_emb", None) is not None:
         raise CheckpointError(f"{source}: text towers with a CLS embedding (CoCa) are not supported")

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from torch import nn
 
 from ..errors import CheckpointError, ModelNotFoundError
+from ..model_sources import OPEN_CLIP_PREFIX, ModelSource, ResolvedSource, SourceKind, resolve_source
 from .canonical import CanonicalCLIP, from_state_dict
 from .checkpoint_reading import read_state_dict
 from .open_clip_models import from_open_clip_model
 
-OPEN_CLIP_PREFIX = "open_clip:"
+__all__ = ["OPEN_CLIP_PREFIX", "ClipSource", "load_open_clip_spec", "read_clip_source"]
 
-ClipSource = str | Path | nn.Module
+ClipSource = ModelSource
 
 
 def read_clip_source(
-    source: ClipSource,
+    source: ClipSource | ResolvedSource,
     *,
     num_heads: int | None = None,
     vision_num_heads: int | None = None,
@@ -28,21 +27,22 @@ def read_clip_source(
 
     Files: Long-CLIP ``.pt`` (OpenAI layout, merged ``positional_embedding_res``), open_clip
     training checkpoints (``state_dict``, ``module.``, ``text.``), OpenAI-layout state dicts, as
-    pickles (opened with ``weights_only=True``) or safetensors.
+    pickles (opened with ``weights_only=True``) or safetensors. Paths are local (see
+    :func:`~debias_diffusion.model_sources.resolve_source`); a resolved Hub file is downloaded.
     """
-    if isinstance(source, nn.Module):
-        return from_open_clip_model(source, text_only=text_only)
-    if isinstance(source, str) and source.startswith(OPEN_CLIP_PREFIX):
-        return from_open_clip_model(load_open_clip_spec(source), source=source, text_only=text_only)
-    path = Path(source)
-    if path.is_dir():
+    resolved = resolve_source(source, hub=False)
+    if resolved.kind is SourceKind.MODULE:
+        return from_open_clip_model(resolved.module, text_only=text_only)
+    if resolved.kind is SourceKind.OPEN_CLIP_SPEC:
+        return from_open_clip_model(load_open_clip_spec(resolved.name), source=resolved.name, text_only=text_only)
+    if resolved.kind in (SourceKind.FOLDER, SourceKind.PIPELINE_FOLDER):
         raise CheckpointError(
-            f"{path} is a folder: folders are read as Hugging Face models (load_text_encoder); "
+            f"{resolved.name} is a folder: folders are read as Hugging Face models (load_text_encoder); "
             "to convert, pass a checkpoint file (.pt, .pth, .bin, .ckpt, .safetensors)"
         )
     return from_state_dict(
-        read_state_dict(path),
-        source=str(path),
+        read_state_dict(resolved.checkpoint_file()),
+        source=resolved.label,
         num_heads=num_heads,
         vision_num_heads=vision_num_heads,
         hidden_act=hidden_act,

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import torch
 
 from ...errors import CheckpointError
-from ...loading import missing_model_error
+from ...model_sources import missing_model_error
 
 
 def load_pretrained(cls: Any, model: str, what: str, **kwargs: Any) -> Any:
