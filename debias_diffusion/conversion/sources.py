@@ -29,6 +29,12 @@ def read_clip_source(
     Files: Long-CLIP ``.pt`` (OpenAI layout, merged ``positional_embedding_res``), open_clip
     training checkpoints (``state_dict``, ``module.``, ``text.``), OpenAI-layout state dicts, as
     pickles (opened with ``weights_only=True``) or safetensors.
+
+    Args:
+        source: a file path, an open_clip model object or an ``open_clip:ARCH/PRETRAINED`` spec.
+        num_heads, vision_num_heads: attention heads when not ``width // 64``.
+        hidden_act: the MLP activation recorded with the weights.
+        text_only: keep only the text tower.
     """
     if isinstance(source, nn.Module):
         return from_open_clip_model(source, text_only=text_only)
