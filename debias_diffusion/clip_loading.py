@@ -63,6 +63,13 @@ def load_clip_model(
     checkpoint reader for files (LAION open_clip weights use ``gelu``). An in-memory
     ``CLIPModel`` is used as is (not copied): stretching changes it in place. ``revision`` picks the
     branch, tag or commit of a Hub source.
+
+    Args:
+        source: an HF folder or Hub id, a train_encoder export ``clip/`` folder, an OpenAI-layout / Long-CLIP
+            file, an ``open_clip:`` spec, a ``CLIPModel`` or a ``LoadedCLIP``.
+        stretch_to: positions after KPS when the text table is shorter.
+        hidden_act, num_heads: passed to the checkpoint reader for files.
+        revision: branch, tag or commit of a Hub source.
     """
     if isinstance(source, LoadedCLIP):
         model, preprocessing, label = source.model, source.preprocessing, source.source

@@ -60,6 +60,11 @@ def plan_prompt(prompt: str, tokenizer: PreTrainedTokenizerBase, policy: LongPro
     A prompt that fits is encoded unchanged in one pass. A longer one is, by ``policy``:
     ``truncate``d at a sentence (else word) boundary with a warning naming what was dropped,
     split into sentence-aligned ``chunk``s encoded separately, or refused (``error``).
+
+    Args:
+        prompt: the text to encode.
+        tokenizer: the encoder's tokenizer (its ``model_max_length`` is the window).
+        policy: ``"truncate"``, ``"chunk"`` or ``"error"``.
     """
     if not isinstance(prompt, str):
         raise PromptError(f"a prompt must be a string, got {type(prompt).__name__}")

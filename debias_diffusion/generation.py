@@ -102,6 +102,13 @@ def load_pipeline(
     """A DeBias SD or SDXL pipeline for ``model`` with ``encoder`` swapped in (``"none"``: keep the model's).
 
     For SDXL the long encoder replaces CLIP-L and OpenCLIP-bigG is stretched to match (KPS).
+
+    Args:
+        model: a diffusers SD 1.x / 2.x / SDXL pipeline (Hub id or folder).
+        encoder: the long text encoder (anything ``load_text_encoder`` reads, ``"longclip-l"``, or ``"none"``).
+        torch_dtype: the pipeline's dtype.
+        device: where it runs.
+        long_prompt: the default long-prompt policy (``"truncate"``, ``"chunk"`` or ``"error"``).
     """
     from .pipeline_components import use_long_text_encoder
     from .pipelines import DeBiasStableDiffusionPipeline, DeBiasStableDiffusionXLPipeline

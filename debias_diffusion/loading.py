@@ -66,6 +66,16 @@ def load_text_encoder(
     ``CLIPTextModel`` (SD 1.x), ``None`` keeps what the source has. ``stretch_to`` applies KPS
     when the table is shorter. ``expected_positions`` / ``expected_width`` fail clearly on a
     mismatch (e.g. a 77-row table where 248 was expected, a 512-wide encoder for SD 1.x).
+
+    Args:
+        source: see above.
+        subfolder: the folder inside ``source`` holding the encoder.
+        with_projection: the model class (see above).
+        expected_positions, expected_width: required position count / hidden width.
+        stretch_to: positions after KPS when the table is shorter.
+        num_heads, hidden_act: passed to the checkpoint reader for files and open_clip models.
+        torch_dtype: cast the encoder to this dtype (``None``: keep the dtype it was read in).
+        revision: the Hub revision for a Hub source.
     """
     resolved = resolve_source(source, revision=revision)
     if resolved.kind in PRETRAINED_KINDS:

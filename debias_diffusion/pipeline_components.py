@@ -162,6 +162,14 @@ def use_long_text_encoder(
     ``stretch_text_encoder_2=False``. Widths are checked against the UNet. Returns ``pipe``.
     Works on stock pipelines too (their ``encode_prompt`` then pads to the new length); use the
     DeBias pipelines (``from_pipe``) for the long-prompt policies.
+
+    Args:
+        pipe: an SD 1.x / 2.x or SDXL pipeline (changed in place).
+        text_encoder: the long encoder, by name or as a module.
+        tokenizer: its tokenizer, for a module (else the pipeline's, resized).
+        text_encoder_2, tokenizer_2: SDXL's second encoder and tokenizer.
+        stretch_text_encoder_2: stretch SDXL's own second encoder to the first's length.
+        revision: the Hub revision for encoders given by Hub id.
     """
     old = getattr(pipe, "text_encoder", None) or getattr(pipe, "text_encoder_2", None)
     dtype = old.dtype if old is not None else None

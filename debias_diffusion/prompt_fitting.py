@@ -65,7 +65,12 @@ def _token_count(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
 
 
 def count_tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
-    """Number of BPE tokens in ``text``, without SOT/EOT and without truncation."""
+    """Number of BPE tokens in ``text``, without SOT/EOT and without truncation.
+
+    Args:
+        tokenizer: a CLIP tokenizer (:func:`~debias_diffusion.build_clip_tokenizer`).
+        text: the prompt.
+    """
     return _token_count(tokenizer, check_prompt_text(text))
 
 
@@ -128,6 +133,11 @@ def truncate_prompt(text: str, tokenizer: PreTrainedTokenizerBase, max_tokens: i
     ``max_tokens`` defaults to ``encoder_capacity(tokenizer)``. A first word longer than that
     is cut at its last punctuation mark that fits, else at a character boundary (see the module
     docstring); ``cut_at`` says which.
+
+    Args:
+        text: the prompt.
+        tokenizer: the encoder's tokenizer.
+        max_tokens: the token budget without SOT/EOT; ``None``: the encoder's capacity.
     """
     text = check_prompt_text(text)
     limit = _resolve_max_tokens(tokenizer, max_tokens)
@@ -151,6 +161,11 @@ def split_into_chunks(text: str, tokenizer: PreTrainedTokenizerBase, max_tokens:
     pieces (at punctuation, else between characters) that are chunks of their own, its last piece
     starting the next chunk; those pieces join without a space. ``max_tokens`` defaults to
     ``encoder_capacity``.
+
+    Args:
+        text: the prompt.
+        tokenizer: the encoder's tokenizer.
+        max_tokens: each chunk's token budget without SOT/EOT; ``None``: the encoder's capacity.
     """
     text = check_prompt_text(text)
     limit = _resolve_max_tokens(tokenizer, max_tokens)

@@ -45,6 +45,9 @@ def split_sentences(text: str) -> list[str]:
     sentence, so each paragraph's whitespace is collapsed to single spaces and a regular
     expression finds those words; :func:`_ends_sentence` decides each. The Python work is per
     candidate, not per word (long captions are split several times faster).
+
+    Args:
+        text: any text (paragraph breaks end sentences too).
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")

@@ -22,7 +22,13 @@ LONG_CLIP_RATIO = 4
 
 
 def stretched_length(num_positions: int, keep: int = LONG_CLIP_KEEP, ratio: int = LONG_CLIP_RATIO) -> int:
-    """Length of a table of ``num_positions`` rows after stretching with (keep, ratio)."""
+    """Length of a table of ``num_positions`` rows after stretching with (keep, ratio).
+
+    Args:
+        num_positions: rows before stretching.
+        keep: leading rows kept as they are.
+        ratio: rows each later row becomes.
+    """
     _check_stretch_args(num_positions, keep, ratio)
     return keep + ratio * (num_positions - keep)
 
@@ -46,6 +52,11 @@ def stretch_position_table(
 
     ``new[keep + ratio*i + k] = (1 - k/ratio) * old[keep + i] + (k/ratio) * old[keep + i + 1]``
     for the interior rows, and the last ``ratio`` rows extrapolate the final old step.
+
+    Args:
+        table: the ``[positions, width]`` position embeddings.
+        keep: leading rows kept as they are (20, as Long-CLIP).
+        ratio: rows each later row becomes (4: 77 -> 248).
     """
     if table.ndim != 2:
         raise EncoderMismatchError(f"a position table must be 2-D [positions, width]; got shape {tuple(table.shape)}")
@@ -73,6 +84,11 @@ def stretch_text_encoder(
     ``CLIPModel``. Resizes, together: the position-embedding table, the non-persistent
     ``position_ids`` buffer, ``config.max_position_embeddings`` and, when given, the
     tokenizer's ``model_max_length``.
+
+    Args:
+        model: the model to stretch (changed in place).
+        tokenizer: a tokenizer whose ``model_max_length`` follows, or ``None``.
+        keep, ratio: as :func:`stretch_position_table`.
     """
     embeddings = text_embeddings(model)
     old = embeddings.position_embedding

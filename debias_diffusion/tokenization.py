@@ -226,6 +226,12 @@ def build_clip_tokenizer(
     transformers < 5 has. ``clean=False`` returns the stock transformers class (still with
     ``split_special_tokens=True``), which skips open_clip's ftfy/HTML cleaning (see the module
     docstring for what then differs).
+
+    Args:
+        model_max_length: positions of the encoder it feeds (77 for CLIP, 248 for Long-CLIP / DeBias-CLIP).
+        pad_token: the padding token (``"<|endoftext|>"`` for SD 1.x, ``"!"`` for SD 2.x).
+        use_fast: the fast (Rust) tokenizer; ``False`` needs transformers < 5.
+        clean: open_clip's ftfy / HTML cleaning (``False``: the stock transformers class).
     """
     if isinstance(model_max_length, bool) or not isinstance(model_max_length, int):
         raise TypeError(f"model_max_length must be an int, got {type(model_max_length).__name__}")

@@ -67,6 +67,11 @@ class DeBiasStableDiffusionXLPipeline(LongPromptPipelineMixin, StableDiffusionXL
     ``from_pretrained(..., text_encoder=..., text_encoder_2=...)`` takes a fine-tuned long pair by
     name; to pair a long CLIP-L with stock bigG, load the stock pipeline and call
     ``debias_diffusion.use_long_text_encoder`` (it stretches bigG).
+
+    Args:
+        long_prompt: default policy for prompts longer than the encoders (overridable per call).
+        encoder_layer: ``"penultimate"`` or ``"final"`` hidden states (see above).
+        Other arguments: as ``StableDiffusionXLPipeline``.
     """
 
     _encoder_kwargs = (("text_encoder", "tokenizer", False), ("text_encoder_2", "tokenizer_2", True))

@@ -60,6 +60,18 @@ def convert_to_hf(
     ``verify`` the converted model must match open_clip's forward within ``tolerance``
     (float32) or nothing is written. The weights as written in ``dtype`` must be finite (float16
     overflows past 65504) and each tensor must keep its values to the dtype's rounding, or nothing is written.
+
+    Args:
+        source: a checkpoint file, an open_clip model object or an ``open_clip:ARCH/PRETRAINED`` spec.
+        destination: the folder to write (atomically).
+        stretch_to: positions after KPS (e.g. 248); ``None`` keeps the source's.
+        keep: leading positions KPS leaves unchanged (20, as Long-CLIP).
+        text_only: write only the text tower (``CLIPTextModelWithProjection``).
+        num_heads, vision_num_heads: attention heads when not ``width // 64``.
+        hidden_act: the MLP activation (``quick_gelu`` for OpenAI / Long-CLIP, ``gelu`` for LAION weights).
+        dtype: the written weights' dtype.
+        verify, tolerance: compare with open_clip's forward and refuse a larger difference.
+        overwrite: replace an existing ``destination`` (else ``OutputExistsError``).
     """
     if not math.isfinite(tolerance) or tolerance < 0:
         raise UsageError(

@@ -29,6 +29,12 @@ def read_clip_source(
     training checkpoints (``state_dict``, ``module.``, ``text.``), OpenAI-layout state dicts, as
     pickles (opened with ``weights_only=True``) or safetensors. Paths are local (see
     :func:`~debias_diffusion.model_sources.resolve_source`); a resolved Hub file is downloaded.
+
+    Args:
+        source: a file path, an open_clip model object or an ``open_clip:ARCH/PRETRAINED`` spec.
+        num_heads, vision_num_heads: attention heads when not ``width // 64``.
+        hidden_act: the MLP activation recorded with the weights.
+        text_only: keep only the text tower.
     """
     resolved = resolve_source(source, hub=False)
     if resolved.kind is SourceKind.MODULE:

@@ -80,6 +80,19 @@ def probe_image(
     ``protocol="paper"`` follows clip-oscope's code where it differs from ours: images are converted to
     RGB before the model's transform, and the matching pairs are :func:`.matching.paper_matching_captions`
     (IOR and IOC unchanged; see docs/image-probes.md).
+
+    Args:
+        models: display name -> model source or ``LoadedCLIP`` (see above).
+        data: images in slot order with their references (``shapes_world_data``, ``read_image_folder``).
+        seed, test_fraction: the IOC train / test split.
+        l2: the linear probes' L2 penalty.
+        articles: "a" / "an" before object names in the matching captions.
+        protocol: ``"ours"`` or ``"paper"`` (see above).
+        batch_size, num_workers: image batching.
+        device: where models run (default: CUDA when available).
+        hidden_act, num_heads: passed to the checkpoint reader (see above).
+        output_dir, overwrite: where the reports go, and whether an existing folder may be replaced.
+        progress: show progress bars.
     """
     if not models:
         raise ProbeConfigError("give at least one CLIP model to probe")

@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
+from PIL import Image
 
-from debias_diffusion.shapes_world import COLOURS, SHAPES
+from debias_diffusion.shapes_world.quality import pair_prompt, pair_quality, random_pairs
+from debias_diffusion.shapes_world.world_models import load_world_pipeline
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,69 +53,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def random_pairs(count: int, seed: int) -> list[tuple[tuple[str, str], tuple[str, str]]]:
-    rng = random.Random(seed)
-    pairs = []
-    for _ in range(count):
-        first, second = rng.sample(COLOURS, 2)
-        pairs.append(((first, rng.choice(SHAPES)), (second, rng.choice(SHAPES))))
-    return pairs
-
-
-def prompt_for(pair, style: str) -> str:
-    (c1, s1), (c2, s2) = pair
-    if style == "list":
-        return f"a {c1} {s1} and a {c2} {s2}"
-    return f"A picture of a large {c1} {s1} and a small {c2} {s2} on a white background."
-
-
-def load_pipeline(path: Path, encoder: Path | None):
-    from debias_diffusion import DeBiasStableDiffusionPipeline, load_text_encoder
-
-    pipe = DeBiasStableDiffusionPipeline.from_pretrained(path, torch_dtype=torch.float32)
-    if encoder is not None:
-        loaded = load_text_encoder(str(encoder), with_projection=False)
-        pipe = DeBiasStableDiffusionPipeline(
-            **{**pipe.components, "text_encoder": loaded.text_encoder, "tokenizer": loaded.tokenizer}
-        )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-@dataclass
-class ColourCounts:
-    """Colour accuracy over images: which share of coloured pixels has a requested colour, and how
-    often an unrequested palette colour covers at least the detector's ``min_area``."""
-
-    requested_pixels: int = 0
-    coloured_pixels: int = 0
-    images: int = 0
-    images_with_extra: int = 0
-
-    def add(self, masks: dict[str, np.ndarray], wanted: set[str], min_area: float) -> None:
-        """Count one image from its ``ColourDetector.colour_masks``."""
-        self.coloured_pixels += sum(int(m.sum()) for m in masks.values())
-        self.requested_pixels += sum(int(masks[c].sum()) for c in wanted)
-        self.images += 1
-        self.images_with_extra += any(m.mean() >= min_area for c, m in masks.items() if c not in wanted)
-
-    @property
-    def precision(self) -> float:
-        return self.requested_pixels / self.coloured_pixels if self.coloured_pixels else 0.0
-
-    @property
-    def extra_rate(self) -> float:
-        return self.images_with_extra / self.images if self.images else 0.0
-
-
 def evaluate(args) -> dict:
-    from debias_diffusion.prominence.detectors import ColourDetector
-
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    pipe = load_pipeline(args.pipeline, args.encoder)
+    pipe = load_world_pipeline(args.pipeline, args.encoder)
     pairs = random_pairs(args.pairs, args.seed)
-    prompts = [prompt_for(pair, args.style) for pair in pairs]
+    prompts = [pair_prompt(pair, args.style) for pair in pairs]
     images = []
     for start in range(0, len(prompts), 20):
         generator = torch.Generator().manual_seed(args.seed + start)
@@ -125,13 +67,6 @@ def evaluate(args) -> dict:
             height=64, width=64, generator=generator,
         )  # fmt: skip
         images.extend(out.images)
-    labels = [[f"{c} {s}" for c, s in pair] for pair in pairs]
-    detector = ColourDetector()
-    measured = detector.measure(images, labels)
-    present = np.array([[m.present for m in row] for row in measured])
-    colours = ColourCounts()
-    for image, pair in zip(images, pairs, strict=True):
-        colours.add(detector.colour_masks(image), {c for c, _ in pair}, detector.min_area)
     report = {
         "pipeline": str(args.pipeline),
         "encoder": str(args.encoder) if args.encoder else "pipeline's own",
@@ -141,14 +76,7 @@ def evaluate(args) -> dict:
         "steps": args.steps,
         "guidance_scale": args.guidance,
         "scheduler": type(pipe.scheduler).__name__,
-        "all_objects_rate": float(present.all(axis=1).mean()),
-        "object_recall": float(present.mean()),
-        "first_object_rate": float(present[:, 0].mean()),
-        "second_object_rate": float(present[:, 1].mean()),
-        "colour_precision": colours.precision,
-        "extra_colour_rate": colours.extra_rate,
-        "first_object_mean_area": float(np.mean([row[0].mask_area or 0.0 for row in measured])),
-        "second_object_mean_area": float(np.mean([row[1].mask_area or 0.0 for row in measured])),
+        **pair_quality(images, pairs),
         "seconds": round(time.perf_counter() - started, 1),
     }
     save_grid(images, args.samples)
@@ -157,8 +85,6 @@ def evaluate(args) -> dict:
 
 
 def save_grid(images, path: Path, columns: int = 10) -> None:
-    from PIL import Image
-
     size = images[0].size[0]
     rows = (len(images) + columns - 1) // columns
     grid = Image.new("RGB", (columns * size, rows * size), "white")
