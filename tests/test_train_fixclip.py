@@ -21,16 +21,18 @@ from transformers import CLIPModel
 from debias_diffusion.errors import CheckpointError
 from debias_diffusion.loading import load_text_encoder
 from debias_diffusion.stretching import stretch_position_table
-from train_encoder.checkpointing import EXTRAS_FILE, read_checkpoint_metadata
+from train_encoder.checkpointing import read_checkpoint_metadata
 from train_encoder.cli import main
 from train_encoder.config import ConfigError, load_config
+from train_encoder.file_names import EXTRAS_FILE
 from train_encoder.fix_clip import FIX_CLIP, FixClipImageSide, FixClipRecipe, FixClipSettings
 from train_encoder.fix_clip.hierarchy import HierarchicalHeads, gaussian_layer_weights, layer_groups
 from train_encoder.fix_clip.loss import fix_clip_loss
 from train_encoder.fix_clip.masking import masked_count, random_patch_mask, replace_masked_patches
 from train_encoder.fix_clip.regions import attention_allowed, attention_bias
 from train_encoder.fix_clip.vision import vision_forward
-from train_encoder.model_setup import TwoCaptionCLIP, TwoCaptionOutput
+from train_encoder.model_output import TwoCaptionOutput
+from train_encoder.model_setup import TwoCaptionCLIP
 from train_encoder.recipes import get_recipe
 from train_encoder.trainer import resolve_recipe, train
 

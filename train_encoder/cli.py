@@ -24,7 +24,7 @@ from debias_diffusion.errors import UsageError
 from debias_diffusion.named_arguments import parse_named_values
 
 from .config import TrainConfig, load_config, parse_override
-from .evaluation.drift import DRIFT_FILE
+from .file_names import DRIFT_FILE
 
 __all__ = ["build_parser", "main"]
 

@@ -24,16 +24,15 @@ from typing import Any
 import yaml
 
 from debias_diffusion.atomic_io import atomic_write_text
-from debias_diffusion.errors import DebiasDiffusionError
 
 from .data.records import FORMATS
+from .errors import ConfigError
 from .recipes import get_recipe, recipe_names
 
 __all__ = [
     "DATA_FORMATS",
     "MIXED_PRECISION",
     "TRACKERS",
-    "ConfigError",
     "TrainConfig",
     "bundled_configs",
     "field_names",
@@ -51,10 +50,6 @@ HIDDEN_ACTS = ("quick_gelu", "gelu")
 #: Config key prefixes that belong to one recipe (a value other than the default needs that recipe).
 RECIPE_KEY_PREFIXES = {"fix_clip_": "fix-clip"}
 TRACKERS = ("tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml", "dvclive", "swanlab", "trackio")
-
-
-class ConfigError(DebiasDiffusionError, ValueError):
-    """A config file or override is malformed, names an unknown key, or holds a bad value."""
 
 
 @dataclass

@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from ..config import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["HierarchicalHeads", "gaussian_layer_weights", "layer_groups"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["attention_allowed", "attention_bias", "patch_regions", "prompt_regions"]
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..config import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["HEAD_INITS", "FixClipSettings"]
 
