@@ -240,7 +240,7 @@ def train(
 
 def resolve_recipe(config: TrainConfig) -> Recipe:
     """The registered recipe configured by ``config`` (λ / PCA overrides, ``pca_components: 0`` = no PCA, and
-    recipe-specific keys such as ``fix_clip_*``)."""
+    recipe-specific settings such as ``fix_clip``)."""
     return get_recipe(config.recipe).configured(config)
 
 

@@ -34,7 +34,7 @@ class FixClipRecipe(Recipe):
                 "images, not principal components; leave pca_components null or 0"
             )
         recipe = super().configured(config)
-        return dataclasses.replace(recipe, pca_components=None, settings=FixClipSettings.from_config(config))
+        return dataclasses.replace(recipe, pca_components=None, settings=config.fix_clip or FixClipSettings())
 
     def image_side(self, model: CLIPModel) -> FixClipImageSide:
         return FixClipImageSide(model, self.settings)
