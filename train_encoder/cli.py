@@ -63,11 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     options = train.add_argument_group("config keys (same as --set KEY=VALUE)")
     kinds = dict(config_keys())
     for key, kind in kinds.items():
-        extra = {"nargs": "?", "const": "true"} if bool in typing.get_args(kind) or kind is bool else {}
-        options.add_argument(_flag(key), dest=f"key__{key}", default=argparse.SUPPRESS, metavar="VALUE", **extra)
+        options.add_argument(_flag(key), dest=f"key__{key}", default=argparse.SUPPRESS, metavar="VALUE", **_arity(kind))
     for old, new in deprecated_keys().items():  # --fix-clip-groups: still read, with a DeprecationWarning
-        extra = {"nargs": "?", "const": "true"} if kinds[new] is bool else {}
-        options.add_argument(_flag(old), dest=f"key__{old}", default=argparse.SUPPRESS, help=argparse.SUPPRESS, **extra)
+        options.add_argument(
+            _flag(old), dest=f"key__{old}", default=argparse.SUPPRESS, help=argparse.SUPPRESS, **_arity(kinds[new])
+        )
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser(
@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
+
+
+def _arity(kind: object) -> dict:
+    """A boolean key's flag may stand alone (``--freeze-text`` = true)."""
+    return {"nargs": "?", "const": "true"} if bool in typing.get_args(kind) or kind is bool else {}
 
 
 def _train(args: argparse.Namespace) -> int:
