@@ -20,13 +20,14 @@ ROOT = Path(__file__).parents[1] / PACKAGE
 
 #: Layers from the bottom up. Imports go down (or sideways inside a layer), never up.
 LAYERS: dict[str, int] = {
-    # 0 foundation: errors, file names, records, per-token comparisons (torch and the library only)
+    # 0 foundation: errors, file names, records, per-token comparisons, memory-lean activations (torch + library)
     "train_encoder.errors": 0,
     "train_encoder.file_names": 0,
     "train_encoder.token_states": 0,
     "train_encoder.model_output": 0,
     "train_encoder.hardware": 0,
-    # 1 data: annotation readers, image transforms, datasets, loaders
+    "train_encoder.activation_memory": 0,
+    # 1 data: annotation readers, image decoding, datasets, loaders
     "train_encoder.data": 1,
     # 2 tokens and augmentation; evaluation (library + data only, see EVALUATION_MAY_IMPORT)
     "train_encoder.augment": 2,
