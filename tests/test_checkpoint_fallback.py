@@ -13,11 +13,11 @@ from debias_diffusion.image_preprocessing import ImagePreprocessing
 from train_encoder.checkpointing import (
     RunShape,
     TrainState,
-    UnreadableCheckpointError,
     load_newest_readable,
     save_checkpoint,
 )
 from train_encoder.config import load_config
+from train_encoder.errors import UnreadableCheckpointError
 
 SHAPE = RunShape(world_size=1, batch_size=4, gradient_accumulation_steps=1, batches_per_epoch=4, num_workers=0)
 

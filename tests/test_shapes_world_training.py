@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from debias_diffusion.clip_loading import load_clip_model
 from debias_diffusion.shapes_world import export_dataset
 from debias_diffusion.text_model_layout import position_count
-from train_encoder.evaluation import EvalSet, evaluate, load_clip_model
+from train_encoder.evaluation import EvalSet, evaluate
 
 
 def _eval_set(folder: Path) -> EvalSet:

@@ -16,9 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
+from debias_diffusion.image_preprocessing import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ImagePreprocessing, image_transform
 from train_encoder.data import (
-    OPENAI_CLIP_MEAN,
-    OPENAI_CLIP_STD,
     AnnotationError,
     BadImageError,
     BadSample,
@@ -26,7 +25,6 @@ from train_encoder.data import (
     CaptionRecord,
     DataError,
     DataFileNotFoundError,
-    ImagePreprocessing,
     ResumableSampler,
     Sample,
     ShardError,
@@ -34,7 +32,6 @@ from train_encoder.data import (
     build_dataloader,
     collate_samples,
     expand_shards,
-    image_transform,
     load_image,
     read_annotations,
     read_csv,

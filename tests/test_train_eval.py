@@ -11,9 +11,12 @@ from clip_builders import tiny_openai_clip
 from PIL import Image
 from transformers import CLIPConfig, CLIPModel
 
+from debias_diffusion.clip_embedding import encode_texts, tokenize_captions
+from debias_diffusion.clip_loading import load_clip_model
 from debias_diffusion.errors import ModelNotFoundError
+from debias_diffusion.image_preprocessing import ImagePreprocessing, image_transform
 from debias_diffusion.sentences import split_sentences
-from train_encoder.data.images import ImagePreprocessing, image_transform, load_image
+from train_encoder.data.images import load_image
 from train_encoder.evaluation import (
     DatasetFormatError,
     DatasetNotFoundError,
@@ -25,10 +28,8 @@ from train_encoder.evaluation import (
     embed_images,
     embed_texts,
     encode_images,
-    encode_texts,
     evaluate,
     get_probe,
-    load_clip_model,
     read_coco,
     read_dci,
     read_docci,
@@ -42,7 +43,6 @@ from train_encoder.evaluation import (
     similarity_retrieval_scores,
     write_report,
 )
-from train_encoder.evaluation.embedding import tokenize_captions
 from train_encoder.evaluation.retrieval import image_to_text_ranks, text_to_image_ranks
 
 KS = (1, 2, 3)

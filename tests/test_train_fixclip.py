@@ -9,11 +9,13 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from safetensors.torch import load_file
 from test_train_loop import TINY_YAML, _caption, _config, _metrics, _tiny_clip, data_dir, source_dir  # noqa: F401  (fixtures, used through `tiny`)
 from transformers import CLIPModel
@@ -21,16 +23,18 @@ from transformers import CLIPModel
 from debias_diffusion.errors import CheckpointError
 from debias_diffusion.loading import load_text_encoder
 from debias_diffusion.stretching import stretch_position_table
-from train_encoder.checkpointing import EXTRAS_FILE, read_checkpoint_metadata
+from train_encoder.checkpointing import read_checkpoint_metadata
 from train_encoder.cli import main
 from train_encoder.config import ConfigError, load_config
+from train_encoder.file_names import EXTRAS_FILE
 from train_encoder.fix_clip import FIX_CLIP, FixClipImageSide, FixClipRecipe, FixClipSettings
 from train_encoder.fix_clip.hierarchy import HierarchicalHeads, gaussian_layer_weights, layer_groups
 from train_encoder.fix_clip.loss import fix_clip_loss
 from train_encoder.fix_clip.masking import masked_count, random_patch_mask, replace_masked_patches
 from train_encoder.fix_clip.regions import attention_allowed, attention_bias
 from train_encoder.fix_clip.vision import vision_forward
-from train_encoder.model_setup import TwoCaptionCLIP, TwoCaptionOutput
+from train_encoder.model_output import TwoCaptionOutput
+from train_encoder.model_setup import TwoCaptionCLIP
 from train_encoder.recipes import get_recipe
 from train_encoder.trainer import resolve_recipe, train
 
@@ -38,7 +42,7 @@ pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 ROOT = Path(__file__).parents[1]
 # the tiny model has 2 image-encoder layers: one intermediate layer, so one group of one layer
-FIX = {"recipe": "fix-clip", "fix_clip_groups": 1, "fix_clip_group_size": 1}
+FIX = {"recipe": "fix-clip", "fix_clip": {"groups": 1, "group_size": 1}}
 TINY_FIX = FixClipSettings(groups=1, group_size=1)
 
 
@@ -53,7 +57,7 @@ def test_fix_clip_is_a_registered_recipe_configured_from_the_config():
     recipe = get_recipe("fix-clip")
     assert recipe is FIX_CLIP and isinstance(recipe, FixClipRecipe)
     assert (recipe.short_weight, recipe.pca_components) == (0.5, None)
-    config = load_config(TINY_YAML, {"model": "m", "train_data": "c.jsonl", **FIX, "fix_clip_prompts": 6})
+    config = load_config(TINY_YAML, {"model": "m", "train_data": "c.jsonl", **FIX, "fix_clip.prompts": 6})
     configured = resolve_recipe(config)
     assert configured.settings == FixClipSettings(prompts=6, groups=1, group_size=1)
     debias = load_config(TINY_YAML, {"model": "m", "train_data": "c.jsonl"})
@@ -63,15 +67,18 @@ def test_fix_clip_is_a_registered_recipe_configured_from_the_config():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"fix_clip_mask_ratio": 1.0}, r"fix_clip_mask_ratio=1.0: must be in \[0, 1\)"),
-        ({"fix_clip_prompts": -1}, "fix_clip_prompts=-1: must be >= 0"),
-        ({"fix_clip_region_grid": 0}, "fix_clip_region_grid=0: must be >= 1"),
-        ({"fix_clip_sigma": 0}, "fix_clip_sigma=0.0: must be > 0"),
-        ({"fix_clip_center": 3}, r"fix_clip_center=3.0: must be null .* \[0, 0\]"),
-        ({"fix_clip_head_init": "zeros"}, "fix_clip_head_init='zeros': must be one of copy, random"),
-        ({"fix_clip_hierarchy_weight": -0.1}, "fix_clip_hierarchy_weight=-0.1"),
+        ({"fix_clip.mask_ratio": 1.0}, r"fix_clip\.mask_ratio=1.0: must be in \[0, 1\)"),
+        ({"fix_clip.prompts": -1}, r"fix_clip\.prompts=-1: must be >= 0"),
+        ({"fix_clip.region_grid": 0}, r"fix_clip\.region_grid=0: must be >= 1"),
+        ({"fix_clip.sigma": 0}, r"fix_clip\.sigma=0.0: must be > 0"),
+        ({"fix_clip.center": 3}, r"fix_clip\.center=3.0: must be null .* \[0, 0\]"),
+        ({"fix_clip.head_init": "zeros"}, r"fix_clip\.head_init='zeros': must be one of copy, random"),
+        ({"fix_clip.hierarchy_weight": -0.1}, r"fix_clip\.hierarchy_weight=-0.1"),
+        ({"fix_clip.prompts": "many"}, r"fix_clip\.prompts: expected an integer, got 'many'"),
+        ({"fix_clip.mask_ration": 1}, r"unknown config key fix_clip\.mask_ration \(did you mean fix_clip\.mask_ratio\?\)"),
+        ({"fix_clip": [1, 2]}, r"fix_clip: expected a mapping such as \{mask_ratio: ...\}, got \[1, 2\]"),
         ({"pca_components": 32}, "masked images, not principal components"),
-        ({"recipe": "debias", "fix_clip_prompts": 8}, "applies to recipe 'fix-clip' only, but recipe='debias'"),
+        ({"recipe": "debias", "fix_clip.prompts": 8}, r"fix_clip=\{'prompts': 8, 'groups': 1, 'group_size': 1\} applies to recipe 'fix-clip' only, but recipe='debias'"),
     ],
 )
 def test_bad_fix_clip_values_are_clear_config_errors(override, message):
@@ -81,7 +88,7 @@ def test_bad_fix_clip_values_are_clear_config_errors(override, message):
 
 def test_settings_the_model_cannot_hold_are_refused_when_the_image_side_is_built():
     model = _tiny_clip()  # 4x4 patches, 2 layers
-    with pytest.raises(ConfigError, match="fix_clip_region_grid=5: must lie in 1..4"):
+    with pytest.raises(ConfigError, match=r"fix_clip\.region_grid=5: must lie in 1..4"):
         FixClipImageSide(model, FixClipSettings(region_grid=5, groups=1, group_size=1))
     with pytest.raises(ConfigError, match="the image encoder has 2 layers .1 intermediate.; lower one"):
         FixClipImageSide(model, FixClipSettings())  # 2 groups x 4 layers
@@ -91,10 +98,54 @@ def test_settings_the_model_cannot_hold_are_refused_when_the_image_side_is_built
 def test_bundled_fix_clip_configs_load(name):
     config = load_config(name)
     assert config == load_config(ROOT / "train_encoder" / "configs" / f"{name}.yaml")
-    assert (config.recipe, config.stretch_to, config.keep, config.fix_clip_mask_ratio) == ("fix-clip", 248, 20, 0.75)
+    assert (config.recipe, config.stretch_to, config.keep, config.fix_clip.mask_ratio) == ("fix-clip", 248, 20, 0.75)
     layers = 12 if "b-16" in name else 24
-    groups = layer_groups(layers, config.fix_clip_groups, config.fix_clip_group_size)
+    groups = layer_groups(layers, config.fix_clip.groups, config.fix_clip.group_size)
     assert groups[-1][-1] == layers - 2  # the groups end at the layer before the last
+
+
+def _previous_release_layout(values: dict) -> dict:
+    """A config as the previous release saved it: every FIX-CLIP knob a flat ``fix_clip_*`` key, whatever the recipe."""
+    values = dict(values)
+    settings = values.pop("fix_clip") or {}
+    return {**values, **{f"fix_clip_{key}": value for key, value in {**asdict(FixClipSettings()), **settings}.items()}}
+
+
+def test_fix_clip_settings_are_one_nested_object_reachable_by_dotted_keys():
+    base = {"model": "m", "train_data": "c.jsonl", "recipe": "fix-clip"}
+    nested = load_config(TINY_YAML, {**base, "fix_clip": {"groups": 1, "prompts": 6}})
+    assert nested.fix_clip == FixClipSettings(groups=1, prompts=6)
+    assert load_config(TINY_YAML, {**base, "fix_clip.groups": "1", "fix_clip.prompts": 6}) == nested
+    assert load_config(TINY_YAML, {**base, "fix_clip": {"groups": 3, "prompts": 6}, "fix_clip.groups": 1}) == nested
+    assert nested.to_dict()["fix_clip"] == asdict(FixClipSettings(groups=1, prompts=6))
+    assert load_config(TINY_YAML, base).fix_clip == FixClipSettings()  # null: the defaults, written out
+    assert load_config(TINY_YAML, {"model": "m", "train_data": "c.jsonl"}).fix_clip is None  # not for debias
+
+
+def test_flat_fix_clip_keys_still_load_with_a_deprecation_warning(tmp_path):
+    base = {"model": "m", "train_data": "c.jsonl", "recipe": "fix-clip"}
+    with pytest.warns(DeprecationWarning, match=r"fix_clip_groups, fix_clip_prompts are deprecated.*write fix_clip\.groups, fix_clip\.prompts"):  # fmt: skip
+        old = load_config(TINY_YAML, {**base, "fix_clip_groups": 1, "fix_clip_prompts": 6})
+    assert old == load_config(TINY_YAML, {**base, "fix_clip": {"groups": 1, "prompts": 6}})
+    with pytest.raises(ConfigError, match=r"fix_clip\.prompts=-1: must be >= 0"):
+        load_config(TINY_YAML, {**base, "fix_clip_prompts": -1})
+    # saved configs of the previous release hold every fix_clip_* key, also for the other recipes
+    for overrides in ({}, {"recipe": "fix-clip", "fix_clip.prompts": 6}):
+        current = load_config(TINY_YAML, {"model": "m", "train_data": "c.jsonl", **overrides})
+        saved = tmp_path / f"{current.recipe}.yaml"
+        saved.write_text(yaml.safe_dump(_previous_release_layout(current.to_dict()), sort_keys=False), encoding="utf-8")
+        with pytest.warns(DeprecationWarning):
+            assert load_config(saved) == current
+
+
+def test_old_and_new_fix_clip_flags_print_the_same_config(capsys):
+    common = ["train", "--config", "tiny", "--recipe", "fix-clip", "--model", "m", "--train-data", "c.jsonl", "--print-config"]  # fmt: skip
+    assert main([*common, "--fix-clip.groups", "1", "--fix-clip.head-init", "random"]) == 0
+    new = capsys.readouterr().out
+    assert yaml.safe_load(new)["fix_clip"]["groups"] == 1 and yaml.safe_load(new)["fix_clip"]["head_init"] == "random"
+    with pytest.warns(DeprecationWarning, match="fix_clip_groups, fix_clip_head_init are deprecated"):
+        assert main([*common, "--fix-clip-groups", "1", "--fix-clip-head-init", "random"]) == 0
+    assert capsys.readouterr().out == new
 
 
 # --- masking --------------------------------------------------------------------------------------------
@@ -351,7 +402,7 @@ def fix_run(tmp_path_factory, tiny):
     argv = [sys.executable, "-m", "train_encoder", "train", "--config", "tiny", "--recipe", "fix-clip",
             "--model", str(source), "--train-data", str(data / "captions.jsonl"),
             "--image-root", str(data / "images"), "--output-dir", str(output), "--max-steps", "20",
-            "--set", "fix_clip_groups=1", "--set", "fix_clip_group_size=1", "--set", "fix_clip_prompts=4"]  # fmt: skip
+            "--fix-clip.groups", "1", "--set", "fix_clip.group_size=1", "--set", "fix_clip={prompts: 4}"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -416,12 +467,18 @@ def test_resume_restores_the_extras_exactly(tmp_path, tiny):
     interrupted = _config(source, data, tmp_path / "cut", **options)
     with pytest.raises(Killed):
         train(interrupted, on_step=kill_at_3)
-    resumed = train(interrupted, resume="latest")  # from step 2
+    # the checkpoint's config.yaml as the previous release wrote it (flat fix_clip_* keys): it still resumes exactly
+    saved = tmp_path / "cut" / "checkpoints" / "step-2" / "config.yaml"
+    saved.write_text(yaml.safe_dump(_previous_release_layout(yaml.safe_load(saved.read_text()))), encoding="utf-8")
+    with pytest.warns(DeprecationWarning):
+        legacy_config = load_config(saved)
+    assert legacy_config == interrupted
+    resumed = train(legacy_config, resume="latest")  # from step 2
     for name in ("model/model.safetensors", EXTRAS_FILE):
         a, b = load_file(whole.checkpoint / name), load_file(resumed.checkpoint / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     assert [m["loss"] for m in _metrics(tmp_path / "cut")] == [m["loss"] for m in _metrics(tmp_path / "whole")]
-    other = interrupted.replace(recipe="long-clip", fix_clip_groups=2, fix_clip_group_size=4)  # the defaults
+    other = interrupted.replace(recipe="long-clip", fix_clip=None)
     with pytest.raises(CheckpointError, match=r"recipe_extras.safetensors \(recipe 'fix-clip'\) but this run's"):
         train(other, resume="latest")
 

@@ -535,7 +535,7 @@ def test_eval_cli_reports_retrieval_and_hidden_state_drift(tmp_path, trained, so
 @pytest.mark.skipif(os.environ.get("TRAIN_ENCODER_DDP_TEST") != "1", reason="slow: set TRAIN_ENCODER_DDP_TEST=1")
 @pytest.mark.parametrize(
     "recipe_args",
-    [[], ["--recipe", "fix-clip", "--set", "fix_clip_groups=1", "--set", "fix_clip_group_size=1"]],
+    [[], ["--recipe", "fix-clip", "--set", "fix_clip.groups=1", "--set", "fix_clip.group_size=1"]],
     ids=["debias", "fix-clip"],
 )
 def test_two_process_ddp_resume_is_exact(tmp_path, source_dir, data_dir, recipe_args):

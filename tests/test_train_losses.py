@@ -18,11 +18,10 @@ from train_encoder.losses import (
     all_gather_with_grad,
     contrastive_loss,
     distillation_loss,
-    hidden_state_drift,
     primary_components,
-    real_token_mask,
     two_caption_loss,
 )
+from train_encoder.token_states import hidden_state_drift, real_token_mask
 
 S, E = 49406, 49407
 

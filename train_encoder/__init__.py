@@ -6,8 +6,10 @@
 fix-clip recipe: masked patches, regional prompts, hierarchical alignment), ``losses``,
 ``model_setup`` (stretching and the frozen-position split), ``trainer`` (accelerate loop),
 ``checkpointing`` (exact resume), ``export`` (Hugging Face folders the pipelines load) and
-``evaluation`` (retrieval, bias probes, hidden-state drift, reports). The library it builds on
-(stretching, converters, loading, pipelines) is :mod:`debias_diffusion`.
+``evaluation`` (retrieval, bias probes, hidden-state drift, reports); ``errors``, ``file_names``,
+``token_states`` and ``model_output`` are the small modules everything else shares. Imports go one
+way through those layers (ARCHITECTURE.md; ``tests/test_import_layers.py`` checks it). The library
+it builds on (stretching, converters, loading, pipelines) is :mod:`debias_diffusion`.
 """
 
 from . import fix_clip  # noqa: F401  (registers the fix-clip recipe)

@@ -40,21 +40,26 @@ from transformers import CLIPModel
 
 from debias_diffusion.atomic_io import atomic_directory, atomic_write_json
 from debias_diffusion.errors import CheckpointError
+from debias_diffusion.image_preprocessing import ImagePreprocessing, clip_image_processor
 from debias_diffusion.scratch_folders import Recovery, recover_interrupted_writes, remove_atomically
 
 from .config import TrainConfig, save_config
-from .evaluation import ImagePreprocessing
+from .errors import UnreadableCheckpointError
+from .file_names import (
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    EXTRAS_FILE,
+    MODEL_DIR,
+    OPTIMIZER_FILE,
+    RNG_FILE,
+    SCALER_FILE,
+    STATE_FILE,
+)
 from .hardware import describe_hardware
-from .model_setup import clip_image_processor
 
 __all__ = [
-    "CHECKPOINTS_DIR",
-    "EXTRAS_FILE",
-    "MODEL_DIR",
-    "STATE_FILE",
     "RunShape",
     "TrainState",
-    "UnreadableCheckpointError",
     "list_checkpoints",
     "load_checkpoint",
     "load_newest_readable",
@@ -67,20 +72,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS_DIR = "checkpoints"
-MODEL_DIR = "model"
-STATE_FILE = "trainer_state.json"
-EXTRAS_FILE = "recipe_extras.safetensors"
-OPTIMIZER_FILE = "optimizer.pt"
-SCALER_FILE = "scaler.pt"
-RNG_FILE = "rng.pt"
-CONFIG_FILE = "config.yaml"
 FORMAT = "train_encoder.checkpoint/1"
 _STEP_DIR = re.compile(r"step-(\d+)")
-
-
-class UnreadableCheckpointError(CheckpointError):
-    """A checkpoint's files are truncated, corrupt or missing (not merely from another run)."""
 
 
 @dataclass

@@ -7,9 +7,9 @@ Bad input exits with status 2 and an ``error: ...`` line; nothing is written the
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import typing
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,8 +23,8 @@ from debias_diffusion.error_boundary import run_guarded
 from debias_diffusion.errors import UsageError
 from debias_diffusion.named_arguments import parse_named_values
 
-from .config import TrainConfig, load_config, parse_override
-from .evaluation.drift import DRIFT_FILE
+from .config import config_keys, deprecated_keys, load_config, parse_override
+from .file_names import DRIFT_FILE
 
 __all__ = ["build_parser", "main"]
 
@@ -60,13 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a config key (repeatable); values are YAML: null, true, 1e-5, [a, b]")  # fmt: skip
     train.add_argument("--resume", metavar="CHECKPOINT", help="'latest', a checkpoint folder or a run folder")
     train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    hints = typing.get_type_hints(TrainConfig)
     options = train.add_argument_group("config keys (same as --set KEY=VALUE)")
-    for spec in dataclasses.fields(TrainConfig):
-        flag = "--" + spec.name.replace("_", "-")
-        kind = hints[spec.name]
-        extra = {"nargs": "?", "const": "true"} if bool in typing.get_args(kind) or kind is bool else {}
-        options.add_argument(flag, dest=f"key__{spec.name}", default=argparse.SUPPRESS, metavar="VALUE", **extra)
+    kinds = dict(config_keys())
+    for key, kind in kinds.items():
+        options.add_argument(_flag(key), dest=f"key__{key}", default=argparse.SUPPRESS, metavar="VALUE", **_arity(kind))
+    for old, new in deprecated_keys().items():  # --fix-clip-groups: still read, with a DeprecationWarning
+        options.add_argument(
+            _flag(old), dest=f"key__{old}", default=argparse.SUPPRESS, help=argparse.SUPPRESS, **_arity(kinds[new])
+        )
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser(
@@ -118,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _arity(kind: object) -> dict:
+    """A boolean key's flag may stand alone (``--freeze-text`` = true)."""
+    return {"nargs": "?", "const": "true"} if bool in typing.get_args(kind) or kind is bool else {}
+
+
 def _train(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
@@ -126,7 +136,9 @@ def _train(args: argparse.Namespace) -> int:
     # --set values are YAML; explicit flags stay raw strings (TrainConfig converts them), so paths
     # with braces or colons need no quoting. Explicit flags win over --set.
     flags = {name.removeprefix("key__"): value for name, value in vars(args).items() if name.startswith("key__")}
-    config = load_config(args.config, {**dict(map(parse_override, args.overrides)), **flags})
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", DeprecationWarning)  # deprecated config keys: say so on stderr
+        config = load_config(args.config, {**dict(map(parse_override, args.overrides)), **flags})
     if args.print_config:
         print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
         return 0

@@ -1,10 +1,13 @@
 """``TrainConfig``: every training knob with a default, loaded from YAML with ``key=value`` overrides.
 
-A config file is a flat YAML mapping of field names (see ``train_encoder/configs/``). Overrides
-(``--set lr=1e-5`` or ``--lr 1e-5`` on the command line) are parsed as YAML values, so ``null``,
-``true`` and lists work; numeric strings such as ``1e-6`` (which YAML 1.1 reads as text) are
-accepted for numbers. Every value is checked when the config is built; a bad one raises
-:class:`ConfigError` naming the key, the value and what is allowed.
+A config file is a YAML mapping of field names (see ``train_encoder/configs/``); a recipe's own
+settings are one nested mapping (``fix_clip: {groups: 2, ...}``), whose keys are also reachable
+with a dot (``--set fix_clip.groups=2``, ``--fix-clip.groups 2``). Overrides (``--set lr=1e-5`` or
+``--lr 1e-5`` on the command line) are parsed as YAML values, so ``null``, ``true`` and lists work;
+numeric strings such as ``1e-6`` (which YAML 1.1 reads as text) are accepted for numbers. Every
+value is checked when the config is built; a bad one raises :class:`ConfigError` naming the key,
+the value and what is allowed. The flat ``fix_clip_*`` keys of earlier releases still load, with a
+``DeprecationWarning`` naming the nested spelling.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import math
 import os
 import types
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,18 +29,20 @@ import yaml
 
 from debias_diffusion.atomic_io import atomic_write_text
 from debias_diffusion.clip_constants import LONG_CLIP_POSITIONS
-from debias_diffusion.errors import DebiasDiffusionError
 
 from .data.records import FORMATS
+from .errors import ConfigError
+from .fix_clip.settings import FixClipSettings
 from .recipes import get_recipe, recipe_names
 
 __all__ = [
     "DATA_FORMATS",
     "MIXED_PRECISION",
     "TRACKERS",
-    "ConfigError",
     "TrainConfig",
     "bundled_configs",
+    "config_keys",
+    "deprecated_keys",
     "field_names",
     "load_config",
     "parse_override",
@@ -49,14 +55,10 @@ MIXED_PRECISION = ("no", "fp16", "bf16")
 LR_SCHEDULES = ("cosine", "constant")
 OPTIMIZER_IMPLS = ("default", "foreach", "fused")
 HIDDEN_ACTS = ("quick_gelu", "gelu")
+#: Nested settings that belong to one recipe (set with another recipe, they must be the defaults).
+RECIPE_SETTINGS = {"fix_clip": "fix-clip"}
 #: Trackers accelerate's ``log_with`` knows; each needs its package installed.
-#: Config key prefixes that belong to one recipe (a value other than the default needs that recipe).
-RECIPE_KEY_PREFIXES = {"fix_clip_": "fix-clip"}
 TRACKERS = ("tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml", "dvclive", "swanlab", "trackio")
-
-
-class ConfigError(DebiasDiffusionError, ValueError):
-    """A config file or override is malformed, names an unknown key, or holds a bad value."""
 
 
 @dataclass
@@ -95,25 +97,10 @@ class TrainConfig:
     """Weight of the SD-compatibility term (hidden states vs the frozen source on 77 positions); 0 = off."""
 
     # --- fix-clip recipe only (docs/fix-clip.md; every default is our choice unless marked) ---------
-    fix_clip_mask_ratio: float = 0.75
-    """Share of patches the short branch's image has masked (paper: ~75%)."""
-    fix_clip_prompts: int = 4
-    """Regional prompt tokens per image-encoder layer, M (0: none)."""
-    fix_clip_region_grid: int = 2
-    """Regions: a G x G split of the patch grid; prompt m covers region m mod G²."""
-    fix_clip_prompt_init_std: float = 0.02
-    fix_clip_groups: int = 2
-    """Hierarchical groups of intermediate image-encoder layers (0: no hierarchical terms)."""
-    fix_clip_group_size: int = 4
-    """Consecutive layers per group; the groups end at the layer before the last."""
-    fix_clip_sigma: float = 1.0
-    """Width (in layers) of the Gaussian that weights the CLS states inside a group."""
-    fix_clip_center: float | None = None
-    """Peak of that Gaussian (0-based offset in the group); null: the group's middle."""
-    fix_clip_hierarchy_weight: float = 0.1
-    """ω_i of each hierarchical term in ``Σ ω_i·L_i + L_short + L_long``."""
-    fix_clip_head_init: str = "copy"
-    """Hierarchical heads start as copies of the final LayerNorm + projection ("copy") or random ("random")."""
+    fix_clip: FixClipSettings | None = None
+    """FIX-CLIP's settings as one mapping (``fix_clip: {mask_ratio: 0.75, groups: 2, ...}``, see
+    :class:`~train_encoder.fix_clip.FixClipSettings`); null: the defaults with the fix-clip recipe,
+    nothing with the others."""
 
     # --- optimisation ------------------------------------------------------------------------------
     lr: float = 1e-6
@@ -174,9 +161,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
-        """Build from a mapping of field names; unknown keys are refused with a suggestion."""
+        """Build from a mapping of field names (nested settings also as ``fix_clip.groups`` keys, or as the
+        deprecated flat ``fix_clip_groups``); unknown keys are refused with a suggestion."""
         if not isinstance(values, Mapping):
             raise ConfigError(f"a config must be a mapping of keys to values, got {type(values).__name__}")
+        values = _nest_settings(values)
         known = field_names()
         for key in values:
             if key not in known:
@@ -195,6 +184,25 @@ class TrainConfig:
 
 def field_names() -> list[str]:
     return [spec.name for spec in dataclasses.fields(TrainConfig)]
+
+
+def config_keys() -> list[tuple[str, Any]]:
+    """Every settable key with its type; a nested settings field gives one dotted key per setting
+    (``fix_clip.groups``). The command line makes one flag of each."""
+    keys: list[tuple[str, Any]] = []
+    for name, annotation in _field_types().items():
+        settings = _settings_class(annotation)
+        if settings is None:
+            keys.append((name, annotation))
+        else:
+            keys += [(f"{name}.{key}", kind) for key, kind in typing.get_type_hints(settings).items()]
+    return keys
+
+
+def deprecated_keys() -> dict[str, str]:
+    """The flat keys of earlier releases, each with the key that replaces it (``fix_clip_groups`` ->
+    ``fix_clip.groups``). They still load, with a ``DeprecationWarning``."""
+    return {key.replace(".", "_"): key for key, _ in config_keys() if "." in key}
 
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
@@ -257,6 +265,75 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return values
 
 
+# --- nested settings -------------------------------------------------------------------------------
+
+
+def _settings_class(annotation: Any) -> type | None:
+    """The dataclass of a nested settings field (``FixClipSettings | None`` -> ``FixClipSettings``), else None."""
+    candidates = typing.get_args(annotation) or (annotation,)
+    return next((arg for arg in candidates if dataclasses.is_dataclass(arg)), None)
+
+
+def _nest_settings(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Fold ``fix_clip.groups`` keys and the deprecated flat ``fix_clip_groups`` ones into ``fix_clip``."""
+    values = dict(values)
+    renamed = deprecated_keys()
+    old = [key for key in values if key in renamed]
+    if old:
+        warnings.warn(
+            f"config key(s) {', '.join(old)} are deprecated and will be removed in the next release; write "
+            f"{', '.join(renamed[key] for key in old)} (YAML: a nested mapping, "
+            f"{renamed[old[0]].split('.')[0]}: {{{renamed[old[0]].split('.')[1]}: ...}})",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    for key in list(values):
+        name, dot, setting = renamed.get(key, key).partition(".")
+        if not dot or name not in RECIPE_SETTINGS:
+            continue
+        value = values.pop(key)
+        nested = values.get(name)
+        if isinstance(nested, str):
+            nested = _yaml_value(name, nested)
+        if dataclasses.is_dataclass(nested):
+            nested = dataclasses.asdict(nested)
+        if nested is None:
+            nested = {}
+        if not isinstance(nested, Mapping):
+            raise ConfigError(f"{name}: expected a mapping of settings, got {nested!r}")
+        values[name] = {**nested, setting: value}
+    return values
+
+
+def _coerce_settings(key: str, value: Any, settings: type) -> Any:
+    """A nested settings object from a mapping (or its YAML text), each value coerced to its type."""
+    if isinstance(value, settings):
+        return value
+    if isinstance(value, str):
+        value = _yaml_value(key, value)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected a mapping such as {{{next(iter(_settings_types(settings)))}: ...}}, got {value!r}")  # fmt: skip
+    types_ = _settings_types(settings)
+    for name in value:
+        if name not in types_:
+            close = difflib.get_close_matches(str(name), list(types_), n=1)
+            hint = f" (did you mean {key}.{close[0]}?)" if close else f"; known: {', '.join(types_)}"
+            raise ConfigError(f"unknown config key {key}.{name}{hint}")
+    return settings(**{name: _coerce(f"{key}.{name}", item, types_[name]) for name, item in value.items()})
+
+
+@functools.cache
+def _settings_types(settings: type) -> dict[str, Any]:
+    return typing.get_type_hints(settings)
+
+
+def _yaml_value(key: str, text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{key}: the value is not valid YAML ({error})") from None
+
+
 # --- coercion and checks ---------------------------------------------------------------------------
 
 
@@ -274,6 +351,8 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
         if optional:
             return None
         raise ConfigError(f"{key}: a value is required (got null)")
+    if dataclasses.is_dataclass(base):
+        return _coerce_settings(key, value, base)
     if base is bool:
         if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "on", "off"):
             return value.strip().lower() in ("true", "yes", "on")
@@ -330,13 +409,7 @@ def _check_values(c: TrainConfig) -> None:
     if c.freeze_text and c.freeze_vision:
         raise ConfigError("freeze_text=true and freeze_vision=true: nothing would train; unfreeze one tower")
     one_of("recipe", recipe_names())
-    for spec in dataclasses.fields(c):
-        owner = next((name for prefix, name in RECIPE_KEY_PREFIXES.items() if spec.name.startswith(prefix)), None)
-        if owner is not None and owner != c.recipe and getattr(c, spec.name) != spec.default:
-            raise ConfigError(
-                f"{spec.name}={getattr(c, spec.name)!r} applies to recipe {owner!r} only, but recipe={c.recipe!r}; "
-                f"set recipe: {owner} or remove {spec.name}"
-            )
+    _settings_follow_the_recipe(c)
     need(c.short_weight is None or 0.0 <= c.short_weight <= 1.0, "short_weight", "null or in [0, 1]")
     need(c.pca_components is None or c.pca_components >= 0, "pca_components", "null (recipe default), 0 or more")
     need(0.0 <= c.label_smoothing < 1.0, "label_smoothing", "in [0, 1)")
@@ -381,6 +454,23 @@ def _check_values(c: TrainConfig) -> None:
     if unknown:
         raise ConfigError(f"trackers={c.trackers!r}: unknown tracker {unknown[0]!r}; known: {', '.join(TRACKERS)}")
     get_recipe(c.recipe).configured(c)  # the recipe checks its own keys (ConfigError naming the key)
+
+
+def _settings_follow_the_recipe(c: TrainConfig) -> None:
+    """A recipe's nested settings: its defaults when left null; refused (unless all defaults) with another recipe."""
+    types_ = _field_types()
+    for name, owner in RECIPE_SETTINGS.items():
+        settings, defaults = getattr(c, name), _settings_class(types_[name])()
+        if owner == c.recipe:
+            setattr(c, name, defaults if settings is None else settings)
+        elif settings is None or settings == defaults:  # e.g. a saved config of an earlier release: every key flat
+            setattr(c, name, None)
+        else:
+            changed = {k: v for k, v in dataclasses.asdict(settings).items() if getattr(defaults, k) != v}
+            raise ConfigError(
+                f"{name}={changed!r} applies to recipe {owner!r} only, but recipe={c.recipe!r}; "
+                f"set recipe: {owner} or remove {name}"
+            )
 
 
 def resolved_data_format(config: TrainConfig) -> str:

@@ -27,30 +27,22 @@ from transformers import CLIPModel, CLIPTextModelWithProjection
 
 from debias_diffusion.atomic_io import atomic_directory
 from debias_diffusion.errors import CheckpointError
+from debias_diffusion.image_preprocessing import ImagePreprocessing, clip_image_processor
 from debias_diffusion.text_model_layout import position_count
 from debias_diffusion.tokenization import build_clip_tokenizer
 from debias_diffusion.ui_compatibility import warn_if_ui_activation_differs
 from debias_diffusion.weight_checks import check_complete
 
-from .checkpointing import CHECKPOINTS_DIR, EXTRAS_FILE, MODEL_DIR, read_checkpoint_metadata, save_extras
-from .data import ImagePreprocessing
-from .model_card import CARD_FILE, DEFAULT_LICENSE, model_card, run_facts
-from .model_setup import clip_image_processor
+from .checkpointing import read_checkpoint_metadata, save_extras
+from .file_names import CARD_FILE, CHECKPOINTS_DIR, CLIP_DIR, EXTRAS_FILE, METADATA_FILE, MODEL_DIR, TEXT_ENCODER_DIR
+from .model_card import DEFAULT_LICENSE, model_card, run_facts
 
 __all__ = [
-    "CLIP_DIR",
-    "METADATA_FILE",
-    "TEXT_ENCODER_DIR",
     "ExportResult",
     "export_checkpoint",
     "export_model",
     "text_encoder_of",
 ]
-
-CLIP_DIR = "clip"
-TEXT_ENCODER_DIR = "text_encoder"
-METADATA_FILE = "train_encoder_export.json"
-
 
 @dataclass(frozen=True)
 class ExportResult:

@@ -5,8 +5,9 @@
   processes with gradient, local rows against global columns (open_clip's ``ClipLoss`` with
   ``local_loss=True, gather_with_grad=True``; Long-CLIP's loss);
 * ``two_caption_loss``: ``L = λ·L_short + (1-λ)·L_long``;
-* ``distillation_loss`` / ``hidden_state_drift``: how far the fine-tuned encoder's per-token hidden
-  states moved from the frozen original's on the first 77 positions (what SD's UNet reads).
+* ``distillation_loss``: how far the fine-tuned encoder's per-token hidden states moved from the
+  frozen original's on the first 77 positions (what SD's UNet reads; the report of that drift is
+  :func:`train_encoder.token_states.hidden_state_drift`).
 
 ``logit_scale`` is always the multiplier (``model.logit_scale.exp()``), as in open_clip.
 """
@@ -19,20 +20,16 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from debias_diffusion.clip_constants import EOT_ID, OPENAI_CLIP_POSITIONS
+from .token_states import SD_POSITIONS, real_token_mask
 
 __all__ = [
     "LossParts",
     "all_gather_with_grad",
     "contrastive_loss",
     "distillation_loss",
-    "hidden_state_drift",
     "primary_components",
-    "real_token_mask",
     "two_caption_loss",
 ]
-
-SD_POSITIONS = OPENAI_CLIP_POSITIONS
 
 
 def primary_components(image_features: torch.Tensor, k: int = 32) -> torch.Tensor:
@@ -210,15 +207,6 @@ def two_caption_loss(
     return LossParts(total=total, long=loss_long, short=loss_short)
 
 
-def real_token_mask(input_ids: torch.Tensor, *, eot_id: int = EOT_ID) -> torch.Tensor:
-    """``[B, L]`` bool: True from SOT up to and including each row's first EOT (all True if none)."""
-    if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:
-        raise ValueError("input_ids must be a [batch, positions] tensor of token ids")
-    is_eot = input_ids == eot_id
-    last = torch.where(is_eot.any(dim=1), is_eot.int().argmax(dim=1), input_ids.shape[1] - 1)
-    return torch.arange(input_ids.shape[1], device=input_ids.device) <= last[:, None]
-
-
 def distillation_loss(
     hidden_states: torch.Tensor,
     reference_hidden_states: torch.Tensor,
@@ -253,40 +241,6 @@ def distillation_loss(
     mask = real_token_mask(input_ids[:, :positions]).to(hidden_states.device)
     cosine = F.cosine_similarity(hidden_states[:, :positions].float(), reference[:, :positions].float(), dim=-1)
     return ((1.0 - cosine) * mask).sum() / mask.sum()
-
-
-@torch.no_grad()
-def hidden_state_drift(
-    new_hidden: torch.Tensor, ref_hidden: torch.Tensor, attention_mask: torch.Tensor
-) -> torch.Tensor:
-    """Per position, the mean cosine between new and reference hidden states over the real tokens.
-
-    Compares the positions both hold (``min`` of their lengths); ``attention_mask`` (``[B, >= L]``,
-    nonzero = real, e.g. ``real_token_mask(ids)``) picks the tokens. A position with no real token
-    gives NaN. Returns a float32 ``[L]`` tensor.
-    """
-    if new_hidden.ndim != 3 or ref_hidden.ndim != 3:
-        raise ValueError(
-            f"hidden states must be [batch, positions, width], got {tuple(new_hidden.shape)} and {tuple(ref_hidden.shape)}"
-        )
-    length = min(new_hidden.shape[1], ref_hidden.shape[1])
-    if (
-        new_hidden.shape[0] != ref_hidden.shape[0]
-        or new_hidden.shape[2] != ref_hidden.shape[2]
-        or attention_mask.ndim != 2
-        or attention_mask.shape[0] != new_hidden.shape[0]
-        or attention_mask.shape[1] < length
-    ):
-        raise ValueError(
-            f"shapes do not match: new {tuple(new_hidden.shape)}, reference {tuple(ref_hidden.shape)}, "
-            f"attention_mask {tuple(attention_mask.shape)} (needs [batch, >= {length}])"
-        )
-    mask = attention_mask[:, :length].to(device=new_hidden.device, dtype=torch.float32) != 0
-    cosine = F.cosine_similarity(
-        new_hidden[:, :length].float(), ref_hidden[:, :length].float().to(new_hidden.device), dim=-1
-    )
-    counts = mask.sum(dim=0)
-    return torch.where(counts > 0, (cosine * mask).sum(dim=0) / counts.clamp(min=1), torch.nan)
 
 
 def _check_pair(first: torch.Tensor, second: torch.Tensor, first_name: str, second_name: str) -> None:

@@ -15,9 +15,10 @@ from typing import Any
 
 import yaml
 
-__all__ = ["CARD_FILE", "DEFAULT_LICENSE", "model_card", "run_facts"]
+from .file_names import CONFIG_FILE, DRIFT_FILE, METRICS_FILE
 
-CARD_FILE = "README.md"
+__all__ = ["DEFAULT_LICENSE", "model_card", "run_facts"]
+
 DEFAULT_LICENSE = "other"
 """Hub licence tag when none is given: the right one is the base model's (OpenAI CLIP: MIT), which only the user knows."""
 
@@ -37,13 +38,13 @@ def run_facts(run_dir: str | Path | None) -> dict[str, Any]:
         return {}
     run_dir = Path(run_dir)
     facts: dict[str, Any] = {}
-    config = _read(run_dir / "config.yaml", yaml.safe_load)
+    config = _read(run_dir / CONFIG_FILE, yaml.safe_load)
     if isinstance(config, Mapping):
         facts["config"] = {key: config[key] for key in _CONFIG_KEYS if config.get(key) is not None}
-    drift = _read(run_dir / "drift.json", json.loads)
+    drift = _read(run_dir / DRIFT_FILE, json.loads)
     if isinstance(drift, Mapping):
         facts["drift"] = {key: value for key, value in drift.items() if key != "per_position"}
-    last = _last_metrics(run_dir / "metrics.jsonl")
+    last = _last_metrics(run_dir / METRICS_FILE)
     if last:
         facts["last_metrics"] = last
     tables = {

@@ -1,7 +1,7 @@
 """The model a run trains: any CLIP source -> transformers ``CLIPModel``, stretched and prepared for training.
 
 ``build_model`` loads the source (HF folder or Hub id, OpenAI-layout / Long-CLIP / DeBias-CLIP
-``.pt``, ``open_clip:`` spec) with :func:`train_encoder.evaluation.load_clip_model`, stretches a
+``.pt``, ``open_clip:`` spec) with :func:`debias_diffusion.load_clip_model`, stretches a
 shorter position table with KPS, and applies Long-CLIP's training split: the first ``keep``
 position rows stay exactly as they are (:class:`FrozenPositionRows`), the logit scale restarts
 at 100, and towers can be frozen. :class:`TwoCaptionCLIP` is the single ``forward`` that DDP wraps
@@ -14,21 +14,20 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 from torch import nn
 from transformers import CLIPModel
 
+from debias_diffusion.clip_loading import load_clip_model
 from debias_diffusion.errors import EncoderMismatchError
-from debias_diffusion.image_preprocessing import clip_image_processor
+from debias_diffusion.image_preprocessing import ImagePreprocessing
 from debias_diffusion.stretching import stretch_to_positions
 from debias_diffusion.text_model_layout import position_count, text_embeddings
 
 from .activation_memory import LeanQuickGELU, use_lean_activations
 from .config import TrainConfig
-from .data import ImagePreprocessing
-from .evaluation import load_clip_model
+from .model_output import TwoCaptionOutput
 
 __all__ = [
     "MAX_LOGIT_SCALE",
@@ -36,10 +35,8 @@ __all__ = [
     "LeanQuickGELU",
     "PreparedModel",
     "TwoCaptionCLIP",
-    "TwoCaptionOutput",
     "build_model",
     "clamp_logit_scale",
-    "clip_image_processor",
     "freeze_towers",
     "parameter_groups",
     "reset_logit_scale",
@@ -155,21 +152,6 @@ def parameter_groups(model: nn.Module, weight_decay: float, *, decay_all: bool =
             (decay if decay_all or parameter.ndim >= 2 else no_decay).append(parameter)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return [group for group in groups if group["params"]]
-
-
-class TwoCaptionOutput(NamedTuple):
-    image_features: torch.Tensor
-    long_text_features: torch.Tensor
-    short_text_features: torch.Tensor
-    long_hidden_states: torch.Tensor | None
-    """Final-layer-norm hidden states of the long captions (what a Stable Diffusion UNet reads); the first
-    ``TwoCaptionCLIP.hidden_positions`` of them, ``None`` when that is 0."""
-    logit_scale: torch.Tensor
-    """The multiplier, ``logit_scale.exp()``."""
-    short_image_features: torch.Tensor | None = None
-    """The image features for the short captions when a recipe's image side makes its own (FIX-CLIP: masked)."""
-    hierarchy_features: tuple[torch.Tensor, ...] = ()
-    """Further image features from a recipe's image side (FIX-CLIP: one per layer group)."""
 
 
 class TwoCaptionCLIP(nn.Module):

@@ -31,11 +31,11 @@ from torch import nn
 
 from .augment import CaptionTokenizer, DebiasAugment, FirstSentence
 from .losses import LossParts, two_caption_loss
+from .model_output import TwoCaptionOutput
 
 if TYPE_CHECKING:
     from transformers import CLIPModel
 
-    from .model_setup import TwoCaptionOutput
 
 __all__ = ["ImageSide", "Recipe", "ShortBranch", "get_recipe", "recipe_names", "register_recipe"]
 

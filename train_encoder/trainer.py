@@ -41,13 +41,13 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from debias_diffusion.atomic_io import atomic_write_json, atomic_write_text
+from debias_diffusion.clip_loading import load_clip_model
 from debias_diffusion.errors import OutputExistsError
+from debias_diffusion.image_preprocessing import ImagePreprocessing, image_transform
 from debias_diffusion.text_model_layout import position_count
 
 from .augment import CaptionTokenizer
 from .checkpointing import (
-    CHECKPOINTS_DIR,
-    STATE_FILE,
     RunShape,
     TrainState,
     list_checkpoints,
@@ -55,24 +55,25 @@ from .checkpointing import (
     remove_partial_checkpoints,
     save_checkpoint,
 )
-from .config import ConfigError, TrainConfig, resolved_data_format, save_config
+from .config import TrainConfig, resolved_data_format, save_config
 from .data import (
     CaptionImageDataset,
     DataError,
-    ImagePreprocessing,
     TarShardDataset,
     build_dataloader,
     derive_seed,
-    image_transform,
     read_annotations,
     start_epoch,
 )
-from .evaluation import DRIFT_FILE, load_clip_model, text_drift
+from .errors import ConfigError
+from .evaluation import text_drift
 from .export import export_model
+from .file_names import CHECKPOINTS_DIR, CONFIG_FILE, DRIFT_FILE, FINAL_DIR, METRICS_FILE, STATE_FILE
 from .hardware import describe_hardware
-from .losses import SD_POSITIONS, distillation_loss
+from .losses import distillation_loss
 from .model_setup import PreparedModel, TwoCaptionCLIP, build_model, clamp_logit_scale, parameter_groups
 from .recipes import Recipe, get_recipe
+from .token_states import SD_POSITIONS
 
 __all__ = [
     "MIN_PAIRS",
@@ -89,10 +90,8 @@ logger = logging.getLogger(__name__)
 
 MIN_PAIRS = 2
 """A step needs at least two pairs per process (contrastive negatives, PCA)."""
-METRICS_FILE = "metrics.jsonl"
 DRIFT_CAPTIONS = 256
 """Distinct training captions the end-of-run hidden-state drift report is computed on."""
-FINAL_DIR = "final"
 _CAPTION_STREAM = 2
 _IMAGE_SIDE_STREAM = 3
 _TRACKER_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "comet_ml": ("comet_ml",)}
@@ -142,7 +141,7 @@ def train(
         state = _resume(config, accelerator, prepared, resume, optimizer, shape, image_side)
     if accelerator.is_main_process:
         remove_partial_checkpoints(output_dir)
-        save_config(config, output_dir / "config.yaml")
+        save_config(config, output_dir / CONFIG_FILE)
         _trim_metrics(output_dir / METRICS_FILE, state.step)
     if config.trackers:
         accelerator.init_trackers(config.run_name, config=_tracker_config(config))
@@ -261,7 +260,7 @@ def _export_final(run: _Run, state: TrainState) -> Path:
 
 def resolve_recipe(config: TrainConfig) -> Recipe:
     """The registered recipe configured by ``config`` (λ / PCA overrides, ``pca_components: 0`` = no PCA, and
-    recipe-specific keys such as ``fix_clip_*``)."""
+    recipe-specific settings such as ``fix_clip``)."""
     return get_recipe(config.recipe).configured(config)
 
 

@@ -40,7 +40,7 @@ COMMON = dict(logit_scale=10.0, lr=1e-3, weight_decay=0.1, warmup_steps=50, lr_s
 RECIPES = ("long-clip", "debias", "fix-clip")
 #: Recipe settings the world's small image tower needs (3 layers: 2 intermediate ones, an 8x8 patch grid).
 RECIPE_OPTIONS = {
-    "fix-clip": dict(fix_clip_groups=1, fix_clip_group_size=2, fix_clip_prompts=4, fix_clip_region_grid=2)
+    "fix-clip": dict(fix_clip=dict(groups=1, group_size=2, prompts=4, region_grid=2))
 }
 
 

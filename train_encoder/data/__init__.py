@@ -1,18 +1,12 @@
-"""Training data: annotation readers, CLIP image preprocessing, datasets, a resumable sampler, loaders.
+"""Training data: annotation readers, image decoding, datasets, a resumable sampler, loaders.
 
 Captions stay strings here; tokenisation and caption augmentation live in ``train_encoder.augment``.
+The CLIP image transforms are :mod:`debias_diffusion.image_preprocessing`'s.
 """
 
 from .batches import BadSample, Batch, Sample, collate_samples
 from .errors import AnnotationError, BadImageError, DataError, DataFileNotFoundError, ShardError
-from .images import (
-    OPENAI_CLIP_MEAN,
-    OPENAI_CLIP_STD,
-    ClipImageTransform,
-    ImagePreprocessing,
-    image_transform,
-    load_image,
-)
+from .images import load_image
 from .loader import build_dataloader, start_epoch
 from .map_dataset import CaptionImageDataset
 from .records import (
@@ -27,8 +21,6 @@ from .sampling import ResumableSampler, derive_seed
 from .shards import ShardLayout, TarShardDataset, expand_shards, split_shards
 
 __all__ = [
-    "OPENAI_CLIP_MEAN",
-    "OPENAI_CLIP_STD",
     "SHAREGPT4V_HOLDOUT",
     "AnnotationError",
     "BadImageError",
@@ -36,10 +28,8 @@ __all__ = [
     "Batch",
     "CaptionImageDataset",
     "CaptionRecord",
-    "ClipImageTransform",
     "DataError",
     "DataFileNotFoundError",
-    "ImagePreprocessing",
     "ResumableSampler",
     "Sample",
     "ShardError",
@@ -49,7 +39,6 @@ __all__ = [
     "collate_samples",
     "derive_seed",
     "expand_shards",
-    "image_transform",
     "load_image",
     "read_annotations",
     "read_csv",

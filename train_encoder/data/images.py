@@ -1,8 +1,8 @@
-"""Image decoding and CLIP preprocessing for training: ``debias_diffusion.image_preprocessing``'s.
+"""Images for training: decoding that raises the training data's error.
 
-The code lives in :mod:`debias_diffusion.image_preprocessing` (the image probes use it too);
-``load_image`` here raises the training data's :class:`~train_encoder.data.errors.BadImageError`,
-which datasets count and skip.
+The transforms themselves are :mod:`debias_diffusion.image_preprocessing`'s (the image probes use
+them too). ``load_image`` here raises :class:`~train_encoder.data.errors.BadImageError`, which
+datasets count and skip.
 """
 
 from __future__ import annotations
@@ -11,29 +11,13 @@ import os
 
 from PIL import Image
 
-from debias_diffusion import image_preprocessing as _shared
-from debias_diffusion.image_preprocessing import (
-    OPENAI_CLIP_MEAN,
-    OPENAI_CLIP_STD,
-    ClipImageTransform,
-    ImagePreprocessing,
-    ImageTransform,
-    image_transform,
-)
+from debias_diffusion import image_preprocessing
 
 from .errors import BadImageError
 
-__all__ = [
-    "OPENAI_CLIP_MEAN",
-    "OPENAI_CLIP_STD",
-    "ClipImageTransform",
-    "ImagePreprocessing",
-    "ImageTransform",
-    "image_transform",
-    "load_image",
-]
+__all__ = ["load_image"]
 
 
 def load_image(source: str | os.PathLike | bytes, *, name: str | None = None) -> Image.Image:
     """:func:`debias_diffusion.image_preprocessing.load_image` raising the training :class:`BadImageError`."""
-    return _shared.load_image(source, name=name, error=BadImageError)
+    return image_preprocessing.load_image(source, name=name, error=BadImageError)

@@ -12,9 +12,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from debias_diffusion.image_preprocessing import ImageTransform
+
 from .batches import BadSample, Sample
 from .errors import BadImageError, DataError, DataFileNotFoundError
-from .images import ImageTransform, load_image
+from .images import load_image
 from .records import CaptionRecord
 from .sampling import derive_seed
 

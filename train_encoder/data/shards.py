@@ -29,9 +29,11 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
+from debias_diffusion.image_preprocessing import ImageTransform
+
 from .batches import BadSample, Sample
 from .errors import BadImageError, DataFileNotFoundError, ShardError
-from .images import ImageTransform, load_image
+from .images import load_image
 
 logger = logging.getLogger(__name__)
 

@@ -2,12 +2,15 @@
 
 ``evaluate(models, datasets, probes, ...)`` runs everything and returns :class:`EvaluationResults`;
 the pieces (readers, probes, embedding cache, recall, report) are importable on their own.
-Layouts, protocol choices and the cache are documented in ``docs/evaluation.md``.
+Layouts, protocol choices and the cache are documented in ``docs/evaluation.md``. Models load with
+:func:`debias_diffusion.load_clip_model`; texts encode with :func:`debias_diffusion.clip_embedding.encode_texts`.
+
+This package imports only the library, :mod:`train_encoder.data` and the foundation modules (errors, file
+names, ``token_states``); ``tests/test_import_layers.py`` checks it.
 """
 
 from __future__ import annotations
 
-from ..data.images import ImagePreprocessing
 from .datasets import (
     DATASET_READERS,
     DatasetFormatError,
@@ -22,9 +25,8 @@ from .datasets import (
     read_sharegpt4v_1k,
     read_urban1k,
 )
-from .drift import DRIFT_FILE, recorded_source, text_drift
-from .embedding import EmbeddingCache, embed_images, embed_texts, encode_images, encode_texts
-from .models import LoadedCLIP, load_clip_model
+from .drift import recorded_source, text_drift
+from .embedding import EmbeddingCache, embed_images, embed_texts, encode_images
 from .probes import PROBE_NAMES, Probe, apply_probe, get_probe
 from .report import EvaluationResults, ResultRow, read_results, results_markdown, write_report
 from .retrieval import RetrievalScores, retrieval_scores, similarity_retrieval_scores
@@ -32,15 +34,12 @@ from .runner import evaluate
 
 __all__ = [
     "DATASET_READERS",
-    "DRIFT_FILE",
     "PROBE_NAMES",
     "DatasetFormatError",
     "DatasetNotFoundError",
     "EmbeddingCache",
     "EvalSet",
     "EvaluationResults",
-    "ImagePreprocessing",
-    "LoadedCLIP",
     "Probe",
     "ResultRow",
     "RetrievalScores",
@@ -48,10 +47,8 @@ __all__ = [
     "embed_images",
     "embed_texts",
     "encode_images",
-    "encode_texts",
     "evaluate",
     "get_probe",
-    "load_clip_model",
     "read_coco",
     "read_dci",
     "read_docci",

@@ -14,16 +14,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from debias_diffusion.clip_embedding import clip_tokenizer
+from debias_diffusion.clip_loading import ModelSource, load_clip_model
 from debias_diffusion.loading import load_text_encoder
 from debias_diffusion.text_model_layout import position_count
 
-from ..augment import CaptionTokenizer
-from ..losses import SD_POSITIONS, hidden_state_drift, real_token_mask
-from .models import ModelSource, load_clip_model
+from ..file_names import METADATA_FILE
+from ..token_states import SD_POSITIONS, hidden_state_drift, real_token_mask
 
-__all__ = ["DRIFT_FILE", "recorded_source", "text_drift"]
-
-DRIFT_FILE = "drift.json"
+__all__ = ["recorded_source", "text_drift"]
 
 
 @torch.no_grad()
@@ -41,18 +40,20 @@ def text_drift(
     ``model`` is a CLIP source :func:`load_clip_model` reads (or a text tower module);
     ``reference`` a source :func:`debias_diffusion.load_text_encoder` reads (or a text tower
     module), typically the checkpoint training started from. Captions are tokenised at the
-    model's length; the reference sees the positions it has (causal: the same prefix). Only real
-    tokens (SOT through EOT) count.
+    model's length (the real CLIP BPE, cut with EOT kept, as retrieval does); the reference sees
+    the positions it has (causal: the same prefix). Only real tokens (SOT through EOT) count.
     """
     if not captions:
         raise ValueError("text_drift needs at least one caption")
     tower = _text_tower(model, stretch_to).to(device).eval()
     ref = _reference_tower(reference).to(device).eval()
-    tokenizer = CaptionTokenizer(context_length=position_count(tower))
-    ref_positions = position_count(ref)
+    positions, ref_positions = position_count(tower), position_count(ref)
+    tokenizer = clip_tokenizer(positions)
     sums = counts = None
     for start in range(0, len(captions), batch_size):
-        ids = tokenizer.encode(list(captions[start : start + batch_size])).to(device)
+        batch = list(captions[start : start + batch_size])
+        ids = tokenizer(batch, truncation=True, max_length=positions, padding="max_length", return_tensors="pt")
+        ids = ids["input_ids"].to(device)
         mask = real_token_mask(ids)
         mean = hidden_state_drift(
             tower(input_ids=ids).last_hidden_state, ref(input_ids=ids[:, :ref_positions]).last_hidden_state, mask
@@ -71,8 +72,6 @@ def text_drift(
 
 def recorded_source(model: ModelSource) -> str | None:
     """The checkpoint a ``train_encoder`` export was trained from (its export metadata), else ``None``."""
-    from ..export import METADATA_FILE  # export imports the evaluation package: import late
-
     if not isinstance(model, (str, Path)):
         return None
     metadata = Path(model) / METADATA_FILE

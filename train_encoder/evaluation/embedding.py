@@ -26,11 +26,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from debias_diffusion import clip_embedding
-from debias_diffusion.clip_embedding import PAD_TOKEN, encode_texts, tokenize_captions
+from debias_diffusion.clip_embedding import PAD_TOKEN, encode_texts
+from debias_diffusion.clip_loading import LoadedCLIP
 
 from ..data.images import load_image
 from .datasets import EvalSet
-from .models import LoadedCLIP
 
 __all__ = [
     "CacheKey",
@@ -38,10 +38,8 @@ __all__ = [
     "embed_images",
     "embed_texts",
     "encode_images",
-    "encode_texts",
     "image_cache_key",
     "text_cache_key",
-    "tokenize_captions",
 ]
 
 logger = logging.getLogger(__name__)

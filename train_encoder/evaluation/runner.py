@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 
+from debias_diffusion.clip_loading import LoadedCLIP, ModelSource, load_clip_model
+
 from .datasets import EvalSet
 from .embedding import EmbeddingCache, embed_images, embed_texts
-from .models import LoadedCLIP, ModelSource, load_clip_model
 from .probes import apply_probe, get_probes
 from .report import EvaluationResults, ResultRow, write_report
 from .retrieval import DEFAULT_KS, retrieval_scores

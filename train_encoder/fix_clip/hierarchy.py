@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from ..config import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["HierarchicalHeads", "gaussian_layer_weights", "layer_groups"]
 
@@ -30,7 +30,7 @@ def layer_groups(num_layers: int, groups: int, group_size: int) -> list[list[int
     intermediate = num_layers - 1
     if groups * group_size > intermediate:
         raise ConfigError(
-            f"fix_clip_groups={groups} x fix_clip_group_size={group_size} = {groups * group_size} layers, but the "
+            f"fix_clip.groups={groups} x fix_clip.group_size={group_size} = {groups * group_size} layers, but the "
             f"image encoder has {num_layers} layers ({intermediate} intermediate); lower one of them"
         )
     start = intermediate - groups * group_size

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from transformers import CLIPModel
 
 from ..augment import FirstSentence
-from ..config import ConfigError
+from ..errors import ConfigError
+from ..model_output import TwoCaptionOutput
 from ..recipes import Recipe, register_recipe
 from .image_side import FixClipImageSide
 from .loss import fix_clip_loss
 from .settings import FixClipSettings
-
-if TYPE_CHECKING:
-    from ..model_setup import TwoCaptionOutput
 
 __all__ = ["FixClipRecipe"]
 
@@ -36,7 +34,7 @@ class FixClipRecipe(Recipe):
                 "images, not principal components; leave pca_components null or 0"
             )
         recipe = super().configured(config)
-        return dataclasses.replace(recipe, pca_components=None, settings=FixClipSettings.from_config(config))
+        return dataclasses.replace(recipe, pca_components=None, settings=config.fix_clip or FixClipSettings())
 
     def image_side(self, model: CLIPModel) -> FixClipImageSide:
         return FixClipImageSide(model, self.settings)

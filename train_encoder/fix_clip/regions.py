@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["attention_allowed", "attention_bias", "patch_regions", "prompt_regions"]
 
@@ -20,8 +20,8 @@ def patch_regions(side: int, grid: int) -> torch.Tensor:
     """``[side * side]`` region index of each patch (row-major), regions a ``grid x grid`` split."""
     if not 1 <= grid <= side:
         raise ConfigError(
-            f"fix_clip_region_grid={grid}: must lie in 1..{side} (the patch grid is {side}x{side}); "
-            "lower fix_clip_region_grid"
+            f"fix_clip.region_grid={grid}: must lie in 1..{side} (the patch grid is {side}x{side}); "
+            "lower fix_clip.region_grid"
         )
     band = torch.arange(side) * grid // side
     return (band[:, None] * grid + band[None, :]).flatten()
@@ -56,5 +56,5 @@ def attention_bias(allowed: torch.Tensor, implementation: str, dtype: torch.dtyp
         return torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
     raise ConfigError(
         f"regional prompts need an arbitrary attention mask: the vision tower uses attn_implementation="
-        f"{implementation!r}; load it with 'sdpa' or 'eager', or set fix_clip_prompts: 0"
+        f"{implementation!r}; load it with 'sdpa' or 'eager', or set fix_clip.prompts: 0"
     )

@@ -1,17 +1,17 @@
 """``FixClipSettings``: every FIX-CLIP knob the paper leaves open, with this implementation's defaults.
 
-Each field maps to a ``fix_clip_*`` key of :class:`~train_encoder.config.TrainConfig`. None of the
-defaults comes from released code (there is none we could read); see ``docs/fix-clip.md`` for which
+It is :class:`~train_encoder.config.TrainConfig`'s ``fix_clip`` field (YAML ``fix_clip: {groups: 2, ...}``,
+``--set fix_clip.groups=2``; the flat ``fix_clip_groups`` keys of earlier releases still load, deprecated). None of
+the defaults comes from released code (there is none we could read); see ``docs/fix-clip.md`` for which
 details are published and which are our choice.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
-from ..config import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["HEAD_INITS", "FixClipSettings"]
 
@@ -20,7 +20,7 @@ HEAD_INITS = ("copy", "random")
 
 @dataclass(frozen=True)
 class FixClipSettings:
-    """FIX-CLIP's image-side settings (the ``fix_clip_*`` config keys without the prefix)."""
+    """FIX-CLIP's image-side settings (``TrainConfig.fix_clip``)."""
 
     mask_ratio: float = 0.75
     """Share of patch tokens replaced by the mask token in the short branch (paper: ~75%)."""
@@ -47,7 +47,7 @@ class FixClipSettings:
     def __post_init__(self) -> None:
         def need(ok: bool, key: str, allowed: str) -> None:
             if not ok:
-                raise ConfigError(f"fix_clip_{key}={getattr(self, key)!r}: must be {allowed}")
+                raise ConfigError(f"fix_clip.{key}={getattr(self, key)!r}: must be {allowed}")
 
         need(0.0 <= self.mask_ratio < 1.0, "mask_ratio", "in [0, 1) (the paper masks ~0.75 of the patches)")
         need(self.prompts >= 0, "prompts", ">= 0 (0 turns regional prompts off)")
@@ -63,8 +63,3 @@ class FixClipSettings:
         )
         need(self.hierarchy_weight >= 0, "hierarchy_weight", ">= 0")
         need(self.head_init in HEAD_INITS, "head_init", f"one of {', '.join(HEAD_INITS)}")
-
-    @classmethod
-    def from_config(cls, config: Any) -> FixClipSettings:
-        """The settings a ``TrainConfig`` holds (its ``fix_clip_*`` keys)."""
-        return cls(**{spec.name: getattr(config, f"fix_clip_{spec.name}") for spec in fields(cls)})
