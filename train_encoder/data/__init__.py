@@ -4,7 +4,7 @@ Captions stay strings here; tokenisation and caption augmentation live in ``trai
 """
 
 from .batches import BadSample, Batch, Sample, collate_samples
-from .errors import AnnotationError, BadImageError, DataError, DataFileNotFoundError, ShardError
+from .errors import AnnotationError, BadTrainingImageError, DataError, DataFileNotFoundError, ShardError
 from .images import (
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
@@ -31,7 +31,7 @@ __all__ = [
     "OPENAI_CLIP_STD",
     "SHAREGPT4V_HOLDOUT",
     "AnnotationError",
-    "BadImageError",
+    "BadTrainingImageError",
     "BadSample",
     "Batch",
     "CaptionImageDataset",

@@ -1,7 +1,7 @@
 """Image decoding and CLIP preprocessing for training: ``debias_diffusion.image_preprocessing``'s.
 
 The code lives in :mod:`debias_diffusion.image_preprocessing` (the image probes use it too);
-``load_image`` here raises the training data's :class:`~train_encoder.data.errors.BadImageError`,
+``load_image`` here raises the training data's :class:`~train_encoder.data.errors.BadTrainingImageError`,
 which datasets count and skip.
 """
 
@@ -21,7 +21,7 @@ from debias_diffusion.image_preprocessing import (
     image_transform,
 )
 
-from .errors import BadImageError
+from .errors import BadTrainingImageError
 
 __all__ = [
     "OPENAI_CLIP_MEAN",
@@ -35,5 +35,5 @@ __all__ = [
 
 
 def load_image(source: str | os.PathLike | bytes, *, name: str | None = None) -> Image.Image:
-    """:func:`debias_diffusion.image_preprocessing.load_image` raising the training :class:`BadImageError`."""
-    return _shared.load_image(source, name=name, error=BadImageError)
+    """:func:`debias_diffusion.image_preprocessing.load_image` raising the training :class:`BadTrainingImageError`."""
+    return _shared.load_image(source, name=name, error=BadTrainingImageError)

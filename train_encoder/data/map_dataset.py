@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .batches import BadSample, Sample
-from .errors import BadImageError, DataError, DataFileNotFoundError
+from .errors import BadTrainingImageError, DataError, DataFileNotFoundError
 from .images import ImageTransform, load_image
 from .records import CaptionRecord
 from .sampling import derive_seed
@@ -90,7 +90,7 @@ class CaptionImageDataset(Dataset):
         for index in range(len(self)):
             try:
                 load_image(self.image_path(index))
-            except BadImageError as error:
+            except BadTrainingImageError as error:
                 first_error = first_error or error
                 continue
             readable += 1
@@ -107,7 +107,7 @@ class CaptionImageDataset(Dataset):
         path = self.image_path(index)
         try:
             image = load_image(path)
-        except BadImageError as error:
+        except BadTrainingImageError as error:
             logger.warning("skipping sample %d: %s", index, error)
             return BadSample(index=index, source=str(path), reason=str(error))
         return Sample(self._transform(image, index), self._long[index], self._short[index], index)

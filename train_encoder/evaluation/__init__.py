@@ -1,13 +1,16 @@
 """Retrieval evaluation of CLIP checkpoints: Recall@K, the evaluation sets, DeBias-CLIP's bias probes.
 
-``evaluate(models, datasets, probes, ...)`` runs everything and returns :class:`EvaluationResults`;
-the pieces (readers, probes, embedding cache, recall, report) are importable on their own.
+``evaluate(models, datasets, caption_variants, ...)`` runs everything and returns :class:`EvaluationResults`;
+the pieces (readers, caption variants, embedding cache, recall, report) are importable on their own.
 Layouts, protocol choices and the cache are documented in ``docs/evaluation.md``.
 """
 
 from __future__ import annotations
 
+from debias_diffusion.renamed import renamed_attributes
+
 from ..data.images import ImagePreprocessing
+from .caption_variants import CAPTION_VARIANT_NAMES, CaptionVariant, apply_caption_variant, get_caption_variant
 from .datasets import (
     DATASET_READERS,
     DatasetFormatError,
@@ -23,9 +26,8 @@ from .datasets import (
     read_urban1k,
 )
 from .drift import DRIFT_FILE, recorded_source, text_drift
-from .embedding import EmbeddingCache, embed_images, embed_texts, encode_images, encode_texts
+from .embedding import EmbeddingCache, cached_image_features, cached_text_features, encode_images, encode_text_features
 from .models import LoadedCLIP, load_clip_model
-from .probes import PROBE_NAMES, Probe, apply_probe, get_probe
 from .report import EvaluationResults, ResultRow, read_results, results_markdown, write_report
 from .retrieval import RetrievalScores, retrieval_scores, similarity_retrieval_scores
 from .runner import evaluate
@@ -33,7 +35,7 @@ from .runner import evaluate
 __all__ = [
     "DATASET_READERS",
     "DRIFT_FILE",
-    "PROBE_NAMES",
+    "CAPTION_VARIANT_NAMES",
     "DatasetFormatError",
     "DatasetNotFoundError",
     "EmbeddingCache",
@@ -41,16 +43,16 @@ __all__ = [
     "EvaluationResults",
     "ImagePreprocessing",
     "LoadedCLIP",
-    "Probe",
+    "CaptionVariant",
     "ResultRow",
     "RetrievalScores",
-    "apply_probe",
-    "embed_images",
-    "embed_texts",
+    "apply_caption_variant",
+    "cached_image_features",
+    "cached_text_features",
     "encode_images",
-    "encode_texts",
+    "encode_text_features",
     "evaluate",
-    "get_probe",
+    "get_caption_variant",
     "load_clip_model",
     "read_coco",
     "read_dci",
@@ -68,3 +70,11 @@ __all__ = [
     "text_drift",
     "write_report",
 ]
+
+__getattr__ = renamed_attributes(
+    __name__,
+    {"PROBE_NAMES": "CAPTION_VARIANT_NAMES", "Probe": "CaptionVariant", "apply_probe": "apply_caption_variant",
+     "get_probe": "get_caption_variant", "embed_texts": "cached_text_features",
+     "embed_images": "cached_image_features", "encode_texts": "encode_text_features"},
+    globals(),
+)  # fmt: skip

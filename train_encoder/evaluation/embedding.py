@@ -26,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from debias_diffusion import clip_embedding
-from debias_diffusion.clip_embedding import PAD_TOKEN, encode_texts, tokenize_captions
+from debias_diffusion.clip_embedding import PAD_TOKEN, encode_text_features, tokenize_captions
 
 from ..data.images import load_image
 from .datasets import EvalSet
@@ -35,10 +35,10 @@ from .models import LoadedCLIP
 __all__ = [
     "CacheKey",
     "EmbeddingCache",
-    "embed_images",
-    "embed_texts",
+    "cached_image_features",
+    "cached_text_features",
     "encode_images",
-    "encode_texts",
+    "encode_text_features",
     "image_cache_key",
     "text_cache_key",
     "tokenize_captions",
@@ -58,7 +58,7 @@ def encode_images(
     progress: bool = True,
     desc: str = "images",
 ) -> torch.Tensor:
-    """:func:`debias_diffusion.clip_embedding.encode_images` on files, bad ones raising the data's ``BadImageError``."""
+    """:func:`debias_diffusion.clip_embedding.encode_images` on files, bad ones raising the data's ``BadTrainingImageError``."""
     return clip_embedding.encode_images(
         clip, image_paths, batch_size=batch_size, num_workers=num_workers, progress=progress, desc=desc,
         loader=load_image,
@@ -153,7 +153,7 @@ class EmbeddingCache:
         return embeddings
 
 
-def embed_texts(
+def cached_text_features(
     clip: LoadedCLIP,
     eval_set: EvalSet,
     *,
@@ -164,12 +164,12 @@ def embed_texts(
     """Caption embeddings of ``eval_set`` (from the cache when present)."""
     desc = f"{eval_set.name}/{eval_set.variant} texts"
     compute = functools.partial(
-        encode_texts, clip, eval_set.captions, batch_size=batch_size, progress=progress, desc=desc
+        encode_text_features, clip, eval_set.captions, batch_size=batch_size, progress=progress, desc=desc
     )
     return (cache or EmbeddingCache(None)).get_or_compute(text_cache_key(clip, eval_set), compute)
 
 
-def embed_images(
+def cached_image_features(
     clip: LoadedCLIP,
     eval_set: EvalSet,
     *,
