@@ -141,15 +141,15 @@ def check_train_export_generate(work: Path) -> None:
     from pipeline_builders import LONG_HEAD, sd_components
 
     model, data, run_dir = _tiny_clip_folder(work / "clip"), _shapes_data(work / "data"), work / "run"
-    run(BIN / "train-encoder", "train", "--config", "tiny", "--model", model, "--train-data", data / "captions.jsonl",
+    run(BIN / "train-encoder", "train", "--config", "tiny", "--clip-model", model, "--train-data", data / "captions.jsonl",
         "--image-root", data / "images", "--output-dir", run_dir, "--max-steps", "4", "--batch-size", "4",
         "--checkpoint-every", "4", "--export-final", "false")  # fmt: skip
-    run(sys.executable, "-m", "train_encoder", "export", run_dir, "--output", work / "export")
+    run(sys.executable, "-m", "train_encoder", "export", run_dir, "-o", work / "export")
     encoder = work / "export" / "text_encoder"
     check_tokenizer_folder(encoder)
     StableDiffusionPipeline(**sd_components(77)).save_pretrained(work / "sd")
     run(BIN / "debias-diffusion", "generate", LONG_HEAD, "--model", work / "sd", "--encoder", encoder,
-        "--steps", "2", "--size", "16x16", "--seed", "3", "--output", work / "images")  # fmt: skip
+        "--steps", "2", "--size", "16x16", "--seed", "3", "-o", work / "images")  # fmt: skip
     sidecar = json.loads((work / "images" / "seed-3.json").read_text(encoding="utf-8"))
     if not (work / "images" / "seed-3.png").is_file() or sidecar["encoder_tokens"] != 246:
         raise SystemExit(f"FAILED: generate wrote no image or did not use the 248-token encoder: {sidecar}")

@@ -29,7 +29,7 @@ from debias_diffusion import DeBiasStableDiffusionPipeline
 from debias_diffusion.prominence.detectors import Owlv2Detector
 from debias_diffusion.prominence.measurement import ObjectMeasurement
 from debias_diffusion.prominence.prompts import ObjectSet
-from debias_diffusion.prominence.runner import GenerationOptions, evaluate_prominence
+from debias_diffusion.prominence.runner import SamplingSettings, evaluate_prominence
 from debias_diffusion.tokenization import build_clip_tokenizer
 
 OBJECT_SETS = [ObjectSet(("cat", "teapot")), ObjectSet(("dog", "red umbrella"))]
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     pipe = sd15_pipeline()
-    generation = GenerationOptions(steps=args.steps, width=args.size, height=args.size, images_per_call=args.seeds)
+    generation = SamplingSettings(steps=args.steps, width=args.size, height=args.size, images_per_call=args.seeds)
     seeds = tuple(range(args.seeds))
     with tempfile.TemporaryDirectory() as scratch:
         common = dict(output_dir=scratch, seeds=seeds, generation=generation, progress=False)

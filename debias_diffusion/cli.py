@@ -8,12 +8,23 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .argument_types import bounded_float, bounded_int, non_empty_text, seed
+from .cli_arguments import (
+    add_clip_models,
+    add_deprecated_alias,
+    add_device,
+    add_dtype,
+    add_named_sources,
+    add_output_dir,
+    add_stretch,
+    add_tolerance,
+    parse_arguments,
+    require_flag,
+)
 from .error_boundary import run_guarded
-from .generation import DTYPES
 from .named_arguments import parse_named_values
 
 if TYPE_CHECKING:
-    from .prominence.jobs import GenerationOptions
+    from .prominence.jobs import SamplingSettings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Failures print one ``error: ...`` line (see :mod:`debias_diffusion.error_boundary`); ``--debug``
     or ``DEBIAS_DIFFUSION_DEBUG=1`` shows the traceback instead.
     """
-    args = _parser().parse_args(argv)
+    args = parse_arguments(_parser(), argv)
     return run_guarded(lambda: args.run(args), debug=args.debug)
 
 
@@ -39,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_late_detail(commands)
     _add_probe_text(commands)
     _add_probe_image(commands)
+    _add_shapes_world(commands)
     return parser
 
 
@@ -68,18 +80,16 @@ def _add_convert(commands) -> None:
         ),
     )
     p.add_argument("src", help="checkpoint file (.pt/.pth/.bin/.ckpt/.safetensors) or open_clip:ARCH/PRETRAINED")
-    p.add_argument("dst", help="output folder (written atomically)")
-    p.add_argument(
-        "--stretch", type=POSITIVE, metavar="N", help="apply knowledge-preserved stretching to N positions (e.g. 248)"
-    )
+    add_output_dir(p, what="output folder, written atomically", positional=True)
+    add_stretch(p, what="apply knowledge-preserved stretching to N positions (e.g. 248)", old=["--stretch"])
     p.add_argument("--keep", type=bounded_int(0), default=20, help="positions KPS copies unchanged (default: 20)")
     p.add_argument("--text-only", action="store_true", help="write only the text encoder + tokenizer")
     p.add_argument("--num-heads", type=POSITIVE, help="text attention heads (default: width // 64, as OpenAI)")
     p.add_argument("--vision-num-heads", type=POSITIVE, help="image attention heads (default: width // 64)")
     p.add_argument("--hidden-act", choices=("quick_gelu", "gelu"), default="quick_gelu",
                    help="MLP activation: quick_gelu for OpenAI/Long-CLIP weights, gelu for LAION open_clip")  # fmt: skip
-    p.add_argument("--dtype", choices=DTYPES, default="float32", help="dtype of the saved weights")
-    p.add_argument("--tolerance", type=bounded_float(0), default=1e-4, help="max abs difference allowed vs open_clip")
+    add_dtype(p, default="float32", what="dtype of the saved weights")
+    add_tolerance(p, default=1e-4, what="largest absolute difference allowed vs open_clip's forward")
     p.add_argument("--no-verify", action="store_true", help="skip the equivalence check against open_clip")
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     p.set_defaults(run=_run_convert)
@@ -92,8 +102,8 @@ def _run_convert(args: argparse.Namespace) -> int:
 
     result = convert_to_hf(
         args.src,
-        args.dst,
-        stretch_to=args.stretch,
+        args.output_dir,
+        stretch_to=args.stretch_to,
         keep=args.keep,
         text_only=args.text_only,
         num_heads=args.num_heads,
@@ -184,7 +194,7 @@ def _add_generate(commands) -> None:
     p.add_argument("-e", "--encoder", default=DEFAULT_ENCODER,
                    help="long text encoder: folder, .pt/.safetensors, Hub id, 'longclip-l' (Long-CLIP-L, default) "
                         "or 'none' to keep the model's own encoder")  # fmt: skip
-    p.add_argument("-o", "--output", default="outputs/generate", help="output folder (default: outputs/generate)")
+    add_output_dir(p, default="outputs/generate", old=["--output"])
     p.add_argument("--steps", type=POSITIVE, default=30, help="denoising steps (default: 30)")
     p.add_argument("--guidance-scale", type=bounded_float(0), default=7.5,
                    help="classifier-free guidance scale; 1 or less turns it off (default: 7.5)")  # fmt: skip
@@ -193,8 +203,8 @@ def _add_generate(commands) -> None:
     p.add_argument("--num-images", type=bounded_int(1, 100_000), default=1, help="number of images (default: 1)")
     p.add_argument("--long-prompt", choices=LONG_PROMPT_POLICIES, default="truncate",
                    help="prompts longer than the encoder: truncate at a sentence, chunk, or error (default: truncate)")  # fmt: skip
-    p.add_argument("--dtype", choices=DTYPES, help="weights dtype (default: float16 on CUDA, float32 on CPU)")
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    add_dtype(p)
+    add_device(p)
     p.add_argument("--overwrite", action="store_true", help="replace images with the same seeds if they exist")
     p.set_defaults(run=_run_generate)
 
@@ -219,7 +229,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         device=args.device,
     )
-    for path in generate(settings, args.output, overwrite=args.overwrite):
+    for path in generate(settings, args.output_dir, overwrite=args.overwrite):
         print(f"wrote {path} (+ {path.with_suffix('.json').name})")
     return 0
 
@@ -237,15 +247,13 @@ def _add_evaluate_prominence(commands) -> None:
             "Images and measurements are cached: re-running resumes."
         ),
     )
-    p.add_argument("--objects", required=True, help="object sets, YAML or JSON (e.g. [[cat, dog, teapot], ...])")
+    sets = p.add_argument("--object-sets", metavar="FILE", help="object sets, YAML or JSON (e.g. [[cat, dog, teapot], ...]); required")  # fmt: skip
+    add_deprecated_alias(p, sets, "--objects")
+    require_flag(p, sets)
     p.add_argument(
         "-m", "--model", default=DEFAULT_MODEL, help=f"base diffusers model for --encoder (default: {DEFAULT_MODEL})"
     )
-    p.add_argument("-e", "--encoder", action="append", default=[], metavar="NAME=SOURCE",
-                   help="compare this text encoder in --model (repeatable; 'none' keeps the model's own), "
-                        "e.g. clip-l=none longclip-l=longclip-l debias=./export/text_encoder")  # fmt: skip
-    p.add_argument("-p", "--pipeline", action="append", default=[], metavar="NAME=FOLDER",
-                   help="compare a saved pipeline folder or Hub id as it is (repeatable)")  # fmt: skip
+    _add_compared_models(p)
     p.add_argument("-t", "--template", action="append", metavar="TEMPLATE", type=_template,
                    help="'list' (a cat and a dog), 'descriptive' (one sentence per object) or a string with "
                         "{objects}; repeatable (default: list)")  # fmt: skip
@@ -253,6 +261,38 @@ def _add_evaluate_prominence(commands) -> None:
     p.add_argument("--long-prompt", choices=LONG_PROMPT_POLICIES, default="truncate", help="default: truncate")
     _add_evaluator_arguments(p, default_output="outputs/prominence")
     p.set_defaults(run=_run_evaluate_prominence)
+
+
+def _add_compared_models(p: argparse.ArgumentParser) -> None:
+    """``-e/--encoder`` and ``-p/--pipeline``: the named conditions an image evaluator compares."""
+    add_named_sources(p, "-e", "--encoder",
+                      what="a text encoder in --model ('none' keeps the model's own), e.g. clip-l=none "
+                           "longclip-l=longclip-l debias=./export/text_encoder")  # fmt: skip
+    add_named_sources(p, "-p", "--pipeline", metavar="NAME=FOLDER",
+                      what="a saved pipeline folder or Hub id, as it is")  # fmt: skip
+
+
+def _compared_pipelines(args: argparse.Namespace, **load_options) -> dict:
+    """NAME -> a function loading that pipeline, from ``--encoder`` / ``--pipeline`` (the device checked first)."""
+    import functools
+
+    from .devices import resolve_device, resolve_dtype
+    from .errors import ProminenceDataError
+    from .generation import load_pipeline
+
+    args.device = resolve_device(args.device)  # before any model is loaded
+    dtype = resolve_dtype(args.dtype, args.device)
+    load = functools.partial(load_pipeline, torch_dtype=dtype, device=args.device, **load_options)
+    pipelines = {}
+    for flag, specs in (("--encoder", args.encoder), ("--pipeline", args.pipeline)):
+        for name, source in parse_named_values(specs, flag, example="longclip-l=longclip-l").items():
+            if name in pipelines:
+                raise ProminenceDataError(f"the name {name!r} is given twice; names label the report's rows")
+            model, encoder = (args.model, source) if flag == "--encoder" else (source, "none")
+            pipelines[name] = functools.partial(load, model, encoder)
+    if not pipelines:
+        raise ProminenceDataError("name at least one --encoder NAME=SOURCE or --pipeline NAME=FOLDER to compare")
+    return pipelines
 
 
 def _add_evaluator_arguments(p: argparse.ArgumentParser, *, default_output: str) -> None:
@@ -271,39 +311,21 @@ def _add_evaluator_arguments(p: argparse.ArgumentParser, *, default_output: str)
     p.add_argument("--guidance-scale", type=bounded_float(0), default=7.5, help="default: 7.5")
     p.add_argument("--size", type=_size, metavar="WxH", help="image size (default: the model's)")
     p.add_argument("-n", "--negative-prompt", help="negative prompt for every image")
-    p.add_argument("--dtype", choices=DTYPES, help="weights dtype (default: float16 on CUDA, float32 on CPU)")
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    add_dtype(p)
+    add_device(p)
     p.add_argument("--caveat", help="a line printed at the top of the report")
-    p.add_argument("-o", "--output-dir", default=default_output, help=f"default: {default_output}")
+    add_output_dir(p, default=default_output)
 
 
 def _run_evaluate_prominence(args: argparse.Namespace) -> int:
-    import functools
-
-    import torch
-
-    from .devices import resolve_device
-    from .errors import ProminenceDataError
-    from .generation import load_pipeline
     from .prominence.detectors import get_detector
     from .prominence.runner import evaluate_prominence
 
-    device = resolve_device(args.device)  # before any model is loaded
-    dtype = getattr(torch, args.dtype or ("float16" if device.startswith("cuda") else "float32"))
-    load = functools.partial(load_pipeline, torch_dtype=dtype, device=device, long_prompt=args.long_prompt)
-    pipelines = {}
-    for flag, specs in (("--encoder", args.encoder), ("--pipeline", args.pipeline)):
-        for name, source in parse_named_values(specs, flag, example="longclip-l=longclip-l").items():
-            if name in pipelines:
-                raise ProminenceDataError(f"the name {name!r} is given twice; names label the report's rows")
-            model, encoder = (args.model, source) if flag == "--encoder" else (source, "none")
-            pipelines[name] = functools.partial(load, model, encoder)
-    if not pipelines:
-        raise ProminenceDataError("name at least one --encoder NAME=SOURCE or --pipeline NAME=FOLDER to compare")
+    pipelines = _compared_pipelines(args, long_prompt=args.long_prompt)
     run = evaluate_prominence(
         pipelines,
-        args.objects,
-        detector=get_detector(args.detector, **_detector_options(args, device)),
+        args.object_sets,
+        detector=get_detector(args.detector, **_detector_options(args, args.device)),
         output_dir=args.output_dir,
         templates=args.template or ["list"],
         seeds=args.seeds,
@@ -334,11 +356,10 @@ def _add_late_detail(commands) -> None:
         ),
     )
     p.add_argument("--items", required=True, help="targets, YAML or JSON: [red circle, {target: cat, anchor: dog}]")
-    p.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"base model for --encoder (default: {DEFAULT_MODEL})")
-    p.add_argument("-e", "--encoder", action="append", default=[], metavar="NAME=SOURCE",
-                   help="an encoder in --model (repeatable; 'none' keeps the model's own)")  # fmt: skip
-    p.add_argument("-p", "--pipeline", action="append", default=[], metavar="NAME=FOLDER",
-                   help="a saved pipeline folder or Hub id as it is (repeatable)")  # fmt: skip
+    p.add_argument(
+        "-m", "--model", default=DEFAULT_MODEL, help=f"base diffusers model for --encoder (default: {DEFAULT_MODEL})"
+    )
+    _add_compared_models(p)
     p.add_argument("--chunk", action="append", default=[], metavar="NAME",
                    help="also run NAME with the chunk policy, as 'NAME (chunk)' (repeatable)")  # fmt: skip
     p.add_argument("--long-prompt", choices=LONG_PROMPT_POLICIES, default="truncate",
@@ -353,43 +374,32 @@ def _add_late_detail(commands) -> None:
     p.add_argument("--context", help="more context sentences: a text file, one sentence a line")
     p.add_argument("--no-builtin-context", action="store_true", help="use only --context sentences")
     p.add_argument("--total-tokens", type=POSITIVE, help="prompt length (default: the last offset's sentence ends it)")
-    p.add_argument("--tolerance", type=bounded_int(0), default=2, help="tokens an offset may miss (default: 2)")
+    offset_tolerance = p.add_argument(
+        "--offset-tolerance", type=bounded_int(0), default=2, metavar="TOKENS",
+        help="tokens a mention may land away from its offset (default: 2)",
+    )  # fmt: skip
+    add_deprecated_alias(p, offset_tolerance, "--tolerance")
     _add_evaluator_arguments(p, default_output="outputs/late_detail")
     p.set_defaults(run=_run_late_detail)
 
 
-def _generation_options(args: argparse.Namespace) -> GenerationOptions:
+def _generation_options(args: argparse.Namespace) -> SamplingSettings:
     """The image settings both evaluators take from the command line (each adds its own policy)."""
-    from .prominence.jobs import GenerationOptions
+    from .prominence.jobs import SamplingSettings
 
     width, height = args.size or (None, None)
-    return GenerationOptions(steps=args.steps, guidance_scale=args.guidance_scale, width=width, height=height,
+    return SamplingSettings(steps=args.steps, guidance_scale=args.guidance_scale, width=width, height=height,
                              negative_prompt=args.negative_prompt)  # fmt: skip
 
 
 def _run_late_detail(args: argparse.Namespace) -> int:
-    import functools
-
-    import torch
-
-    from .devices import resolve_device
     from .errors import ProminenceDataError
-    from .generation import load_pipeline
     from .late_detail.runner import LateDetailCondition, evaluate_late_detail
     from .prominence.detectors import get_detector
 
-    device = resolve_device(args.device)  # before any model is loaded
-    dtype = getattr(torch, args.dtype or ("float16" if device.startswith("cuda") else "float32"))
-    load = functools.partial(load_pipeline, torch_dtype=dtype, device=device)
-    conditions: dict[str, LateDetailCondition] = {}
-    for flag, specs in (("--encoder", args.encoder), ("--pipeline", args.pipeline)):
-        for name, source in parse_named_values(specs, flag, example="longclip-l=longclip-l").items():
-            if name in conditions:
-                raise ProminenceDataError(f"the name {name!r} is given twice; names label the report's rows")
-            model, encoder = (args.model, source) if flag == "--encoder" else (source, "none")
-            conditions[name] = LateDetailCondition(functools.partial(load, model, encoder), args.long_prompt)
-    if not conditions:
-        raise ProminenceDataError("name at least one --encoder NAME=SOURCE or --pipeline NAME=FOLDER to compare")
+    conditions = {
+        name: LateDetailCondition(load, args.long_prompt) for name, load in _compared_pipelines(args).items()
+    }
     for name in args.chunk:
         if name not in conditions:
             raise ProminenceDataError(f"--chunk {name}: no --encoder or --pipeline is named {name!r}")
@@ -397,14 +407,14 @@ def _run_late_detail(args: argparse.Namespace) -> int:
     run = evaluate_late_detail(
         conditions,
         args.items,
-        detector=get_detector(args.detector, **_detector_options(args, device)),
+        detector=get_detector(args.detector, **_detector_options(args, args.device)),
         output_dir=args.output_dir,
         offsets=args.offsets,
         context=args.context or (),
         builtin_context=not args.no_builtin_context,
         seeds=args.seeds,
         total_tokens=args.total_tokens,
-        tolerance=args.tolerance,
+        tolerance=args.offset_tolerance,
         generation=_generation_options(args),
         caveat=args.caveat,
     )
@@ -448,9 +458,9 @@ def _add_probe_text(commands) -> None:
             "Writes results.json, table.md and captions.jsonl to the output folder."
         ),
     )
-    p.add_argument("-e", "--encoder", action="append", required=True, metavar="NAME=SOURCE",
-                   help="encoder to probe (repeatable): NAME=folder, .pt/.safetensors, Hub id, open_clip:ARCH/PRETRAINED "
-                        "or longclip-l")  # fmt: skip
+    add_named_sources(p, "-e", "--encoder", required=True,
+                      what="a text encoder to probe: NAME=folder, .pt/.safetensors, Hub id, open_clip:ARCH/PRETRAINED "
+                           "or longclip-l")  # fmt: skip
     p.add_argument("--protocol", choices=("ours", "paper"), default="ours",
                    help="ours: seeded ordered captions, exact top-n, TOR + TOC; paper: clip-oscope's TOR (every "
                         "combination in vocabulary order, substring qualification, no TOC) (default: ours)")  # fmt: skip
@@ -470,13 +480,13 @@ def _add_probe_text(commands) -> None:
     )
     p.add_argument("--test-fraction", type=FRACTION, default=0.2, help="captions held out for TOC (default: 0.2)")
     p.add_argument("--l2", type=bounded_float(0), default=1e-3, help="TOC probes' L2 penalty (default: 0.001)")
-    p.add_argument("--long-prompt", choices=("truncate", "error"), default="truncate",
-                   help="captions longer than an encoder: cut (counted in the report) or error (default: truncate)")  # fmt: skip
+    long_captions = p.add_argument("--long-captions", choices=("truncate", "error"), default="truncate",
+                                   help="captions longer than an encoder: cut to its first tokens as CLIP does "
+                                        "(counted in the report) or error (default: truncate)")  # fmt: skip
+    add_deprecated_alias(p, long_captions, "--long-prompt")
     p.add_argument("--batch-size", type=POSITIVE, default=64, help="texts per forward pass (default: 64)")
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    p.add_argument(
-        "-o", "--output-dir", default="outputs/probe-text", help="output folder (default: outputs/probe-text)"
-    )
+    add_device(p)
+    add_output_dir(p, default="outputs/probe-text")
     p.add_argument("--overwrite", action="store_true", help="replace the output folder if it is not empty")
     p.set_defaults(run=_run_probe_text)
 
@@ -486,7 +496,7 @@ def _run_probe_text(args: argparse.Namespace) -> int:
     from .text_probes import probe_text
     from .text_probes.report import REPORT_FILES, markdown_table
 
-    resolve_device(args.device)  # before any model is loaded
+    args.device = resolve_device(args.device)  # before any model is loaded
     results = probe_text(
         parse_named_values(args.encoder, "--encoder", example="openai=openai/clip-vit-large-patch14"),
         args.vocabulary,
@@ -501,7 +511,7 @@ def _run_probe_text(args: argparse.Namespace) -> int:
         l2=args.l2,
         batch_size=args.batch_size,
         device=args.device,
-        on_long=args.long_prompt,
+        on_long=args.long_captions,
         output_dir=args.output_dir,
         overwrite=args.overwrite,
     )
@@ -529,9 +539,7 @@ def _add_probe_image(commands) -> None:
             "Writes results.json, table.md and images.jsonl to the output folder."
         ),
     )
-    p.add_argument("-m", "--model", action="append", required=True, metavar="NAME=SOURCE",
-                   help="CLIP model to probe (repeatable): NAME=HF folder (CLIPModel, train_encoder clip/ export), Hub id, "
-                        ".pt/.safetensors (OpenAI / Long-CLIP layout) or open_clip:ARCH/PRETRAINED")  # fmt: skip
+    add_clip_models(p, what="a CLIP model to probe", old=("-m", "--model"))
     p.add_argument("--images", metavar="DIR", help="folder of obj1_obj2_..png images, obj1 the large object")
     p.add_argument(
         "--references", metavar="DIR", help="folder of single-object images named OBJECT.png (with --images)"
@@ -560,10 +568,8 @@ def _add_probe_image(commands) -> None:
                    help="MLP activation for checkpoint files: quick_gelu (OpenAI, Long-CLIP) or gelu (LAION open_clip)")  # fmt: skip
     p.add_argument("--num-heads", type=POSITIVE, help="checkpoint files: text attention heads (default: width // 64)")
     p.add_argument("--batch-size", type=POSITIVE, default=64, help="images or texts per forward pass (default: 64)")
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    p.add_argument(
-        "-o", "--output-dir", default="outputs/probe-image", help="output folder (default: outputs/probe-image)"
-    )
+    add_device(p)
+    add_output_dir(p, default="outputs/probe-image")
     p.add_argument("--overwrite", action="store_true", help="replace the output folder if it is not empty")
     p.set_defaults(run=_run_probe_image)
 
@@ -575,7 +581,7 @@ def _run_probe_image(args: argparse.Namespace) -> int:
     from .image_probes.report import REPORT_FILES, matching_table, slot_table
     from .probing.outputs import check_output_dir
 
-    models = parse_named_values(args.model, "--model", example="openai=openai/clip-vit-large-patch14")
+    models = parse_named_values(args.clip_model, "--clip-model", example="openai=openai/clip-vit-large-patch14")
     if (args.images is None) != (args.references is None):
         raise UsageError(
             "--images and --references go together: multi-object images and their single-object references"
@@ -584,7 +590,7 @@ def _run_probe_image(args: argparse.Namespace) -> int:
         raise UsageError(
             "--scenes, --resolution and --reference-size are shapes-world options; they do not apply to --images"
         )
-    resolve_device(args.device)
+    args.device = resolve_device(args.device)  # before any model is loaded
     check_output_dir(args.output_dir, args.overwrite)  # before rendering or reading anything
     if args.images is not None:
         data = read_image_folder(args.images, args.references, objects=args.objects)
@@ -606,6 +612,17 @@ def _run_probe_image(args: argparse.Namespace) -> int:
     print(matching_table(results), end="")
     print(f"wrote {', '.join(REPORT_FILES)} to {args.output_dir}")
     return 0
+
+
+def _add_shapes_world(commands) -> None:
+    from .shapes_world.__main__ import DESCRIPTION, add_arguments, run
+
+    p = commands.add_parser(
+        "shapes-world", help="export a shapes-world dataset (coloured shapes with exact ground truth)",
+        description=DESCRIPTION,
+    )  # fmt: skip
+    add_arguments(p)
+    p.set_defaults(run=run)
 
 
 if __name__ == "__main__":

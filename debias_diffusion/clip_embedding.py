@@ -25,7 +25,7 @@ from .clip_loading import LoadedCLIP
 from .image_preprocessing import image_transform, load_image
 from .tokenization import build_clip_tokenizer
 
-__all__ = ["PAD_TOKEN", "ImageItem", "encode_images", "encode_texts", "tokenize_captions"]
+__all__ = ["PAD_TOKEN", "ImageItem", "encode_images", "encode_text_features", "tokenize_captions"]
 
 PAD_TOKEN = "!"
 ImageItem = Image.Image | str | os.PathLike
@@ -45,7 +45,7 @@ def tokenize_captions(captions: Sequence[str], context_length: int) -> list[list
 
 
 @torch.no_grad()
-def encode_texts(
+def encode_text_features(
     clip: LoadedCLIP,
     captions: Sequence[str],
     *,

@@ -139,7 +139,7 @@ class EncodedPrompts:
     pooled: torch.Tensor | None
 
 
-def encode_texts(
+def encode_hidden_states(
     text_encoder: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     texts: Sequence[str],
@@ -190,7 +190,7 @@ def encode_plans(
     """Encode every segment of ``plans`` in one batch; group the states back per prompt."""
     _check_tokenizer_matches(text_encoder, tokenizer)
     segments = [segment for plan in plans for segment in plan.segments]
-    hidden, pooled = encode_texts(text_encoder, tokenizer, segments, device=device, layer=layer)
+    hidden, pooled = encode_hidden_states(text_encoder, tokenizer, segments, device=device, layer=layer)
     per_prompt, first_chunks, start = [], [], 0
     for plan in plans:
         count = len(plan.segments)
@@ -217,7 +217,7 @@ def empty_prompt_states(
     layer: OutputLayer,
 ) -> torch.Tensor:
     """Hidden states ``[L, W]`` of the empty prompt: the filler appended to shorter sequences."""
-    hidden, _ = encode_texts(text_encoder, tokenizer, [""], device=device, layer=layer)
+    hidden, _ = encode_hidden_states(text_encoder, tokenizer, [""], device=device, layer=layer)
     return hidden[0]
 
 

@@ -6,16 +6,16 @@ import torch
 
 from .errors import DeviceError
 
-__all__ = ["resolve_device"]
+__all__ = ["resolve_device", "resolve_dtype"]
 
 
 def resolve_device(device: str | None = None) -> str:
-    """``device``, checked to exist here (``None``: ``"cuda"`` when available, else ``"cpu"``).
+    """``device``, checked to exist here (``None`` or ``"auto"``: ``"cuda"`` when available, else ``"cpu"``).
 
     Raises:
         DeviceError: the name is not a torch device, or that device is not available on this machine.
     """
-    if device is None:
+    if device is None or device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         parsed = torch.device(device)
@@ -29,6 +29,11 @@ def resolve_device(device: str | None = None) -> str:
             f"--device {device}: this machine has {count} {parsed.type} device(s), numbered 0..{count - 1}"
         )
     return device
+
+
+def resolve_dtype(name: str | None, device: str) -> torch.dtype:
+    """The weights dtype ``name`` (``None``: float16 on CUDA, float32 elsewhere) for a resolved ``device``."""
+    return getattr(torch, name or ("float16" if device.startswith("cuda") else "float32"))
 
 
 def _available_count(kind: str) -> int | None:

@@ -151,7 +151,7 @@ def generate(settings: GenerationSettings, output: str | Path, *, overwrite: boo
     check_generation_settings(settings)
     output = Path(output)
     if output.exists() and not output.is_dir():
-        raise OutputExistsError(f"--output {output} is a file, not a folder; choose a folder")
+        raise OutputExistsError(f"-o/--output-dir {output} is a file, not a folder; choose a folder")
     with locked_output(output):
         return _generate_locked(settings, output, overwrite, pipe)
 
@@ -198,7 +198,7 @@ def _generate_locked(settings: GenerationSettings, output: Path, overwrite: bool
     if existing and not overwrite:
         raise OutputExistsError(
             f"{existing[0]} already exists ({len(existing)} files of this run's seeds would be replaced); pass "
-            "--overwrite, or choose another --output or --seed"
+            "--overwrite, or choose another -o/--output-dir or --seed"
         )
     device = resolve_device(settings.device)
     dtype_name = settings.dtype or ("float16" if device.startswith("cuda") else "float32")

@@ -4,7 +4,7 @@ What this runs, plainly: it creates a SMALL RANDOMLY INITIALISED CLIP (OpenAI la
 positions) because no real weights can be downloaded here. Everything after that is the real
 code path a user runs on Long-CLIP-L / OpenAI CLIP-L:
   1. save it as an OpenAI-layout ``.pt`` (what Long-CLIP and OpenAI state dicts look like);
-  2. ``debias-diffusion convert --stretch 248 --text-only``: KPS to 248 positions, conversion to
+  2. ``debias-diffusion convert --stretch-to 248 --text-only``: KPS to 248 positions, conversion to
      Hugging Face format, checked against open_clip's forward of the same weights;
   3. ``load_text_encoder``: the folder back as a ready (encoder, tokenizer) pair;
   4. encode two long prompts that differ only after token 77, with the real CLIP tokenizer:
@@ -62,8 +62,8 @@ def main() -> int:
     print(f"[1/5] wrote an OpenAI-layout checkpoint with 77 positions: {checkpoint}")
 
     encoder_dir = out / "random-clip-248-hf"
-    print(f"[2/5] debias-diffusion convert {checkpoint} {encoder_dir} --stretch 248 --text-only --overwrite")
-    if cli(["convert", str(checkpoint), str(encoder_dir), "--stretch", "248", "--text-only", "--overwrite"]):
+    print(f"[2/5] debias-diffusion convert {checkpoint} -o {encoder_dir} --stretch-to 248 --text-only --overwrite")
+    if cli(["convert", str(checkpoint), "-o", str(encoder_dir), "--stretch-to", "248", "--text-only", "--overwrite"]):
         return 1
 
     loaded = load_text_encoder(encoder_dir, with_projection=False, expected_positions=248)
@@ -148,7 +148,7 @@ def _generate_with_pipeline(out: Path, loaded, prompts: list[str]) -> dict[tuple
             (out / "prompt.txt").write_text(prompt)
             print(f"      debias-diffusion generate @prompt.txt --model {pipeline_dir} --encoder {encoder}")
             args = ["generate", f"@{out / 'prompt.txt'}", "--model", str(pipeline_dir), "--encoder", encoder,
-                    "--steps", "4", "--size", "64x64", "--output", str(folder), "--overwrite"]  # fmt: skip
+                    "--steps", "4", "--size", "64x64", "-o", str(folder), "--overwrite"]  # fmt: skip
             if cli(args):
                 raise SystemExit(1)
             images[(length, index)] = (folder / "seed-0.png").read_bytes()

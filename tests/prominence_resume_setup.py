@@ -15,7 +15,7 @@ from pipeline_builders import sd_components
 
 from debias_diffusion import DeBiasStableDiffusionPipeline
 from debias_diffusion.prominence.detectors import ColourDetector
-from debias_diffusion.prominence.runner import GenerationOptions, ProminenceRun, evaluate_prominence
+from debias_diffusion.prominence.runner import ProminenceRun, SamplingSettings, evaluate_prominence
 
 SETS = [["red cube", "blue cube"]]
 SEEDS = (0, 1, 2, 3)
@@ -33,7 +33,7 @@ def run(output_dir: Path) -> ProminenceRun:
             detector=ColourDetector(),
             output_dir=output_dir,
             seeds=SEEDS,
-            generation=GenerationOptions(steps=2, width=64, height=64, images_per_call=4),
+            generation=SamplingSettings(steps=2, width=64, height=64, images_per_call=4),
             detection_batch_size=3,
             grid_object_sets=1,
             progress=False,

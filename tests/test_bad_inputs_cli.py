@@ -83,7 +83,7 @@ def gen(*extra: str, prompt: str = SHORT_PROMPT) -> Callable[[Path, Path], list[
 def prom(*extra: str, objects: Callable[[Path], Path] | None = None) -> Callable[[Path, Path], list[str]]:
     def argv(t: Path, m: Path) -> list[str]:
         source = objects(t) if objects else _text("objects.yaml", "[[cat, dog]]")(t)
-        return ["evaluate-prominence", "--objects", str(source), "-m", str(m / "sd"), "-o", str(t / "out"),
+        return ["evaluate-prominence", "--object-sets", str(source), "-m", str(m / "sd"), "-o", str(t / "out"),
                 "--detector", "colour", "--device", "cpu", *extra]  # fmt: skip
 
     return argv
@@ -103,11 +103,11 @@ def probe(*extra: str) -> Callable[[Path, Path], list[str]]:
 
 
 def image(*extra: str) -> Callable[[Path, Path], list[str]]:
-    return lambda t, m: ["probe-image", "-m", "a=nobody/none", "-o", str(t / "out"), *extra]
+    return lambda t, m: ["probe-image", "--clip-model", "a=nobody/none", "-o", str(t / "out"), *extra]
 
 
 def convert(src: Callable[[Path], object], *extra: str) -> Callable[[Path, Path], list[str]]:
-    return lambda t, m: ["convert", str(src(t)), str(t / "out"), *extra]
+    return lambda t, m: ["convert", str(src(t)), "-o", str(t / "out"), *extra]
 
 
 def count(prompt: Callable[[Path], str] | str, *extra: str) -> Callable[[Path, Path], list[str]]:
@@ -135,11 +135,14 @@ def _folder(t: Path) -> Path:
 
 
 TRAIN = "train_encoder"
-EVAL = ("eval", "--model", "a=nobody/none", "--dataset")
+EVAL = ("eval", "--clip-model", "a=nobody/none", "--dataset")
 
 CASES = [
     # convert
-    CliCase("convert: --stretch 0", convert(lambda t: t / "c.pt", "--stretch", "0"), USAGE, "--stretch: must be at least 1"),
+    CliCase("convert: --stretch-to 0", convert(lambda t: t / "c.pt", "--stretch-to", "0"), USAGE, "--stretch-to: must be at least 1"),
+    CliCase("convert: --stretch 0 (old spelling)", convert(lambda t: t / "c.pt", "--stretch", "0"), USAGE, "--stretch: must be at least 1"),
+    CliCase("convert: no output folder", lambda t, m: ["convert", str(t / "c.pt")], USAGE, "convert needs -o/--output-dir DIR"),
+    CliCase("convert: output folder twice", lambda t, m: ["convert", str(t / "c.pt"), "a", "-o", "b"], USAGE, "the output folder is given twice"),
     CliCase("convert: --keep -1", convert(lambda t: t / "c.pt", "--keep", "-1"), USAGE, "--keep: must be at least 0"),
     CliCase("convert: --tolerance nan", convert(lambda t: t / "c.pt", "--tolerance", "nan"), USAGE, "finite number, got 'nan'"),
     CliCase("convert: --num-heads x", convert(lambda t: t / "c.pt", "--num-heads", "x"), USAGE, "whole number, got 'x'"),
@@ -196,6 +199,7 @@ CASES = [
     CliCase("prominence: malformed YAML", prom("-e", "a=none", objects=_text("o.yaml", "[[cat, dog")), ProminenceError, "is not valid YAML"),
     CliCase("prominence: malformed JSON", prom("-e", "a=none", objects=_text("o.json", "[[\"cat\",")), ProminenceError, "is not valid JSON"),
     CliCase("prominence: nothing to compare", prom(), ProminenceError, "name at least one --encoder"),
+    CliCase("prominence: no object sets", lambda t, m: ["evaluate-prominence", "-e", "a=none"], USAGE, "evaluate-prominence needs --object-sets FILE"),
     CliCase("prominence: -e without =", prom("-e", "longclip"), UsageError, "must look like NAME=VALUE"),
     CliCase("prominence: a name twice", prom("-e", "a=none", "-p", "a=x/y"), ProminenceError, "the name 'a' is given twice"),
     CliCase("prominence: two {objects}", prom("-e", "a=none", "-t", "{objects} and {objects}"), USAGE, "names \\{objects\\} 2 times"),
@@ -241,11 +245,12 @@ CASES = [
     CliCase("eval: --num-workers -1", train(*EVAL, "urban1k=x", "--num-workers", "-1"), USAGE, "--num-workers: must be at least 0", TRAIN),
     CliCase("eval: --device cuda:99", train(*EVAL, "urban1k=x", "--device", "cuda:99"), DeviceError, "--device cuda:99", TRAIN),
     CliCase("eval: unknown dataset", train(*EVAL, "imagenet=x"), UsageError, "unknown evaluation set", TRAIN),
-    CliCase("eval: unknown probe", train(*EVAL, "urban1k=x", "--probe", "vibes"), UsageError, "--probe 'vibes': unknown probe", TRAIN),
+    CliCase("eval: unknown caption variant", train(*EVAL, "urban1k=x", "--caption-variants", "vibes"), UsageError, "--caption-variants 'vibes': unknown caption variant", TRAIN),
+    CliCase("eval: no CLIP model", train("eval", "--dataset", "urban1k=x"), USAGE, "eval needs --clip-model NAME=SOURCE", TRAIN),
     CliCase("eval: dataset folder missing", train(*EVAL, "urban1k=no-such-root", "--device", "cpu"), DatasetNotFoundError, "urban1k", TRAIN),
-    CliCase("eval: --model without =", train("eval", "--model", "clip", "--dataset", "urban1k=x"), UsageError, "must look like NAME=VALUE", TRAIN),
+    CliCase("eval: --model (old spelling) without =", train("eval", "--model", "clip", "--dataset", "urban1k=x"), UsageError, "must look like NAME=VALUE", TRAIN),
     CliCase("export: missing checkpoint", train("export", "no-such-run", "--output", "out"), CheckpointError, "neither a checkpoint folder", TRAIN),
-    CliCase("export: bad dtype", train("export", "run", "--output", "out", "--dtype", "int4"), USAGE, "invalid choice: 'int4'", TRAIN),
+    CliCase("export: bad dtype", train("export", "run", "-o", "out", "--dtype", "int4"), USAGE, "invalid choice: 'int4'", TRAIN),
 ]
 
 assert len({case.name for case in CASES}) == len(CASES)

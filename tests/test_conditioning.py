@@ -9,8 +9,8 @@ from pipeline_builders import LONG_HEAD, tiny_text_encoder
 from debias_diffusion.conditioning import (
     OutputLayer,
     empty_prompt_states,
+    encode_hidden_states,
     encode_plans,
-    encode_texts,
     filler,
     plan_prompt,
     stack_to_length,
@@ -41,7 +41,7 @@ def test_filler_rows_are_what_the_encoder_gives_for_a_shorter_empty_prompt():
     empty = empty_prompt_states(encoder, tokenizer, device="cpu", layer=layer)
     for rows in (1, 2, 30):
         tokenizer.model_max_length = rows
-        short, _ = encode_texts(encoder, tokenizer, [""], device="cpu", layer=layer)
+        short, _ = encode_hidden_states(encoder, tokenizer, [""], device="cpu", layer=layer)
         torch.testing.assert_close(filler(empty, rows), short[0] if rows > 1 else empty[:1])
     assert filler(empty, 77 * 2 + 5).shape == (159, 32)
     assert torch.equal(filler(empty, 159)[154:], empty[:5])
@@ -66,6 +66,6 @@ def test_output_layers_and_tokenizer_checks():
     with pytest.raises(ValueError, match="clip_skip must be"):
         OutputLayer.stable_diffusion(-1)
     with pytest.raises(ValueError, match="encoder has 3"):
-        encode_texts(tiny_text_encoder(77), build_clip_tokenizer(77), ["x"], device="cpu", layer=OutputLayer(3))
+        encode_hidden_states(tiny_text_encoder(77), build_clip_tokenizer(77), ["x"], device="cpu", layer=OutputLayer(3))
     with pytest.raises(EncoderMismatchError, match="pads to 248 tokens but the text encoder has 77"):
         encode_plans(tiny_text_encoder(77), build_clip_tokenizer(248), [], device="cpu", layer=OutputLayer())

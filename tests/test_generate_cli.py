@@ -22,7 +22,7 @@ def model_dir(tmp_path_factory):
 
 
 def _generate(model_dir, output, *extra):
-    base = ["generate", "--model", str(model_dir / "sd"), "--steps", "2", "--size", "16x16", "--output", str(output)]
+    base = ["generate", "--model", str(model_dir / "sd"), "--steps", "2", "--size", "16x16", "--output-dir", str(output)]
     return main([*base, *extra])
 
 

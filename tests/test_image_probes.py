@@ -12,7 +12,7 @@ from PIL import Image
 from transformers import CLIPConfig, CLIPModel
 
 from debias_diffusion.cli import main
-from debias_diffusion.clip_embedding import encode_images, encode_texts
+from debias_diffusion.clip_embedding import encode_images, encode_text_features
 from debias_diffusion.clip_loading import load_clip_model
 from debias_diffusion.errors import ProbeConfigError
 from debias_diffusion.image_probes import (
@@ -280,7 +280,7 @@ def test_probe_image_matches_direct_computation(tiny_models):
     assert model.ior_all == ior_diagnostics(images.double() @ references.double().T, objects)
     texts = [text for c in results.captions for text in (c.right_1, c.wrong_1, c.right_2, c.wrong_2)]
     scores = torch.einsum(
-        "id,ikd->ik", images.double(), encode_texts(clip, texts, progress=False).view(12, 4, -1).double()
+        "id,ikd->ik", images.double(), encode_text_features(clip, texts, progress=False).view(12, 4, -1).double()
     )
     assert model.matching.scenario_1.correct == int((scores[:, 0] > scores[:, 1]).sum())
     assert model.matching.scenario_2.correct == int((scores[:, 2] > scores[:, 3]).sum())
@@ -292,7 +292,7 @@ def test_probe_image_matches_direct_computation(tiny_models):
 
 def test_cli_probe_image_shapes_world_two_models(tiny_models, tmp_path, capsys):
     out = tmp_path / "report"
-    args = ["probe-image", "--model", f"hf={tiny_models / 'hf'}", "--model", f"openai={tiny_models / 'openai.pt'}",
+    args = ["probe-image", "--clip-model", f"hf={tiny_models / 'hf'}", "--clip-model", f"openai={tiny_models / 'openai.pt'}",
             "--num-heads", "2", "--scenes", "20", "--objects", "3", "--resolution", "32", "--seed", "2",
             "--device", "cpu", "--output-dir", str(out)]  # fmt: skip
     assert main(args) == 0

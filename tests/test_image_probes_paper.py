@@ -11,7 +11,7 @@ from PIL import Image
 from transformers import CLIPConfig, CLIPModel
 
 from debias_diffusion.cli import main
-from debias_diffusion.clip_embedding import encode_images, encode_texts
+from debias_diffusion.clip_embedding import encode_images, encode_text_features
 from debias_diffusion.clip_loading import load_clip_model
 from debias_diffusion.errors import ProbeConfigError
 from debias_diffusion.image_preprocessing import load_image
@@ -105,7 +105,7 @@ def test_probe_image_paper_protocol_matches_a_restatement(paper_data):
         correct = pairs = 0
         for index, image in enumerate(data.images):
             restated = _clip_oscope_pairs(data.names(image), list(data.vocabulary.objects), scenario)
-            right, wrong = (encode_texts(clip, list(texts), progress=False) for texts in zip(*restated, strict=True))
+            right, wrong = (encode_text_features(clip, list(texts), progress=False) for texts in zip(*restated, strict=True))
             image_embedding = rgb_first[index].double()
             correct += int(((right.double() @ image_embedding) > (wrong.double() @ image_embedding)).sum())
             pairs += len(restated)

@@ -18,7 +18,7 @@ from debias_diffusion.late_detail.metrics import effective_length
 from debias_diffusion.late_detail.prompts import mention_offset
 from debias_diffusion.late_detail.runner import LateDetailCondition, evaluate_late_detail
 from debias_diffusion.prominence.detectors import DEFAULT_PALETTE, ColourDetector
-from debias_diffusion.prominence.runner import GenerationOptions
+from debias_diffusion.prominence.runner import SamplingSettings
 from debias_diffusion.shapes_world import COLOURS, SHAPES
 from debias_diffusion.tokenization import build_clip_tokenizer, count_tokens
 
@@ -133,7 +133,7 @@ class WindowPainter:
 
 def _run(tmp_path, conditions, **kwargs):
     options = dict(detector=ColourDetector(), output_dir=tmp_path / "run", offsets=OFFSETS, seeds=(0, 1),
-                   tolerance=0, progress=False, generation=GenerationOptions(steps=1))  # fmt: skip
+                   tolerance=0, progress=False, generation=SamplingSettings(steps=1))  # fmt: skip
     return evaluate_late_detail(conditions, ITEMS, **{**options, **kwargs})
 
 
@@ -217,7 +217,7 @@ def test_a_real_tiny_diffusers_pipeline_runs_through(tmp_path):
         {"tiny": pipe},
         offsets=(12, 200),
         seeds=(0,),
-        generation=GenerationOptions(steps=1, width=32, height=32),
+        generation=SamplingSettings(steps=1, width=32, height=32),
     )
     assert run.generated == 2 * 2 * 2 and len(run.records) == 8
     with Image.open(tmp_path / "run" / run.records[0].image) as image:
@@ -227,7 +227,7 @@ def test_a_real_tiny_diffusers_pipeline_runs_through(tmp_path):
 def test_images_are_keyed_by_the_pipelines_content_and_resume_exactly(tmp_path):
     painter = WindowPainter(40)
     painter.identity = "painter reading 40 tokens"
-    settings = dict(offsets=(12, 110), seeds=(0, 1, 2), generation=GenerationOptions(steps=1, images_per_call=2))
+    settings = dict(offsets=(12, 110), seeds=(0, 1, 2), generation=SamplingSettings(steps=1, images_per_call=2))
     first = _run(tmp_path, {"p": painter}, **settings)
     assert first.generated == 2 * 2 * 2 * 3  # items x (mention, control) x offsets x seeds, controls included
     lost = tmp_path / "run" / first.records[1].image

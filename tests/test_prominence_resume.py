@@ -24,7 +24,7 @@ from debias_diffusion.prominence.identity import FileHashCache, path_identity, s
 from debias_diffusion.prominence.image_cache import read_valid_sidecar
 from debias_diffusion.prominence.jobs import ImageJob
 from debias_diffusion.prominence.mentions import conditioned_objects, mention_ends
-from debias_diffusion.prominence.runner import GenerationOptions, evaluate_prominence
+from debias_diffusion.prominence.runner import SamplingSettings, evaluate_prominence
 from debias_diffusion.prominence.store import ImageStore
 from debias_diffusion.tokenization import build_clip_tokenizer
 
@@ -133,7 +133,7 @@ def test_identities_follow_content_not_names(tmp_path):
 def test_an_in_memory_pipeline_with_changed_weights_is_regenerated(tmp_path):
     pipe = DeBiasStableDiffusionPipeline(**sd_components(248))
     pipe.set_progress_bar_config(disable=True)
-    options = dict(seeds=(0,), generation=GenerationOptions(steps=1, width=32, height=32), report=False)
+    options = dict(seeds=(0,), generation=SamplingSettings(steps=1, width=32, height=32), report=False)
     assert _run(tmp_path, {"tiny": pipe}, **options).generated == 6
     assert _run(tmp_path, {"tiny": pipe}, **options).generated == 0
     with torch.no_grad():
@@ -187,9 +187,9 @@ def test_detector_problems_fail_before_any_image_is_generated(tmp_path):
                             output_dir=tmp_path / "run", progress=False)  # fmt: skip
     with pytest.raises(ModelNotFoundError):  # not downloaded, and the tests are offline
         _run(tmp_path, {"painter": painter}, detector=Owlv2Detector(model="no-such-owner/no-such-owlv2"))
-    for generation, message in [(GenerationOptions(width=30), "multiple of 8"), (GenerationOptions(steps=0), ">= 1"),
-                                (GenerationOptions(guidance_scale=float("nan")), "finite"),
-                                (GenerationOptions(extra={"generator": None}), "sets")]:  # fmt: skip
+    for generation, message in [(SamplingSettings(width=30), "multiple of 8"), (SamplingSettings(steps=0), ">= 1"),
+                                (SamplingSettings(guidance_scale=float("nan")), "finite"),
+                                (SamplingSettings(extra={"generator": None}), "sets")]:  # fmt: skip
         with pytest.raises(ProminenceDataError, match=message):
             _run(tmp_path, {"painter": painter}, generation=generation)
     with pytest.raises(ProminenceDataError, match="does not name"):
@@ -256,7 +256,7 @@ def test_objects_cut_from_the_prompt_are_flagged_and_left_out_of_the_metrics(tmp
 
 def test_the_store_skips_the_mention_check_only_when_asked(tmp_path):
     control = ImageJob("m", 0, "control", ("red cube",), 0, "An old oak table by a tall window.")  # names no cube
-    store = ImageStore(tmp_path, {"m": "m"}, GenerationOptions(steps=1), {"m": "id"}, ColourDetector())
+    store = ImageStore(tmp_path, {"m": "m"}, SamplingSettings(steps=1), {"m": "id"}, ColourDetector())
     painter = _tokenized_painter(None)
     with pytest.raises(ProminenceDataError, match="does not name 'red cube'"):
         store.generate(painter, [control], {control: None}, progress=False)

@@ -16,7 +16,7 @@ from debias_diffusion.cli import main
 from debias_diffusion.errors import ProminenceDataError
 from debias_diffusion.prominence.detectors import DEFAULT_PALETTE, ColourDetector
 from debias_diffusion.prominence.prompts import get_template, orderings, read_object_sets
-from debias_diffusion.prominence.runner import GenerationOptions, evaluate_prominence
+from debias_diffusion.prominence.runner import SamplingSettings, evaluate_prominence
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 SIDES = (24, 16, 8)  # the painter draws the k-th named object as a square of side SIDES[k-1] on 64 x 64
@@ -49,7 +49,7 @@ class FirstMentionPainter:
 
 def _run(tmp_path, pipelines, **kwargs):
     options = dict(detector=ColourDetector(), output_dir=tmp_path / "run", seeds=(0, 1), progress=False,
-                   generation=GenerationOptions(steps=1), grid_object_sets=1)  # fmt: skip
+                   generation=SamplingSettings(steps=1), grid_object_sets=1)  # fmt: skip
     return evaluate_prominence(pipelines, SETS, **{**options, **kwargs})
 
 
@@ -112,7 +112,7 @@ def test_an_interrupted_run_resumes_without_regenerating(tmp_path):
     assert (run.generated, third.images, run.measured) == (1, 2, 0)
     run = _run(tmp_path, {"painter": FirstMentionPainter()}, detector=ColourDetector(tolerance=50))
     assert (run.generated, run.measured) == (0, 12)  # another detector setting re-measures only
-    run = _run(tmp_path, {"painter": FirstMentionPainter()}, generation=GenerationOptions(steps=2))
+    run = _run(tmp_path, {"painter": FirstMentionPainter()}, generation=SamplingSettings(steps=2))
     assert run.generated == 12  # other generation settings are other images
 
 
@@ -133,7 +133,7 @@ def test_pipelines_load_one_at_a_time_and_only_when_needed(tmp_path):
 def test_a_real_tiny_diffusers_pipeline_runs_through(tmp_path):
     pipe = DeBiasStableDiffusionPipeline(**sd_components(248))
     pipe.set_progress_bar_config(disable=True)
-    run = _run(tmp_path, {"tiny": pipe}, seeds=(0,), generation=GenerationOptions(steps=2, width=32, height=32))
+    run = _run(tmp_path, {"tiny": pipe}, seeds=(0,), generation=SamplingSettings(steps=2, width=32, height=32))
     assert run.generated == 6 and len(run.records) == 18
     with Image.open(tmp_path / "run" / run.records[0].image) as image:
         assert image.size == (32, 32)

@@ -19,7 +19,7 @@ from debias_diffusion.text_probes import (
     Vocabulary,
     build_captions,
     coco_vocabulary,
-    embed_texts,
+    encode_pooled_texts,
     fit_linear_probe,
     probe_text,
     read_vocabulary,
@@ -237,22 +237,22 @@ def test_embeddings_are_clip_text_embeddings_and_truncation_is_counted(tiny_enco
     root, references = tiny_encoders
     encoder = load_text_encoder(root / "hf77")
     texts = ["red cube", "a long sentence about a green sphere and a blue cone"]
-    result = embed_texts(encoder, texts, batch_size=2)
+    result = encode_pooled_texts(encoder, texts, batch_size=2)
     assert result.embeddings.shape == (2, 16) and result.projected and result.truncated == ()
     torch.testing.assert_close(result.embeddings.norm(dim=1), torch.ones(2))
     ids = encoder.tokenizer(texts, padding="max_length", max_length=77, return_tensors="pt")["input_ids"]
     reference = torch.nn.functional.normalize(open_clip_text_outputs(references[77], ids)["pooled"], dim=1)
     torch.testing.assert_close(result.embeddings, reference, atol=1e-5, rtol=0)
-    alone = embed_texts(encoder, texts[:1], batch_size=1).embeddings  # padding does not change a text
+    alone = encode_pooled_texts(encoder, texts[:1], batch_size=1).embeddings  # padding does not change a text
     torch.testing.assert_close(alone[0], result.embeddings[0], atol=1e-5, rtol=0)
 
     short = load_text_encoder(root / "hf16")
     words = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen"  # 15 tokens
-    cut = embed_texts(short, ["red cube", words])
+    cut = encode_pooled_texts(short, ["red cube", words])
     assert cut.truncated == (1,) and cut.token_counts == (4, 15 + 2) and cut.context_length == 16
     assert torch.isfinite(cut.embeddings).all()
     with pytest.raises(PromptError, match="1 text.* exceed the encoder's 16 tokens"):
-        embed_texts(short, ["red cube", words], on_long="error")
+        encode_pooled_texts(short, ["red cube", words], on_long="error")
 
 
 def test_probe_text_is_deterministic_and_checks_settings_first(tiny_encoders):

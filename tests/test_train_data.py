@@ -19,8 +19,8 @@ from PIL import Image
 from debias_diffusion.image_preprocessing import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ImagePreprocessing, image_transform
 from train_encoder.data import (
     AnnotationError,
-    BadImageError,
     BadSample,
+    BadTrainingImageError,
     CaptionImageDataset,
     CaptionRecord,
     DataError,
@@ -308,9 +308,9 @@ def test_load_image_reports_bad_files(tmp_path):
     (tmp_path / "cut.png").write_bytes(truncated(image_bytes(size=(40, 40))))
     (tmp_path / "text.png").write_text("hello")
     for name in ("missing.png", "cut.jpg", "cut.png", "text.png"):
-        with pytest.raises(BadImageError, match=name):
+        with pytest.raises(BadTrainingImageError, match=name):
             load_image(tmp_path / name)
-    with pytest.raises(BadImageError, match="shard-1:key"):
+    with pytest.raises(BadTrainingImageError, match="shard-1:key"):
         load_image(b"\x89PNG garbage", name="shard-1:key")
     palette = io.BytesIO()
     Image.new("P", (4, 4), 3).save(palette, format="PNG")

@@ -11,7 +11,7 @@ from clip_builders import tiny_openai_clip
 from PIL import Image
 from transformers import CLIPConfig, CLIPModel
 
-from debias_diffusion.clip_embedding import encode_texts, tokenize_captions
+from debias_diffusion.clip_embedding import encode_text_features, tokenize_captions
 from debias_diffusion.clip_loading import load_clip_model
 from debias_diffusion.errors import ModelNotFoundError
 from debias_diffusion.image_preprocessing import ImagePreprocessing, image_transform
@@ -24,12 +24,12 @@ from train_encoder.evaluation import (
     EvalSet,
     EvaluationResults,
     ResultRow,
-    apply_probe,
-    embed_images,
-    embed_texts,
+    apply_caption_variant,
+    cached_image_features,
+    cached_text_features,
     encode_images,
     evaluate,
-    get_probe,
+    get_caption_variant,
     read_coco,
     read_dci,
     read_docci,
@@ -158,38 +158,38 @@ CAPTION = "A red car is parked. It has four doors. The street is wet. A man walk
     ],
 )
 def test_probe_rewrites_captions(name, expected):
-    assert get_probe(name)(CAPTION) == expected
+    assert get_caption_variant(name)(CAPTION) == expected
 
 
 def test_filler_5_prepends_five_fillers():
-    assert get_probe("filler_5")("One. Two. Three.") == "This is a photo. " * 5 + "One. Two."
+    assert get_caption_variant("filler_5")("One. Two. Three.") == "This is a photo. " * 5 + "One. Two."
 
 
 def test_probes_on_short_captions_and_abbreviations():
-    assert get_probe("summary_at_4")("A dog runs. It is brown.") == "It is brown. A dog runs."
-    assert get_probe("no_summary")("A dog runs.") == "A dog runs."
-    assert get_probe("filler_2")("A dog runs.") == "This is a photo. This is a photo. A dog runs."
+    assert get_caption_variant("summary_at_4")("A dog runs. It is brown.") == "It is brown. A dog runs."
+    assert get_caption_variant("no_summary")("A dog runs.") == "A dog runs."
+    assert get_caption_variant("filler_2")("A dog runs.") == "This is a photo. This is a photo. A dog runs."
     text = "Mr. Smith stands by a U.S. flag. He waves. It is sunny."
-    assert get_probe("first_only")(text) == "Mr. Smith stands by a U.S. flag."
-    assert get_probe("swap_2")(text) == "He waves. Mr. Smith stands by a U.S. flag."
+    assert get_caption_variant("first_only")(text) == "Mr. Smith stands by a U.S. flag."
+    assert get_caption_variant("swap_2")(text) == "He waves. Mr. Smith stands by a U.S. flag."
 
 
 def test_shuffled_probe_is_seeded_and_keeps_the_sentences():
     caption = "One. Two. Three. Four. Five. Six."
-    first = get_probe("shuffled", seed=0)
+    first = get_caption_variant("shuffled", seed=0)
     assert first.variant == "shuffled@seed0"
-    assert first(caption) == get_probe("shuffled", seed=0)(caption)
+    assert first(caption) == get_caption_variant("shuffled", seed=0)(caption)
     assert sorted(split_sentences(first(caption))) == sorted(split_sentences(caption))
-    assert len({get_probe("shuffled", seed=s)(caption) for s in range(8)}) > 1
+    assert len({get_caption_variant("shuffled", seed=s)(caption) for s in range(8)}) > 1
 
 
 def test_apply_probe_keeps_images_and_unknown_names_are_refused(tmp_path):
     eval_set = EvalSet("toy", (tmp_path / "a.jpg", tmp_path / "b.jpg"), (CAPTION, "Solo. Duo."), (0, 1))
-    probed = apply_probe(eval_set, get_probe("swap_2"))
+    probed = apply_caption_variant(eval_set, get_caption_variant("swap_2"))
     assert probed.captions == ("It has four doors. A red car is parked.", "Duo. Solo.")
     assert (probed.image_paths, probed.caption_to_image, probed.variant) == (eval_set.image_paths, (0, 1), "swap_2")
     with pytest.raises(ValueError, match="first_2"):
-        get_probe("first_three")
+        get_caption_variant("first_three")
 
 
 # --- dataset readers --------------------------------------------------------------------------------
@@ -384,7 +384,7 @@ def test_text_embeddings_match_single_caption_encoding():
     captions = ["a cat", long_caption, "a dog on a red mat", "sky"]
     ids = tokenize_captions(captions, 77)
     assert len(ids[1]) == 77 and ids[1][0] == 49406 and ids[1][-1] == 49407  # truncated, EOT kept
-    embeddings = encode_texts(clip, captions, batch_size=3, progress=False)
+    embeddings = encode_text_features(clip, captions, batch_size=3, progress=False)
     assert embeddings.shape == (4, 16)
     torch.testing.assert_close(embeddings.norm(dim=-1), torch.ones(4))
     for index, caption_ids in enumerate(ids):
@@ -411,24 +411,24 @@ def test_embedding_cache_hit_skips_the_model(tmp_path):
     calls = _Calls(model)
     clip = load_clip_model(model)
     cache_dir = tmp_path / "cache"
-    texts = embed_texts(clip, eval_set, cache=EmbeddingCache(cache_dir), progress=False)
-    images = embed_images(clip, eval_set, cache=EmbeddingCache(cache_dir), progress=False)
+    texts = cached_text_features(clip, eval_set, cache=EmbeddingCache(cache_dir), progress=False)
+    images = cached_image_features(clip, eval_set, cache=EmbeddingCache(cache_dir), progress=False)
     assert (calls.text, calls.vision) == (1, 1)
     files = sorted(p.name for p in cache_dir.rglob("*") if p.is_file())
     assert len(files) == 2 and all(name.endswith(".safetensors") for name in files)
     assert any(name.startswith("urban1k--full--text-77--") for name in files)
 
     again = EmbeddingCache(cache_dir)
-    torch.testing.assert_close(embed_texts(clip, eval_set, cache=again, progress=False), texts, atol=0, rtol=0)
-    torch.testing.assert_close(embed_images(clip, eval_set, cache=again, progress=False), images, atol=0, rtol=0)
+    torch.testing.assert_close(cached_text_features(clip, eval_set, cache=again, progress=False), texts, atol=0, rtol=0)
+    torch.testing.assert_close(cached_image_features(clip, eval_set, cache=again, progress=False), images, atol=0, rtol=0)
     assert (calls.text, calls.vision) == (1, 1)
 
-    embed_texts(clip, apply_probe(eval_set, get_probe("first_only")), cache=again, progress=False)
+    cached_text_features(clip, apply_caption_variant(eval_set, get_caption_variant("first_only")), cache=again, progress=False)
     assert calls.text == 2  # another caption variant is a miss
 
     other = load_clip_model(tiny_clip_model(seed=1))
     assert other.identity != clip.identity
-    assert not torch.equal(embed_texts(other, eval_set, cache=again, progress=False), texts)
+    assert not torch.equal(cached_text_features(other, eval_set, cache=again, progress=False), texts)
 
 
 def test_corrupt_cache_file_is_recomputed(tmp_path):
@@ -437,9 +437,9 @@ def test_corrupt_cache_file_is_recomputed(tmp_path):
     calls = _Calls(model)
     clip = load_clip_model(model)
     cache = EmbeddingCache(tmp_path / "cache")
-    first = embed_texts(clip, eval_set, cache=cache, progress=False)
+    first = cached_text_features(clip, eval_set, cache=cache, progress=False)
     next(Path(tmp_path / "cache").rglob("*.safetensors")).write_bytes(b"garbage")
-    torch.testing.assert_close(embed_texts(clip, eval_set, cache=cache, progress=False), first)
+    torch.testing.assert_close(cached_text_features(clip, eval_set, cache=cache, progress=False), first)
     assert calls.text == 2
 
 
@@ -530,7 +530,7 @@ def test_write_report_json_shape_and_round_trip(tmp_path):
 def test_evaluate_runs_every_model_dataset_and_probe(tmp_path):
     eval_set = read_urban1k(_urban1k(tmp_path / "data"))
     models = {"a": tiny_clip_model(0), "b": tiny_clip_model(1)}
-    with pytest.raises(ValueError, match="unknown probe"):
+    with pytest.raises(ValueError, match="unknown caption variant"):
         evaluate(models, [eval_set], ["full", "nope"])
     results = evaluate(
         models,
@@ -550,9 +550,9 @@ def test_evaluate_runs_every_model_dataset_and_probe(tmp_path):
     ]
     assert set(results.models) == {"a", "b"} and results.models["a"]["context_length"] == 77
     clip = load_clip_model(models["b"])
-    probed = apply_probe(eval_set, get_probe("first_only"))
+    probed = apply_caption_variant(eval_set, get_caption_variant("first_only"))
     expected = retrieval_scores(
-        encode_texts(clip, probed.captions, progress=False),
+        encode_text_features(clip, probed.captions, progress=False),
         encode_images(clip, eval_set.image_paths, progress=False),
         probed.caption_to_image,
         ks=(1, 2),

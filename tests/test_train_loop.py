@@ -419,9 +419,9 @@ def test_cli_exit_codes_and_messages(tmp_path, capsys, trained):
         (["train", "--config", str(TINY_YAML), "--set", "nope=1"], "error: unknown config key 'nope'"),
         (["train", "--config", str(tmp_path / "absent.yaml")], "error: config file"),
         (["export", str(tmp_path), "--output", str(tmp_path / "x")], "error: "),
-        (["eval", "--model", "a", "--dataset", "urban1k=x"], "error: --model 'a' must look like NAME=VALUE"),
+        (["eval", "--model", "a", "--dataset", "urban1k=x"], "error: --clip-model 'a' must look like NAME=VALUE"),
         (["eval", "--model", "a=b", "--dataset", "imagenet=x"], "error: --dataset 'imagenet': unknown"),
-        (["eval", "--model", "a=b", "--dataset", "urban1k=x", "--probe", "nope"], "error: --probe 'nope'"),
+        (["eval", "--model", "a=b", "--dataset", "urban1k=x", "--probe", "nope"], "error: --caption-variants 'nope'"),
         (["eval", "--model", "a=b", "--dataset", f"urban1k={tmp_path}"], "error: urban1k: folder"),
     ]
     if importlib.util.find_spec("tensorboard") is None:  # trackers are optional: a missing one is a clear error

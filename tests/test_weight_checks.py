@@ -15,7 +15,7 @@ from debias_diffusion.conversion import convert_to_hf
 from debias_diffusion.errors import CheckpointError, EncoderMismatchError
 from debias_diffusion.generation import load_pipeline
 from debias_diffusion.prominence.detectors import ColourDetector
-from debias_diffusion.prominence.runner import GenerationOptions, evaluate_prominence
+from debias_diffusion.prominence.runner import SamplingSettings, evaluate_prominence
 from debias_diffusion.weight_checks import check_complete, check_finite
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -74,7 +74,7 @@ def test_nan_text_encoder_stops_prominence_before_any_image(tmp_path):
     with pytest.raises(CheckpointError, match="the pipeline's text_encoder"):
         evaluate_prominence(
             {"tiny": pipe}, [["red cube", "blue cube"]], detector=ColourDetector(), output_dir=tmp_path / "run",
-            seeds=(0,), progress=False, generation=GenerationOptions(steps=1, width=32, height=32),
+            seeds=(0,), progress=False, generation=SamplingSettings(steps=1, width=32, height=32),
         )  # fmt: skip
     assert not list((tmp_path / "run").rglob("*.png"))
 

@@ -18,6 +18,16 @@ import yaml
 
 from debias_diffusion.argument_types import bounded_int, seed
 from debias_diffusion.atomic_io import atomic_write_json
+from debias_diffusion.cli_arguments import (
+    add_clip_models,
+    add_deprecated_alias,
+    add_device,
+    add_dtype,
+    add_named_sources,
+    add_output_dir,
+    add_stretch,
+    parse_arguments,
+)
 from debias_diffusion.devices import resolve_device
 from debias_diffusion.error_boundary import run_guarded
 from debias_diffusion.errors import UsageError
@@ -28,12 +38,13 @@ from .file_names import DRIFT_FILE
 
 __all__ = ["build_parser", "main"]
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Config keys spelled as in every subcommand (--model is a diffusers pipeline in debias-diffusion): flags, metavar.
+FLAG_SPELLINGS = {"model": (("--clip-model",), "SOURCE"), "output_dir": (("-o", "--output-dir"), "DIR")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``train`` / ``eval`` / ``export``; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(build_parser(), argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run_guarded(lambda: args.run(args), debug=args.debug)
 
@@ -63,7 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     options = train.add_argument_group("config keys (same as --set KEY=VALUE)")
     kinds = dict(config_keys())
     for key, kind in kinds.items():
-        options.add_argument(_flag(key), dest=f"key__{key}", default=argparse.SUPPRESS, metavar="VALUE", **_arity(kind))
+        plain = _flag(key)
+        flags, metavar = FLAG_SPELLINGS.get(key, ((plain,), "VALUE"))
+        action = options.add_argument(
+            *flags, dest=f"key__{key}", default=argparse.SUPPRESS, metavar=metavar, **_arity(kind)
+        )
+        if plain not in flags:
+            add_deprecated_alias(options, action, plain)
     for old, new in deprecated_keys().items():  # --fix-clip-groups: still read, with a DeprecationWarning
         options.add_argument(
             _flag(old), dest=f"key__{old}", default=argparse.SUPPRESS, help=argparse.SUPPRESS, **_arity(kinds[new])
@@ -71,14 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser(
-        "eval", parents=[debug], help="retrieval recalls, bias probes and hidden-state drift"
+        "eval", parents=[debug], help="retrieval recalls (under caption variants) and hidden-state drift"
     )
-    evaluate.add_argument("--model", action="append", required=True, metavar="NAME=SOURCE",
-                          help="a model to evaluate (folder, checkpoint file, Hub id, open_clip:...); repeatable")  # fmt: skip
-    evaluate.add_argument("--dataset", action="append", required=True, metavar="NAME=ROOT",
-                          help="an evaluation set (urban1k, docci, dci, long-dci, sharegpt4v-1k, coco, flickr30k)")  # fmt: skip
-    evaluate.add_argument("--probe", action="append", metavar="NAME", help="bias probe (repeatable; default: full)")
-    evaluate.add_argument("--output-dir", type=Path, help="write results.json / results.md (and drift.json) here")
+    add_clip_models(evaluate, what="a CLIP model to evaluate", old=("--model",))
+    add_named_sources(evaluate, "--dataset", metavar="NAME=ROOT", required=True,
+                      what="an evaluation set (urban1k, docci, dci, long-dci, sharegpt4v-1k, coco, flickr30k)")  # fmt: skip
+    variants = evaluate.add_argument(
+        "--caption-variants", action="append", metavar="NAME",
+        help="caption variants retrieved against the same images: full, first_only, ... (repeatable; default: full)",
+    )  # fmt: skip
+    add_deprecated_alias(evaluate, variants, "--probe")
+    add_output_dir(evaluate, required=False, what="write results.json / results.md (and drift.json) here")
     evaluate.add_argument("--cache-dir", type=Path, help="embedding cache folder")
     evaluate.add_argument(
         "--reference",
@@ -90,13 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--drift-captions", type=bounded_int(1), default=1000, help="captions of the first dataset used for drift"
     )
-    evaluate.add_argument(
-        "--stretch-to", type=bounded_int(1), help="KPS-stretch shorter models to this many positions (e.g. 248)"
-    )
+    add_stretch(evaluate, what="KPS-stretch shorter models to this many positions (e.g. 248)")
     evaluate.add_argument("--batch-size", type=bounded_int(1), default=64)
     evaluate.add_argument("--num-workers", type=bounded_int(0), default=4)
-    evaluate.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    evaluate.add_argument("--seed", type=seed, default=0, help="seed of random probes")
+    add_device(evaluate)
+    evaluate.add_argument("--seed", type=seed, default=0, help="seed of the random caption variants (default: 0)")
     evaluate.set_defaults(run=_eval)
 
     export = commands.add_parser(
@@ -105,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "checkpoint", help="a checkpoint folder (OUTPUT/checkpoints/step-N) or a run folder (its latest)"
     )
-    export.add_argument("--output", type=Path, required=True, help="destination folder")
-    export.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    add_output_dir(export, what="destination folder", old=["--output"])
+    add_dtype(export, default="float32", what="dtype of the saved weights")
     export.add_argument("--overwrite", action="store_true")
     export.add_argument(
         "--license", default="other", help="Hub licence tag for the model card (the base model's; default: other)"
@@ -152,30 +170,30 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .evaluation import DATASET_READERS, PROBE_NAMES, evaluate, read_eval_set
+    from .evaluation import CAPTION_VARIANT_NAMES, DATASET_READERS, evaluate, read_eval_set
 
-    models = parse_named_values(args.model, "--model", example="debias=exports/debias-clip-l/clip")
+    models = parse_named_values(args.clip_model, "--clip-model", example="debias=exports/debias-clip-l/clip")
     dataset_roots = parse_named_values(args.dataset, "--dataset", example="urban1k=data/Urban1k")
     unknown = [name for name in dataset_roots if name.lower() not in DATASET_READERS]
     if unknown:
         raise UsageError(f"--dataset {unknown[0]!r}: unknown evaluation set; known: {', '.join(DATASET_READERS)}")
-    probes = args.probe or ["full"]
-    bad = [name for name in probes if name not in PROBE_NAMES]
+    variants = args.caption_variants or ["full"]
+    bad = [name for name in variants if name not in CAPTION_VARIANT_NAMES]
     if bad:
-        raise UsageError(f"--probe {bad[0]!r}: unknown probe; known: {', '.join(PROBE_NAMES)}")
+        raise UsageError(f"--caption-variants {bad[0]!r}: unknown caption variant; known: {', '.join(CAPTION_VARIANT_NAMES)}")
     args.device = resolve_device(args.device)  # before any model is loaded
     datasets = [read_eval_set(name, root) for name, root in dataset_roots.items()]
     drift = _drift(models, args, captions=list(datasets[0].captions[: args.drift_captions]))
     if drift and args.output_dir is not None:
-        atomic_write_json(args.output_dir / DRIFT_FILE, {"models": drift})
+        atomic_write_json(Path(args.output_dir) / DRIFT_FILE, {"models": drift})
     results = evaluate(
         models,
         datasets,
-        probes,
+        variants,
         batch_size=args.batch_size,
         device=args.device,
         cache_dir=args.cache_dir,
-        output_dir=args.output_dir,
+        output_dir=None if args.output_dir is None else Path(args.output_dir),
         stretch_to=args.stretch_to,
         num_workers=args.num_workers,
         seed=args.seed,
@@ -210,7 +228,8 @@ def _export(args: argparse.Namespace) -> int:
         check_can_push(args.push_to_hub)  # before the export, which can take minutes
     checkpoint = resolve_checkpoint(args.checkpoint)
     result = export_checkpoint(
-        checkpoint, args.output, dtype=DTYPES[args.dtype], overwrite=args.overwrite, license=args.license
+        checkpoint, Path(args.output_dir), dtype=getattr(torch, args.dtype), overwrite=args.overwrite,
+        license=args.license,
     )
     print(f"exported {checkpoint} (step {result.metadata['step']}):")
     print(f"  CLIPModel:    {result.clip}")

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..clip_embedding import encode_images, encode_texts
+from ..clip_embedding import encode_images, encode_text_features
 from ..clip_loading import LoadedCLIP, ModelSource, load_clip_model
 from ..errors import ProbeConfigError
 from ..image_preprocessing import load_image
@@ -178,7 +178,7 @@ def _measure(
     texts = [text for c in captions for text in (c.right_1, c.wrong_1, c.right_2, c.wrong_2)]
     unique = list(dict.fromkeys(texts))  # the paper's pairs repeat each right caption once per absent object
     row = {text: i for i, text in enumerate(unique)}
-    embedded = encode_texts(clip, unique, desc=f"{name}: captions", **embed)
+    embedded = encode_text_features(clip, unique, desc=f"{name}: captions", **embed)
     text_embeddings = embedded[torch.tensor([row[t] for t in texts], dtype=torch.long)].view(len(captions), 4, -1)
     owners = torch.tensor([c.image for c in captions], dtype=torch.long)
     scores = torch.einsum("id,ikd->ik", images[owners].double(), text_embeddings.double())

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..prominence.identity import FileHashCache, is_loader, source_identity
 from ..prominence.image_cache import read_valid_sidecar, remove_scratch
-from ..prominence.jobs import GenerationOptions, ImageJob
+from ..prominence.jobs import ImageJob, SamplingSettings
 from ..prominence.measurement import Detector, ObjectMeasurement
 from ..prominence.store import ImageStore
 from ..weight_checks import check_pipeline_weights
@@ -55,7 +55,7 @@ class ConditionImages:
         """Every image is on disk and valid (nothing to generate)."""
         return all(sidecar is not None for sidecar in self.sidecars.values())
 
-    def load_pipeline(self) -> Any:
+    def checked_pipeline(self) -> Any:
         """The condition's pipeline (loaded now if its source is a loader), its weights checked for NaN / inf."""
         pipe = self.source() if is_loader(self.source) else self.source
         check_pipeline_weights(pipe)  # NaN weights would make black images and exit 0
@@ -80,7 +80,7 @@ def condition_images(
     folder: str,
     source: Any,
     jobs: list[ImageJob],
-    generation: GenerationOptions,
+    generation: SamplingSettings,
     detector: Detector,
     hashes: FileHashCache,
 ) -> ConditionImages:

@@ -27,7 +27,7 @@ from ..atomic_io import atomic_write_json
 from ..conditioning import check_long_prompt_policy, plan_prompt
 from ..errors import ProminenceDataError, PromptError
 from ..output_lock import locked_output
-from ..prominence.jobs import GenerationOptions, ImageJob
+from ..prominence.jobs import ImageJob, SamplingSettings
 from ..prominence.measurement import Detector
 from ..prominence.store import folder_names
 from ..tokenization import build_clip_tokenizer
@@ -87,7 +87,7 @@ def evaluate_late_detail(
     target_sentence: str = DEFAULT_TARGET_SENTENCE,
     anchor_sentence: str = DEFAULT_ANCHOR_SENTENCE,
     context_seed: int = 0,
-    generation: GenerationOptions | None = None,
+    generation: SamplingSettings | None = None,
     detection_batch_size: int = 8,
     report: bool = True,
     caveat: str | None = None,
@@ -108,7 +108,7 @@ def evaluate_late_detail(
         tolerance: tokens a planned offset may miss when the pool cannot fill a gap exactly.
         generation: steps, guidance, size... (the policy is each condition's).
     """
-    generation = generation or GenerationOptions()
+    generation = generation or SamplingSettings()
     specs = _conditions(conditions)
     item_list = read_items(items) if isinstance(items, (str, Path)) else read_items(list(items))
     _check_seeds(seeds, detection_batch_size)
@@ -133,7 +133,7 @@ def evaluate_late_detail(
             reading_path = output_dir / "encoders" / f"{folders[name]}.json"
             reading = _read_reading(reading_path, spec.long_prompt, images.identity, prompts)
             if not images.complete or reading is None:
-                pipe = images.load_pipeline()
+                pipe = images.checked_pipeline()
                 reading = _write_reading(reading_path, pipe, spec.long_prompt, images.identity, prompts)
                 generated += images.generate(pipe, progress)
                 del pipe

@@ -10,16 +10,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import ProminenceDataError
+from ..renamed import renamed_attributes
 from .prompts import ObjectSet, PromptTemplate, orderings
 
-__all__ = ["GenerationOptions", "ImageJob", "check_generation_options", "check_run_arguments", "plan_jobs"]
+__all__ = ["ImageJob", "SamplingSettings", "check_generation_options", "check_run_arguments", "plan_jobs"]
 
 _RUNNER_ARGUMENTS = ("prompt", "generator", "num_inference_steps", "guidance_scale", "width", "height",
                      "negative_prompt", "num_images_per_prompt", "output_type")  # fmt: skip
 
 
 @dataclass(frozen=True)
-class GenerationOptions:
+class SamplingSettings:
     """Settings every image is generated with (part of the image cache key)."""
 
     steps: int = 30
@@ -50,7 +51,7 @@ class ImageJob:
     seed: int
     prompt: str
 
-    def key(self, options: GenerationOptions, identity: str = "") -> str:
+    def key(self, options: SamplingSettings, identity: str = "") -> str:
         """The image's cache key: model name and ``identity`` (see :mod:`.identity`), prompt, seed, settings."""
         fields = {"model": self.model, "prompt": self.prompt, "seed": self.seed, **options.cache_fields()}
         if identity:
@@ -82,7 +83,7 @@ def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def check_generation_options(generation: GenerationOptions) -> None:
+def check_generation_options(generation: SamplingSettings) -> None:
     """Raise ``ProminenceDataError`` unless every setting is usable (before anything is generated)."""
     if not _positive_int(generation.steps) or not _positive_int(generation.images_per_call):
         raise ProminenceDataError(
@@ -99,11 +100,11 @@ def check_generation_options(generation: GenerationOptions) -> None:
         raise ProminenceDataError(f"negative_prompt must be a string, got {type(generation.negative_prompt).__name__}")
     if not isinstance(generation.extra, dict) or (taken := sorted(set(generation.extra) & set(_RUNNER_ARGUMENTS))):
         raise ProminenceDataError(
-            f"GenerationOptions.extra must be a dict of other pipeline arguments; the runner sets {taken or 'these'} itself"
+            f"SamplingSettings.extra must be a dict of other pipeline arguments; the runner sets {taken or 'these'} itself"
         )
 
 
-def check_run_arguments(pipelines, sets, templates, seeds, generation: GenerationOptions, batch_size: int) -> None:
+def check_run_arguments(pipelines, sets, templates, seeds, generation: SamplingSettings, batch_size: int) -> None:
     """Raise ``ProminenceDataError`` unless an evaluation with these arguments can run."""
     if not pipelines:
         raise ProminenceDataError("evaluate_prominence needs at least one pipeline")
@@ -118,3 +119,7 @@ def check_run_arguments(pipelines, sets, templates, seeds, generation: Generatio
     if not _positive_int(batch_size):
         raise ProminenceDataError(f"detection_batch_size must be an integer >= 1, got {batch_size!r}")
     check_generation_options(generation)
+
+
+# The old name, for one release (``generate``'s run settings are GenerationSettings; these are every image's).
+__getattr__ = renamed_attributes(__name__, {"GenerationOptions": "SamplingSettings"}, globals())

@@ -29,16 +29,17 @@ from PIL import Image
 from ..atomic_io import atomic_directory
 from ..errors import ProminenceDataError
 from ..output_lock import locked_output
+from ..renamed import renamed_attributes
 from ..weight_checks import check_pipeline_weights
 from .identity import FileHashCache, is_loader, source_identity
 from .image_cache import read_valid_sidecar, remove_scratch
-from .jobs import GenerationOptions, ImageJob, check_run_arguments, plan_jobs
+from .jobs import ImageJob, SamplingSettings, check_run_arguments, plan_jobs
 from .measurement import Detector, ProminenceRecord
 from .mentions import mention_ends
 from .prompts import ObjectSet, PromptTemplate, get_template, read_object_sets
 from .store import ImageStore, folder_names
 
-__all__ = ["GenerationOptions", "ImageJob", "ProminenceRun", "evaluate_prominence", "plan_jobs"]
+__all__ = ["ImageJob", "ProminenceRun", "SamplingSettings", "evaluate_prominence", "plan_jobs"]
 
 
 PipelineSource = Any
@@ -72,7 +73,7 @@ def evaluate_prominence(
     seeds: Sequence[int] = (0, 1, 2),
     max_orderings: int = 24,
     ordering_seed: int = 0,
-    generation: GenerationOptions | None = None,
+    generation: SamplingSettings | None = None,
     detection_batch_size: int = 8,
     report: bool = True,
     caveat: str | None = None,
@@ -99,7 +100,7 @@ def evaluate_prominence(
             cannot measure the object sets (checked before any image is generated).
         OutputLockedError: another live run holds ``output_dir``.
     """
-    generation = generation or GenerationOptions()
+    generation = generation or SamplingSettings()
     if isinstance(object_sets, (str, Path)) or not all(isinstance(entry, ObjectSet) for entry in object_sets):
         sets = read_object_sets(object_sets)  # a file, or lists of names / {name, attributes} mappings
     else:
@@ -174,3 +175,7 @@ def _dry_run_detector(detector: Detector, sets: Sequence[ObjectSet], batch_size:
         results = detector.measure([blank] * len(chunk), chunk)
         if [[m.label for m in result] for result in results] != chunk:
             raise ProminenceDataError(f"the detector {detector.name!r} does not return one measurement per label")
+
+
+# The old name, for one release (``generate``'s run settings are GenerationSettings; these are every image's).
+__getattr__ = renamed_attributes(__name__, {"GenerationOptions": "SamplingSettings"}, globals())

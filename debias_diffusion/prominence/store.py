@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..atomic_io import atomic_write_json
 from ..errors import ProminenceDataError
 from .image_cache import commit_image, image_sha256, planned_batches
-from .jobs import GenerationOptions, ImageJob
+from .jobs import ImageJob, SamplingSettings
 from .measurement import Detector, ObjectMeasurement, ProminenceRecord
 from .mentions import conditioned_objects
 
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 class ImageStore:
     """Where one run's images and measurements live, and how they are made, checked and read."""
 
-    def __init__(self, output_dir: Path, slugs, generation: GenerationOptions, identities, detector: Detector) -> None:
+    def __init__(self, output_dir: Path, slugs, generation: SamplingSettings, identities, detector: Detector) -> None:
         self.output_dir, self.slugs, self.generation, self.identities = output_dir, slugs, generation, identities
         self.detector = detector
         self.detector_settings = {"name": detector.name, **detector.settings()}

@@ -6,9 +6,10 @@ encoder, and measures per object position how often the caption embedding retrie
 TOR instead (clip-oscope's caption set and qualification). See ``docs/text-probes.md``.
 """
 
+from ..renamed import renamed_attributes
 from .captions import CAPTION_STYLES, Caption, build_captions, long_caption, sample_object_sets, short_caption
 from .classification import LinearProbe, TOCResult, fit_linear_probe, split_indices, toc_probe
-from .embedding import TextEmbeddings, embed_texts
+from .embedding import TextEmbeddings, encode_pooled_texts
 from .paper_protocol import PROTOCOLS, PaperTORResult, count_paper_captions, paper_captions, paper_tor
 from .report import markdown_report, markdown_table, write_report
 from .results import EncoderProbeResult, ProbeSettings, TextProbeResults
@@ -48,7 +49,7 @@ __all__ = [
     "coco_vocabulary",
     "comco_vocabulary",
     "count_paper_captions",
-    "embed_texts",
+    "encode_pooled_texts",
     "fit_linear_probe",
     "long_caption",
     "markdown_report",
@@ -68,3 +69,5 @@ __all__ = [
     "tor_probe",
     "write_report",
 ]
+
+__getattr__ = renamed_attributes(__name__, {"embed_texts": "encode_pooled_texts"}, globals())

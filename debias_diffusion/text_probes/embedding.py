@@ -22,7 +22,7 @@ from transformers import CLIPTextModelWithProjection
 from ..errors import PromptError
 from ..loading import LoadedTextEncoder
 
-__all__ = ["LONG_TEXT_POLICIES", "LongTextPolicy", "TextEmbeddings", "embed_texts"]
+__all__ = ["LONG_TEXT_POLICIES", "LongTextPolicy", "TextEmbeddings", "encode_pooled_texts"]
 
 LongTextPolicy = Literal["truncate", "error"]
 LONG_TEXT_POLICIES: tuple[str, ...] = ("truncate", "error")
@@ -43,7 +43,7 @@ class TextEmbeddings:
 
 
 @torch.no_grad()
-def embed_texts(
+def encode_pooled_texts(
     encoder: LoadedTextEncoder,
     texts: Sequence[str],
     *,

@@ -33,7 +33,7 @@ from ..errors import ProbeConfigError
 from ..loading import LoadedTextEncoder
 from ..probing.retrieval import SlotRetrievalResult
 from .captions import Caption, short_caption
-from .embedding import LongTextPolicy, embed_texts
+from .embedding import LongTextPolicy, encode_pooled_texts
 from .vocabulary import Vocabulary
 
 __all__ = [
@@ -134,14 +134,14 @@ def paper_tor(
     captions = paper_captions(vocabulary, num_objects)
     total = count_paper_captions(len(vocabulary), num_objects)
     embed = dict(batch_size=batch_size, device=device, on_long=on_long)
-    objects = embed_texts(encoder, list(vocabulary.objects), desc=f"{desc}: objects", **embed)
+    objects = encode_pooled_texts(encoder, list(vocabulary.objects), desc=f"{desc}: objects", **embed)
     object_embeddings = objects.embeddings.double()
     counts = np.zeros(num_objects, dtype=np.int64)
     unconditional = np.zeros(num_objects, dtype=np.int64)
     qualified = truncated = longest = 0
     with tqdm(total=total, desc=desc, disable=not progress, unit="caption") as bar:
         while chunk := list(itertools.islice(captions, CHUNK_CAPTIONS)):
-            texts = embed_texts(encoder, [c.text for c in chunk], **embed)
+            texts = encode_pooled_texts(encoder, [c.text for c in chunk], **embed)
             similarity = (texts.embeddings.double() @ object_embeddings.T).numpy()
             qualifies, position = paper_tor_counts(similarity, chunk, vocabulary.objects)
             placed = position >= 0

@@ -18,7 +18,7 @@ from ..pipeline_components import ENCODER_ALIASES
 from ..probing.outputs import check_output_dir
 from .captions import CAPTION_STYLES, Caption, CaptionStyle, build_captions, object_phrase
 from .classification import split_indices, toc_probe
-from .embedding import LONG_TEXT_POLICIES, LongTextPolicy, embed_texts
+from .embedding import LONG_TEXT_POLICIES, LongTextPolicy, encode_pooled_texts
 from .paper_protocol import PROTOCOLS, count_paper_captions, paper_captions, paper_tor
 from .report import write_report
 from .results import EncoderProbeResult, ProbeSettings, TextProbeResults
@@ -153,8 +153,8 @@ def _measure_ours(
     progress: bool,
 ) -> EncoderProbeResult:
     embed = dict(batch_size=batch_size, device=device, on_long=settings.on_long, progress=progress)
-    objects = embed_texts(encoder, object_texts, desc=f"{name}: objects", **embed)
-    texts = embed_texts(encoder, [c.text for c in captions], desc=f"{name}: captions", **embed)
+    objects = encode_pooled_texts(encoder, object_texts, desc=f"{name}: objects", **embed)
+    texts = encode_pooled_texts(encoder, [c.text for c in captions], desc=f"{name}: captions", **embed)
     caption_objects = torch.tensor([c.objects for c in captions], dtype=torch.long)
     tor = tor_probe(texts.embeddings, objects.embeddings, caption_objects)
     toc = toc_probe(

@@ -5,7 +5,7 @@ The CLIP image transforms are :mod:`debias_diffusion.image_preprocessing`'s.
 """
 
 from .batches import BadSample, Batch, Sample, collate_samples
-from .errors import AnnotationError, BadImageError, DataError, DataFileNotFoundError, ShardError
+from .errors import AnnotationError, BadTrainingImageError, DataError, DataFileNotFoundError, ShardError
 from .images import load_image
 from .loader import build_dataloader, start_epoch
 from .map_dataset import CaptionImageDataset
@@ -23,7 +23,7 @@ from .shards import ShardLayout, TarShardDataset, expand_shards, split_shards
 __all__ = [
     "SHAREGPT4V_HOLDOUT",
     "AnnotationError",
-    "BadImageError",
+    "BadTrainingImageError",
     "BadSample",
     "Batch",
     "CaptionImageDataset",

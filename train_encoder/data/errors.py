@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from debias_diffusion.errors import BadImageError as _AnyBadImageError
-from debias_diffusion.errors import DebiasDiffusionError
+from debias_diffusion.errors import BadImageError, DebiasDiffusionError
 
 
 class DataError(DebiasDiffusionError):
@@ -18,8 +17,12 @@ class DataFileNotFoundError(DataError, FileNotFoundError):
     """An annotation file, image root or tar shard does not exist."""
 
 
-class BadImageError(DataError, _AnyBadImageError):
-    """An image is missing, truncated or undecodable. Datasets count and skip these; they never end a run."""
+class BadTrainingImageError(DataError, BadImageError):
+    """A training image is missing, truncated or undecodable. Datasets count and skip these; they never end a run.
+
+    A :class:`debias_diffusion.errors.BadImageError` too (the one bad-image error): this name says the image is
+    training data, which is skipped rather than fatal.
+    """
 
 
 class ShardError(DataError, ValueError):

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from debias_diffusion.image_preprocessing import ImageTransform
 
 from .batches import BadSample, Sample
-from .errors import BadImageError, DataError, DataFileNotFoundError
+from .errors import BadTrainingImageError, DataError, DataFileNotFoundError
 from .images import load_image
 from .records import CaptionRecord
 from .sampling import derive_seed
@@ -92,7 +92,7 @@ class CaptionImageDataset(Dataset):
         for index in range(len(self)):
             try:
                 load_image(self.image_path(index))
-            except BadImageError as error:
+            except BadTrainingImageError as error:
                 first_error = first_error or error
                 continue
             readable += 1
@@ -109,7 +109,7 @@ class CaptionImageDataset(Dataset):
         path = self.image_path(index)
         try:
             image = load_image(path)
-        except BadImageError as error:
+        except BadTrainingImageError as error:
             logger.warning("skipping sample %d: %s", index, error)
             return BadSample(index=index, source=str(path), reason=str(error))
         return Sample(self._transform(image, index), self._long[index], self._short[index], index)

@@ -32,7 +32,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from debias_diffusion.image_preprocessing import ImageTransform
 
 from .batches import BadSample, Sample
-from .errors import BadImageError, DataFileNotFoundError, ShardError
+from .errors import BadTrainingImageError, DataFileNotFoundError, ShardError
 from .images import load_image
 
 logger = logging.getLogger(__name__)
@@ -222,9 +222,9 @@ class TarShardDataset(IterableDataset):
             long_caption, short_caption = self._captions(raw)
             image_ext = next((ext for ext in self.layout.image_extensions if ext in raw.members), None)
             if image_ext is None:
-                raise BadImageError(f"{source}: no image member ({', '.join(self.layout.image_extensions)})")
+                raise BadTrainingImageError(f"{source}: no image member ({', '.join(self.layout.image_extensions)})")
             image = load_image(raw.members[image_ext], name=source)
-        except (BadImageError, ValueError) as error:
+        except (BadTrainingImageError, ValueError) as error:
             logger.warning("skipping %s: %s", source, error)
             return BadSample(index=source, source=source, reason=str(error))
         return Sample(self.transform(image), long_caption, short_caption, source)

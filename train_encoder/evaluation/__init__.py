@@ -1,9 +1,10 @@
 """Retrieval evaluation of CLIP checkpoints: Recall@K, the evaluation sets, DeBias-CLIP's bias probes.
 
-``evaluate(models, datasets, probes, ...)`` runs everything and returns :class:`EvaluationResults`;
-the pieces (readers, probes, embedding cache, recall, report) are importable on their own.
+``evaluate(models, datasets, caption_variants, ...)`` runs everything and returns :class:`EvaluationResults`;
+the pieces (readers, caption variants, embedding cache, recall, report) are importable on their own.
 Layouts, protocol choices and the cache are documented in ``docs/evaluation.md``. Models load with
-:func:`debias_diffusion.load_clip_model`; texts encode with :func:`debias_diffusion.clip_embedding.encode_texts`.
+:func:`debias_diffusion.load_clip_model`; texts encode with
+:func:`debias_diffusion.clip_embedding.encode_text_features`.
 
 This package imports only the library, :mod:`train_encoder.data` and the foundation modules (errors, file
 names, ``token_states``); ``tests/test_import_layers.py`` checks it.
@@ -11,6 +12,9 @@ names, ``token_states``); ``tests/test_import_layers.py`` checks it.
 
 from __future__ import annotations
 
+from debias_diffusion.renamed import renamed_attributes
+
+from .caption_variants import CAPTION_VARIANT_NAMES, CaptionVariant, apply_caption_variant, get_caption_variant
 from .datasets import (
     DATASET_READERS,
     DatasetFormatError,
@@ -26,29 +30,28 @@ from .datasets import (
     read_urban1k,
 )
 from .drift import recorded_source, text_drift
-from .embedding import EmbeddingCache, embed_images, embed_texts, encode_images
-from .probes import PROBE_NAMES, Probe, apply_probe, get_probe
+from .embedding import EmbeddingCache, cached_image_features, cached_text_features, encode_images
 from .report import EvaluationResults, ResultRow, read_results, results_markdown, write_report
 from .retrieval import RetrievalScores, retrieval_scores, similarity_retrieval_scores
 from .runner import evaluate
 
 __all__ = [
     "DATASET_READERS",
-    "PROBE_NAMES",
+    "CAPTION_VARIANT_NAMES",
     "DatasetFormatError",
     "DatasetNotFoundError",
     "EmbeddingCache",
     "EvalSet",
     "EvaluationResults",
-    "Probe",
+    "CaptionVariant",
     "ResultRow",
     "RetrievalScores",
-    "apply_probe",
-    "embed_images",
-    "embed_texts",
+    "apply_caption_variant",
+    "cached_image_features",
+    "cached_text_features",
     "encode_images",
     "evaluate",
-    "get_probe",
+    "get_caption_variant",
     "read_coco",
     "read_dci",
     "read_docci",
@@ -65,3 +68,11 @@ __all__ = [
     "text_drift",
     "write_report",
 ]
+
+__getattr__ = renamed_attributes(
+    __name__,
+    {"PROBE_NAMES": "CAPTION_VARIANT_NAMES", "Probe": "CaptionVariant", "apply_probe": "apply_caption_variant",
+     "get_probe": "get_caption_variant", "embed_texts": "cached_text_features",
+     "embed_images": "cached_image_features"},
+    globals(),
+)  # fmt: skip

@@ -26,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from debias_diffusion import clip_embedding
-from debias_diffusion.clip_embedding import PAD_TOKEN, encode_texts
+from debias_diffusion.clip_embedding import PAD_TOKEN, encode_text_features
 from debias_diffusion.clip_loading import LoadedCLIP
 
 from ..data.images import load_image
@@ -35,8 +35,8 @@ from .datasets import EvalSet
 __all__ = [
     "CacheKey",
     "EmbeddingCache",
-    "embed_images",
-    "embed_texts",
+    "cached_image_features",
+    "cached_text_features",
     "encode_images",
     "image_cache_key",
     "text_cache_key",
@@ -56,7 +56,7 @@ def encode_images(
     progress: bool = True,
     desc: str = "images",
 ) -> torch.Tensor:
-    """:func:`debias_diffusion.clip_embedding.encode_images` on files, bad ones raising the data's ``BadImageError``."""
+    """:func:`debias_diffusion.clip_embedding.encode_images` on files, bad ones raising the data's ``BadTrainingImageError``."""
     return clip_embedding.encode_images(
         clip, image_paths, batch_size=batch_size, num_workers=num_workers, progress=progress, desc=desc,
         loader=load_image,
@@ -151,7 +151,7 @@ class EmbeddingCache:
         return embeddings
 
 
-def embed_texts(
+def cached_text_features(
     clip: LoadedCLIP,
     eval_set: EvalSet,
     *,
@@ -162,12 +162,12 @@ def embed_texts(
     """Caption embeddings of ``eval_set`` (from the cache when present)."""
     desc = f"{eval_set.name}/{eval_set.variant} texts"
     compute = functools.partial(
-        encode_texts, clip, eval_set.captions, batch_size=batch_size, progress=progress, desc=desc
+        encode_text_features, clip, eval_set.captions, batch_size=batch_size, progress=progress, desc=desc
     )
     return (cache or EmbeddingCache(None)).get_or_compute(text_cache_key(clip, eval_set), compute)
 
 
-def embed_images(
+def cached_image_features(
     clip: LoadedCLIP,
     eval_set: EvalSet,
     *,

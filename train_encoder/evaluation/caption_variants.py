@@ -1,6 +1,6 @@
-"""DeBias-CLIP's bias probes: caption rewrites evaluated by retrieval against the same images.
+"""Caption variants: the caption rewrites of DeBias-CLIP's bias probes, retrieved against the same images.
 
-A probe is a name and a function caption -> caption; sentences come from
+A caption variant is a name and a function caption -> caption (the paper calls each group a probe); sentences come from
 :func:`debias_diffusion.sentences.split_sentences` and are re-joined with single spaces.
 
 =================  ==============================================================================
@@ -28,7 +28,7 @@ from debias_diffusion.sentences import join_sentences, split_sentences
 
 from .datasets import EvalSet
 
-__all__ = ["FILLER_SENTENCE", "PROBE_NAMES", "Probe", "apply_probe", "get_probe", "get_probes"]
+__all__ = ["FILLER_SENTENCE", "CAPTION_VARIANT_NAMES", "CaptionVariant", "apply_caption_variant", "get_caption_variant", "get_caption_variants"]
 
 FILLER_SENTENCE = "This is a photo."
 MAX_FILLERS = 5
@@ -36,7 +36,7 @@ SUMMARY_POSITION = 4
 
 
 @dataclass(frozen=True)
-class Probe:
+class CaptionVariant:
     """A named caption rewrite. ``variant`` is what result rows and cache keys record."""
 
     name: str
@@ -97,27 +97,27 @@ _SEEDED: dict[str, tuple[Callable[[int], Callable[[str], str]], str]] = {
     "shuffled": (_shuffled, "sentences in a seeded random order"),
 }
 
-PROBE_NAMES: tuple[str, ...] = (*_FIXED, *_SEEDED)
+CAPTION_VARIANT_NAMES: tuple[str, ...] = (*_FIXED, *_SEEDED)
 
 
-def get_probe(name: str, *, seed: int = 0) -> Probe:
-    """The probe called ``name``; ``seed`` only matters for random probes."""
+def get_caption_variant(name: str, *, seed: int = 0) -> CaptionVariant:
+    """The caption variant called ``name``; ``seed`` only matters for random ones."""
     if name in _FIXED:
         transform, description = _FIXED[name]
-        return Probe(name, transform, description)
+        return CaptionVariant(name, transform, description)
     if name in _SEEDED:
         factory, description = _SEEDED[name]
-        return Probe(name, factory(seed), description, seed=seed)
-    raise ValueError(f"unknown probe {name!r}; known probes: {', '.join(PROBE_NAMES)}")
+        return CaptionVariant(name, factory(seed), description, seed=seed)
+    raise ValueError(f"unknown caption variant {name!r}; known: {', '.join(CAPTION_VARIANT_NAMES)}")
 
 
-def get_probes(names: Sequence[str], *, seed: int = 0) -> list[Probe]:
+def get_caption_variants(names: Sequence[str], *, seed: int = 0) -> list[CaptionVariant]:
     """Resolve several names at once (all checked before any is used)."""
     if isinstance(names, str):
         names = [names]
-    return [get_probe(name, seed=seed) for name in names]
+    return [get_caption_variant(name, seed=seed) for name in names]
 
 
-def apply_probe(eval_set: EvalSet, probe: Probe) -> EvalSet:
-    """The same images with every caption rewritten by ``probe``."""
-    return eval_set.with_captions([probe(c) for c in eval_set.captions], probe.variant)
+def apply_caption_variant(eval_set: EvalSet, variant: CaptionVariant) -> EvalSet:
+    """The same images with every caption rewritten by ``variant``."""
+    return eval_set.with_captions([variant(c) for c in eval_set.captions], variant.variant)
