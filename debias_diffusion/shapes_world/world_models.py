@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..errors import ModelNotFoundError, UsageError
-from ..prominence.jobs import GenerationOptions
+from ..prominence.jobs import SamplingSettings
 
 __all__ = [
     "CAVEAT",
@@ -51,7 +51,7 @@ PIPELINE_FOLDER = "pipeline"
 EVAL_SEED = 1
 """The models were trained on seed 0's scenes: evaluations draw unseen scenes from seed 1 onwards."""
 
-WORLD_GENERATION = GenerationOptions(steps=15, guidance_scale=5.0, width=64, height=64, images_per_call=8)
+WORLD_GENERATION = SamplingSettings(steps=15, guidance_scale=5.0, width=64, height=64, images_per_call=8)
 """How the world's pipeline generates in every evaluation (64 x 64, what it was trained at)."""
 
 
