@@ -169,7 +169,7 @@ def _check_expectations(encoder: nn.Module, label: str, positions: int | None, w
     have_positions, have_width = position_count(encoder), hidden_width(encoder)
     if positions is not None and have_positions != positions:
         hint = (
-            f"pass stretch_to={positions} (CLI: --stretch {positions}) to apply knowledge-preserved stretching"
+            f"pass stretch_to={positions} (CLI: --stretch-to {positions}) to apply knowledge-preserved stretching"
             if have_positions < positions
             else "load an encoder with the expected length"
         )
