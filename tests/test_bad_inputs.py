@@ -122,7 +122,7 @@ def test_bad_input_is_reported_and_leaves_nothing_behind(case, tmp_path, good_st
     out = tmp_path / "out"
     before = set(tmp_path.iterdir())
     if case.call == "cli":
-        argv = ["convert", str(source), str(out), "--num-heads", "2"]
+        argv = ["convert", str(source), "-o", str(out), "--num-heads", "2"]
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ")
@@ -149,10 +149,10 @@ def test_existing_output_is_not_overwritten_unless_asked(tmp_path, good_state, c
     _write(tmp_path / "c.pt", good_state)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("precious")
-    assert main(["convert", str(tmp_path / "c.pt"), str(tmp_path / "out"), "--num-heads", "2", "--text-only"]) == 2
+    assert main(["convert", str(tmp_path / "c.pt"), "-o", str(tmp_path / "out"), "--num-heads", "2", "--text-only"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert (tmp_path / "out" / "keep.txt").read_text() == "precious"
-    assert main(["convert", str(tmp_path / "c.pt"), str(tmp_path / "out"), "--num-heads", "2", "--text-only", "--overwrite"]) == 0
+    assert main(["convert", str(tmp_path / "c.pt"), "-o", str(tmp_path / "out"), "--num-heads", "2", "--text-only", "--overwrite"]) == 0
     assert not (tmp_path / "out" / "keep.txt").exists()
     assert json.loads((tmp_path / "out" / "config.json").read_text())["max_position_embeddings"] == 77
 
