@@ -31,6 +31,7 @@ test: lint test-pinned wheel-smoke test-newest test-oldest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test-pinned: $(STAMP)
 	$(OFFLINE) $(BIN)/pytest -q

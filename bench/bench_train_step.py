@@ -324,8 +324,7 @@ def time_table(rows: list[dict]) -> str:
         micro = row.get("accumulate", 1)
         batch = row["batch"] if micro == 1 else f"{row['batch']} ({micro} x {row['batch'] // micro})"
         lines.append(
-            f"| {row['model']} | {batch} | {row['mixed_precision']} | {row['device']} | {cells} | {ratio} "
-            f"| {memory} |"
+            f"| {row['model']} | {batch} | {row['mixed_precision']} | {row['device']} | {cells} | {ratio} | {memory} |"
         )
     return "\n".join(lines)
 

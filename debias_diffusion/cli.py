@@ -397,9 +397,7 @@ def _run_late_detail(args: argparse.Namespace) -> int:
     from .late_detail.runner import LateDetailCondition, evaluate_late_detail
     from .prominence.detectors import get_detector
 
-    conditions = {
-        name: LateDetailCondition(load, args.long_prompt) for name, load in _compared_pipelines(args).items()
-    }
+    conditions = {name: LateDetailCondition(load, args.long_prompt) for name, load in _compared_pipelines(args).items()}
     for name in args.chunk:
         if name not in conditions:
             raise ProminenceDataError(f"--chunk {name}: no --encoder or --pipeline is named {name!r}")

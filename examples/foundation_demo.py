@@ -77,7 +77,9 @@ def main() -> int:
     print(f"      Fitting one into 77 positions (75 + SOT/EOT) without cutting a sentence: {cut.warning_message()}")
 
     def embed(max_length: int) -> torch.Tensor:
-        ids = tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt").input_ids
+        ids = tokenizer(
+            prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
+        ).input_ids
         with torch.inference_mode():
             return loaded.text_encoder(input_ids=ids).last_hidden_state
 

@@ -132,7 +132,9 @@ class DeBiasStableDiffusionPipeline(LongPromptPipelineMixin, StableDiffusionPipe
         dtype = self.text_encoder.dtype if self.text_encoder is not None else self.unet.dtype
         prompt_embeds = repeat_for_images(prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt)
         if do_classifier_free_guidance:
-            negative_prompt_embeds = repeat_for_images(negative_prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt)
+            negative_prompt_embeds = repeat_for_images(
+                negative_prompt_embeds.to(dtype=dtype, device=device), num_images_per_prompt
+            )
         return prompt_embeds, negative_prompt_embeds
 
     def _encode_strings(self, prompts: list[str], *, device, layer: OutputLayer, policy: LongPromptPolicy):

@@ -139,7 +139,9 @@ class DeBiasStableDiffusionXLPipeline(LongPromptPipelineMixin, StableDiffusionXL
         device = device or self._execution_device
         policy = self.long_prompt_policy(long_prompt)
         self.prompt_truncations = ()
-        layer = OutputLayer.stable_diffusion_xl(clip_skip, getattr(self.config, "encoder_layer", "penultimate") == "final")
+        layer = OutputLayer.stable_diffusion_xl(
+            clip_skip, getattr(self.config, "encoder_layer", "penultimate") == "final"
+        )
         prompts = [prompt] if isinstance(prompt, str) else prompt
         batch_size = len(prompts) if prompts is not None else prompt_embeds.shape[0]
         encoders = [self.text_encoder, self.text_encoder_2]
@@ -184,7 +186,9 @@ class DeBiasStableDiffusionXLPipeline(LongPromptPipelineMixin, StableDiffusionXL
         pairs = [(self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)]
         return [(tokenizer, encoder) for tokenizer, encoder in pairs if encoder is not None]
 
-    def _encode_strings(self, prompts: list[str], prompts_2: list[str], *, layer: OutputLayer, policy: LongPromptPolicy):
+    def _encode_strings(
+        self, prompts: list[str], prompts_2: list[str], *, layer: OutputLayer, policy: LongPromptPolicy
+    ):
         """Per-encoder lists of per-prompt states, and encoder 2's pooled embeddings."""
         pairs = self._pairs()
         texts = [prompts, prompts_2][-len(pairs) :]
@@ -194,7 +198,9 @@ class DeBiasStableDiffusionXLPipeline(LongPromptPipelineMixin, StableDiffusionXL
                 with quiet_transformers():  # it tokenizes without truncation: a long prompt would warn
                     batch = self.maybe_convert_prompt(batch, tokenizer)
             device = get_module_execution_device(encoder)
-            encoded = encode_plans(encoder, tokenizer, self.plan_and_record(batch, tokenizer, policy), device=device, layer=layer)
+            encoded = encode_plans(
+                encoder, tokenizer, self.plan_and_record(batch, tokenizer, policy), device=device, layer=layer
+            )
             states.append(encoded.hidden)
             pooled = encoded.pooled
         if pooled is None:

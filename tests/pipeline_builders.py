@@ -61,7 +61,9 @@ def sdxl_components(positions: int = 77, *, stretch_second_to: int | None = None
     text_encoder_2 = tiny_text_encoder(positions, projection=True, seed=1)
     tokenizer_2 = build_clip_tokenizer(positions, pad_token="!", clean=False)
     if stretch_second_to is not None:
-        stretch_text_encoder(text_encoder_2, tokenizer_2, keep=20, ratio=stretch_ratio(positions, stretch_second_to, 20))
+        stretch_text_encoder(
+            text_encoder_2, tokenizer_2, keep=20, ratio=stretch_ratio(positions, stretch_second_to, 20)
+        )
     return dict(
         vae=tiny_vae(), unet=tiny_unet(2 * TEXT_WIDTH, xl=True), scheduler=EulerDiscreteScheduler(),
         text_encoder=tiny_text_encoder(stretch_second_to or positions, seed=2),

@@ -10,7 +10,9 @@ SPOTS = ((0.27, 0.27), (0.73, 0.73), (0.27, 0.73), (0.73, 0.27))  # far apart: n
 
 def scene(*objects: tuple[str, str]) -> Scene:
     """``(colour, shape)`` objects at separate spots, each a 0.3-side (large) shape."""
-    return Scene(0, 0, [SceneObject(shape, colour, 0.3, SPOTS[i], "large") for i, (colour, shape) in enumerate(objects)])
+    return Scene(
+        0, 0, [SceneObject(shape, colour, 0.3, SPOTS[i], "large") for i, (colour, shape) in enumerate(objects)]
+    )
 
 
 def records_for(

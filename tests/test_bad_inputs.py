@@ -95,23 +95,94 @@ CASES = [
     Case("empty file", _raw("e.pt", b""), "convert", "checkpoint file is empty"),
     Case("unsupported suffix", _raw("w.txt", b"x"), "convert", "don't know how to read 'w.txt'"),
     Case("truncated pickle", _truncated, "cli", "truncated or corrupted"),
-    Case("pickle with code in it", lambda t, s: _write(t / "evil.pt", {"state_dict": CodeCarrier()}), "cli", "refusing to load .*could run code"),
-    Case("corrupted safetensors", _raw("b.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage"), "convert", "not a readable safetensors file"),
+    Case(
+        "pickle with code in it",
+        lambda t, s: _write(t / "evil.pt", {"state_dict": CodeCarrier()}),
+        "cli",
+        "refusing to load .*could run code",
+    ),
+    Case(
+        "corrupted safetensors",
+        _raw("b.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage"),
+        "convert",
+        "not a readable safetensors file",
+    ),
     Case("TorchScript archive", _torchscript, "convert", "TorchScript archive"),
-    Case("unknown layout", lambda t, s: _write(t / "u.pt", {"encoder.weight": torch.zeros(2)}), "cli", "unknown checkpoint layout .*missing token_embedding.weight"),
+    Case(
+        "unknown layout",
+        lambda t, s: _write(t / "u.pt", {"encoder.weight": torch.zeros(2)}),
+        "cli",
+        "unknown checkpoint layout .*missing token_embedding.weight",
+    ),
     Case("HF weights file instead of folder", _hf_layout_weights, "convert", "Hugging Face transformers layout"),
     Case("not a state dict", lambda t, s: _write(t / "list.pt", [1, 2, 3]), "convert", "holds list, not a state dict"),
-    Case("missing block tensors", lambda t, s: _write(t / "m.pt", _without(s, "transformer.resblocks.1.mlp.c_fc.bias")), "convert", "missing 1 transformer-block tensors: transformer.resblocks.1.mlp.c_fc.bias"),
-    Case("NaN weights", lambda t, s: _write(t / "nan.pt", _with_nan(s)), "cli", "NaN or infinite values in 1 tensors: ln_final.weight"),
-    Case("heads do not divide width", lambda t, s: _write(t / "h.pt", s), "convert", "width 32 is not divisible by 3", {"num_heads": 3}),
-    Case("width not a multiple of 64 without heads", lambda t, s: _write(t / "w.pt", s), "convert", "cannot infer the text tower's attention heads", {"num_heads": None}),
-    Case("impossible stretch target", lambda t, s: _write(t / "s.pt", s), "convert", "cannot stretch a 77-position text tower to 100", {"stretch_to": 100}),
-    Case("unknown open_clip architecture", lambda t, s: "open_clip:ViT-Q-99/openai", "cli", "unknown open_clip architecture 'ViT-Q-99'"),
-    Case("unknown activation", lambda t, s: _write(t / "x.pt", s), "convert", "hidden_act must be one of", {"hidden_act": "relu"}),
-    Case("width mismatch for the pipeline", lambda t, s: _write(t / "wm.pt", s), "load", "produces 32-wide hidden states but 768 are needed", {"expected_width": 768}),
-    Case("77 rows where 248 expected", lambda t, s: _write(t / "p.pt", s), "load", "77-row position table where 248 was expected", {"expected_positions": 248}),
+    Case(
+        "missing block tensors",
+        lambda t, s: _write(t / "m.pt", _without(s, "transformer.resblocks.1.mlp.c_fc.bias")),
+        "convert",
+        "missing 1 transformer-block tensors: transformer.resblocks.1.mlp.c_fc.bias",
+    ),
+    Case(
+        "NaN weights",
+        lambda t, s: _write(t / "nan.pt", _with_nan(s)),
+        "cli",
+        "NaN or infinite values in 1 tensors: ln_final.weight",
+    ),
+    Case(
+        "heads do not divide width",
+        lambda t, s: _write(t / "h.pt", s),
+        "convert",
+        "width 32 is not divisible by 3",
+        {"num_heads": 3},
+    ),
+    Case(
+        "width not a multiple of 64 without heads",
+        lambda t, s: _write(t / "w.pt", s),
+        "convert",
+        "cannot infer the text tower's attention heads",
+        {"num_heads": None},
+    ),
+    Case(
+        "impossible stretch target",
+        lambda t, s: _write(t / "s.pt", s),
+        "convert",
+        "cannot stretch a 77-position text tower to 100",
+        {"stretch_to": 100},
+    ),
+    Case(
+        "unknown open_clip architecture",
+        lambda t, s: "open_clip:ViT-Q-99/openai",
+        "cli",
+        "unknown open_clip architecture 'ViT-Q-99'",
+    ),
+    Case(
+        "unknown activation",
+        lambda t, s: _write(t / "x.pt", s),
+        "convert",
+        "hidden_act must be one of",
+        {"hidden_act": "relu"},
+    ),
+    Case(
+        "width mismatch for the pipeline",
+        lambda t, s: _write(t / "wm.pt", s),
+        "load",
+        "produces 32-wide hidden states but 768 are needed",
+        {"expected_width": 768},
+    ),
+    Case(
+        "77 rows where 248 expected",
+        lambda t, s: _write(t / "p.pt", s),
+        "load",
+        "77-row position table where 248 was expected",
+        {"expected_positions": 248},
+    ),
     Case("folder with broken config.json", _bad_json_folder, "load", "is not valid JSON"),
-    Case("not a path nor a Hub id", lambda t, s: "just-a-name", "load", "is not an existing file or folder, nor a Hugging Face Hub id"),
+    Case(
+        "not a path nor a Hub id",
+        lambda t, s: "just-a-name",
+        "load",
+        "is not an existing file or folder, nor a Hugging Face Hub id",
+    ),
 ]
 
 
@@ -137,7 +208,9 @@ def test_bad_input_is_reported_and_leaves_nothing_behind(case, tmp_path, good_st
     assert set(tmp_path.iterdir()) == before, "a partial output was left behind"
 
 
-@pytest.mark.parametrize(("prompt", "message"), [("", "empty"), ("   \n ", "empty"), (None, "must be a string"), (42, "must be a string")])
+@pytest.mark.parametrize(
+    ("prompt", "message"), [("", "empty"), ("   \n ", "empty"), (None, "must be a string"), (42, "must be a string")]
+)
 def test_bad_prompts(prompt, message, clip_tokenizer):
     with pytest.raises(DebiasDiffusionError, match=message):
         count_tokens(clip_tokenizer, prompt)
@@ -149,10 +222,26 @@ def test_existing_output_is_not_overwritten_unless_asked(tmp_path, good_state, c
     _write(tmp_path / "c.pt", good_state)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("precious")
-    assert main(["convert", str(tmp_path / "c.pt"), "-o", str(tmp_path / "out"), "--num-heads", "2", "--text-only"]) == 2
+    assert (
+        main(["convert", str(tmp_path / "c.pt"), "-o", str(tmp_path / "out"), "--num-heads", "2", "--text-only"]) == 2
+    )
     assert "already exists" in capsys.readouterr().err
     assert (tmp_path / "out" / "keep.txt").read_text() == "precious"
-    assert main(["convert", str(tmp_path / "c.pt"), "-o", str(tmp_path / "out"), "--num-heads", "2", "--text-only", "--overwrite"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(tmp_path / "c.pt"),
+                "-o",
+                str(tmp_path / "out"),
+                "--num-heads",
+                "2",
+                "--text-only",
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
     assert not (tmp_path / "out" / "keep.txt").exists()
     assert json.loads((tmp_path / "out" / "config.json").read_text())["max_position_embeddings"] == 77
 
@@ -190,30 +279,107 @@ def _settings(**changes):
 
 API_CASES = [
     ("generate: empty prompt", lambda t: _generate(t, prompt=""), "PromptError", "prompt is empty"),
-    ("generate: prompt not a string", lambda t: _generate(t, prompt=["a cat"]), "PromptError", "prompt must be a string, got list"),
-    ("generate: negative prompt not a string", lambda t: _generate(t, negative_prompt=3), "PromptError", "negative prompt must be a string"),
-    ("generate: zero steps", lambda t: _generate(t, steps=0), "SettingError", "steps and num_images must be at least 1"),
+    (
+        "generate: prompt not a string",
+        lambda t: _generate(t, prompt=["a cat"]),
+        "PromptError",
+        "prompt must be a string, got list",
+    ),
+    (
+        "generate: negative prompt not a string",
+        lambda t: _generate(t, negative_prompt=3),
+        "PromptError",
+        "negative prompt must be a string",
+    ),
+    (
+        "generate: zero steps",
+        lambda t: _generate(t, steps=0),
+        "SettingError",
+        "steps and num_images must be at least 1",
+    ),
     ("generate: fractional steps", lambda t: _generate(t, steps=2.5), "SettingError", "steps must be a whole number"),
     ("generate: no images", lambda t: _generate(t, num_images=0), "SettingError", "at least 1"),
-    ("generate: a billion images", lambda t: _generate(t, num_images=10**9), "SettingError", "num_images must be at most 100000"),
+    (
+        "generate: a billion images",
+        lambda t: _generate(t, num_images=10**9),
+        "SettingError",
+        "num_images must be at most 100000",
+    ),
     ("generate: negative seed", lambda t: _generate(t, seed=-1), "SettingError", "seeds must lie in 0..2"),
-    ("generate: NaN guidance", lambda t: _generate(t, guidance_scale=float("nan")), "SettingError", "guidance_scale must be a finite number"),
-    ("generate: negative guidance", lambda t: _generate(t, guidance_scale=-2.0), "SettingError", "guidance_scale must be at least 0"),
+    (
+        "generate: NaN guidance",
+        lambda t: _generate(t, guidance_scale=float("nan")),
+        "SettingError",
+        "guidance_scale must be a finite number",
+    ),
+    (
+        "generate: negative guidance",
+        lambda t: _generate(t, guidance_scale=-2.0),
+        "SettingError",
+        "guidance_scale must be at least 0",
+    ),
     ("generate: zero width", lambda t: _generate(t, width=0), "SettingError", "width must be a whole number of pixels"),
-    ("generate: unknown dtype", lambda t: _generate(t, dtype="int8"), "SettingError", "dtype must be float32, float16 or bfloat16"),
+    (
+        "generate: unknown dtype",
+        lambda t: _generate(t, dtype="int8"),
+        "SettingError",
+        "dtype must be float32, float16 or bfloat16",
+    ),
     ("generate: unknown policy", lambda t: _generate(t, long_prompt="cut"), "DebiasDiffusionError", "cut"),
     ("generate: unknown device", lambda t: _generate(t, device="tpu9"), "DeviceError", "'tpu9' is not a torch device"),
     ("generate: missing GPU", lambda t: _generate(t, device="cuda:99"), "DeviceError", "cuda"),
-    ("generate: output is a file", lambda t: _generate(t, output=_touch(t / "out")), "OutputExistsError", "is a file, not a folder"),
-    ("load_pipeline: malformed model_index.json", lambda t: _load_pipeline(_index(t, "{oops")), "CheckpointError", "is not a valid diffusers model_index.json"),
-    ("load_pipeline: model_index.json is a list", lambda t: _load_pipeline(_index(t, "[1, 2]")), "CheckpointError", "is not a valid diffusers model_index.json"),
-    ("load_pipeline: index but no components", lambda t: _load_pipeline(_index(t, '{"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"]}')), "CheckpointError", "cannot be loaded"),
-    ("load_text_encoder: random bytes", lambda t: load_text_encoder(_bytes(t / "r.pt", bytes(range(256)) * 4)), "CheckpointError", "is not a PyTorch checkpoint"),
+    (
+        "generate: output is a file",
+        lambda t: _generate(t, output=_touch(t / "out")),
+        "OutputExistsError",
+        "is a file, not a folder",
+    ),
+    (
+        "load_pipeline: malformed model_index.json",
+        lambda t: _load_pipeline(_index(t, "{oops")),
+        "CheckpointError",
+        "is not a valid diffusers model_index.json",
+    ),
+    (
+        "load_pipeline: model_index.json is a list",
+        lambda t: _load_pipeline(_index(t, "[1, 2]")),
+        "CheckpointError",
+        "is not a valid diffusers model_index.json",
+    ),
+    (
+        "load_pipeline: index but no components",
+        lambda t: _load_pipeline(
+            _index(t, '{"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"]}')
+        ),
+        "CheckpointError",
+        "cannot be loaded",
+    ),
+    (
+        "load_text_encoder: random bytes",
+        lambda t: load_text_encoder(_bytes(t / "r.pt", bytes(range(256)) * 4)),
+        "CheckpointError",
+        "is not a PyTorch checkpoint",
+    ),
     ("convert_to_hf: folder source", lambda t: convert_to_hf(_folder(t), t / "out2"), "CheckpointError", "is a folder"),
-    ("evaluate_prominence: object file is a folder", lambda t: _prominence(t, _folder(t)), "ProminenceDataError", "is a folder, not a file"),
-    ("evaluate_prominence: no pipelines", lambda t: _prominence(t, [["cat", "dog"]], pipelines={}), "DebiasDiffusionError", "pipeline"),
+    (
+        "evaluate_prominence: object file is a folder",
+        lambda t: _prominence(t, _folder(t)),
+        "ProminenceDataError",
+        "is a folder, not a file",
+    ),
+    (
+        "evaluate_prominence: no pipelines",
+        lambda t: _prominence(t, [["cat", "dog"]], pipelines={}),
+        "DebiasDiffusionError",
+        "pipeline",
+    ),
     ("probe_text: no encoders", lambda t: _probe_text(t, {}), "ProbeConfigError", "give at least one encoder"),
-    ("probe_text: one object per caption", lambda t: _probe_text(t, {"a": "nobody/none"}, num_objects=1), "ProbeConfigError", "need at least 2 objects"),
+    (
+        "probe_text: one object per caption",
+        lambda t: _probe_text(t, {"a": "nobody/none"}, num_objects=1),
+        "ProbeConfigError",
+        "need at least 2 objects",
+    ),
 ]
 
 

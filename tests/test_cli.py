@@ -14,7 +14,18 @@ from debias_diffusion.cli import main
 
 def test_convert_prints_what_it_wrote(tmp_path, capsys):
     torch.save(tiny_openai_clip(77).state_dict(), tmp_path / "clip.pt")
-    code = main(["convert", str(tmp_path / "clip.pt"), str(tmp_path / "hf"), "--stretch", "248", "--text-only", "--num-heads", "2"])
+    code = main(
+        [
+            "convert",
+            str(tmp_path / "clip.pt"),
+            str(tmp_path / "hf"),
+            "--stretch",
+            "248",
+            "--text-only",
+            "--num-heads",
+            "2",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "wrote text encoder (CLIPTextModelWithProjection)" in out

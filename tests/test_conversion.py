@@ -117,7 +117,11 @@ def test_wrong_head_count_is_caught_by_verification(tmp_path):
     clip = read_clip_source(tmp_path / "clip.pt", num_heads=2, text_only=True)
     ids = token_batch(77)
     with torch.no_grad():
-        gap = (build_text_encoder(clip)(input_ids=ids).last_hidden_state - open_clip_text_outputs(model, ids)["last"]).abs().max()
+        gap = (
+            (build_text_encoder(clip)(input_ids=ids).last_hidden_state - open_clip_text_outputs(model, ids)["last"])
+            .abs()
+            .max()
+        )
     assert gap > 1e-3
 
 
@@ -159,7 +163,10 @@ def test_verification_refuses_a_broken_mapping(tmp_path, monkeypatch):
 
     def swapped_norms(sd, src, dst):
         out = real(sd, src, dst)
-        out[dst + "layer_norm1.weight"], out[dst + "layer_norm2.weight"] = out[dst + "layer_norm2.weight"], out[dst + "layer_norm1.weight"]
+        out[dst + "layer_norm1.weight"], out[dst + "layer_norm2.weight"] = (
+            out[dst + "layer_norm2.weight"],
+            out[dst + "layer_norm1.weight"],
+        )
         return out
 
     monkeypatch.setattr(openai_layout, "_block_to_hf", swapped_norms)

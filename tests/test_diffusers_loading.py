@@ -48,5 +48,12 @@ def test_converted_encoder_in_a_saved_and_reloaded_stock_pipeline(tmp_path):
     torch.testing.assert_close(embeds_a[:, :n_head], embeds_b[:, :n_head])  # causal: the shared head is identical
     assert (embeds_a[:, n_head:] - embeds_b[:, n_head:]).abs().max() > 1e-3  # details past token 77 count
 
-    image = pipe(head + tail_a, num_inference_steps=2, height=16, width=16, output_type="np", generator=torch.Generator().manual_seed(0)).images
+    image = pipe(
+        head + tail_a,
+        num_inference_steps=2,
+        height=16,
+        width=16,
+        output_type="np",
+        generator=torch.Generator().manual_seed(0),
+    ).images
     assert image.shape == (1, 16, 16, 3)

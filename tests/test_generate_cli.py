@@ -22,7 +22,17 @@ def model_dir(tmp_path_factory):
 
 
 def _generate(model_dir, output, *extra):
-    base = ["generate", "--model", str(model_dir / "sd"), "--steps", "2", "--size", "16x16", "--output-dir", str(output)]
+    base = [
+        "generate",
+        "--model",
+        str(model_dir / "sd"),
+        "--steps",
+        "2",
+        "--size",
+        "16x16",
+        "--output-dir",
+        str(output),
+    ]
     return main([*base, *extra])
 
 
@@ -104,5 +114,8 @@ def test_full_disk_is_one_error_line_and_leaves_no_partial_image(model_dir, tmp_
     monkeypatch.setattr("debias_diffusion.generation.atomic_save_image", full_disk)
     assert _generate(model_dir, tmp_path / "out", SHORT_PROMPT, "--encoder", "none") == 2
     last_line = capsys.readouterr().err.splitlines()[-1]  # after the progress bars
-    assert last_line == f"error: {tmp_path / 'out' / 'seed-0.png'}: no space left on the device; free some disk space or choose another output folder"
+    assert (
+        last_line
+        == f"error: {tmp_path / 'out' / 'seed-0.png'}: no space left on the device; free some disk space or choose another output folder"
+    )
     assert list(tmp_path.iterdir()) == [], "a partial image, an empty folder or the lock was left behind"

@@ -68,7 +68,10 @@ def test_ior_conditioning_and_per_slot_shares_hand_computed():
     )  # ranks (2, 3) and (3, 4)
     assert outside.best_slot_shares == (1, 0)  # every image counts once, even with its top-1 outside
     mixed = ior_diagnostics(np.array([[0.1, 0.5, 0.9, 0.7], [0.9, 0.2, 0.3, 0.8]]), [[0, 1], [3, 1]])
-    assert mixed.top1_shares == (0, 0) and mixed.best_slot_shares == (0.5, 0.5)  # 1 beats 0 (slot 2); 3 beats 1 (slot 1)
+    assert mixed.top1_shares == (0, 0) and mixed.best_slot_shares == (
+        0.5,
+        0.5,
+    )  # 1 beats 0 (slot 2); 3 beats 1 (slot 1)
 
 
 def test_ior_probe_uses_cosine_similarity_of_images_and_references():

@@ -105,7 +105,9 @@ def test_probe_image_paper_protocol_matches_a_restatement(paper_data):
         correct = pairs = 0
         for index, image in enumerate(data.images):
             restated = _clip_oscope_pairs(data.names(image), list(data.vocabulary.objects), scenario)
-            right, wrong = (encode_text_features(clip, list(texts), progress=False) for texts in zip(*restated, strict=True))
+            right, wrong = (
+                encode_text_features(clip, list(texts), progress=False) for texts in zip(*restated, strict=True)
+            )
             image_embedding = rgb_first[index].double()
             correct += int(((right.double() @ image_embedding) > (wrong.double() @ image_embedding)).sum())
             pairs += len(restated)

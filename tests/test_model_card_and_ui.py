@@ -31,7 +31,9 @@ def test_card_from_a_run_folder_holds_its_recorded_facts(tmp_path):
     (run / "drift.json").write_text(json.dumps({"reference": "openai/clip-vit-large-patch14",
                                                 "mean_cosine_first_77": 0.9731, "captions": 256, "per_position": [1.0]}))  # fmt: skip
     (run / "metrics.jsonl").write_text('{"step": 10, "loss": 2.5}\n{"step": 20, "loss": 1.25}\n{"step": 3')  # torn line
-    (run / "eval-urban" / "results.md").write_text("| dataset | probe | a T2I R@1 |\n| --- | --- | ---: |\n| urban1k | full | 91.0 |\n")
+    (run / "eval-urban" / "results.md").write_text(
+        "| dataset | probe | a T2I R@1 |\n| --- | --- | ---: |\n| urban1k | full | 91.0 |\n"
+    )
     metadata = {"recipe": "debias", "source": "openai/clip-vit-large-patch14", "step": 20, "epoch": 3, "positions": 248,
                 "hardware": {"processes": 8, "device": "cuda", "device_name": "NVIDIA H100", "mixed_precision": "bf16"}}  # fmt: skip
     card = model_card(metadata, run_facts(run), license="mit")

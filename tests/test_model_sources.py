@@ -72,7 +72,12 @@ def test_hub_repos_and_files_keep_the_revision():
     repo = resolve_source("owner/name", revision="v1")
     assert repo == ResolvedSource(SourceKind.HUB_REPO, "owner/name", revision="v1")
     file = resolve_source("owner/name/sub/clip.pt", revision="abc123")
-    assert (file.kind, file.name, file.filename, file.revision) == (SourceKind.HUB_FILE, "owner/name", "sub/clip.pt", "abc123")
+    assert (file.kind, file.name, file.filename, file.revision) == (
+        SourceKind.HUB_FILE,
+        "owner/name",
+        "sub/clip.pt",
+        "abc123",
+    )
     assert file.label == "owner/name/sub/clip.pt"
     assert resolve_source(file) is file
 

@@ -58,7 +58,9 @@ def test_prompt_embeds_path_matches_stock():
     components = sd_components(77)
     stock, ours = StableDiffusionPipeline(**components), DeBiasStableDiffusionPipeline(**components)
     embeds, negative = stock.encode_prompt(SHORT_PROMPT, "cpu", 1, True, negative_prompt="dark")
-    for got, want in zip(ours.encode_prompt(SHORT_PROMPT, "cpu", 1, True, negative_prompt="dark"), (embeds, negative), strict=True):
+    for got, want in zip(
+        ours.encode_prompt(SHORT_PROMPT, "cpu", 1, True, negative_prompt="dark"), (embeds, negative), strict=True
+    ):
         assert torch.equal(got, want)
     a = stock(prompt_embeds=embeds, negative_prompt_embeds=negative, generator=seeded(), **RUN).images
     b = ours(prompt_embeds=embeds, negative_prompt_embeds=negative, generator=seeded(), **RUN).images
@@ -157,7 +159,12 @@ def test_mismatched_embeds_that_cannot_be_paired_fail_clearly():
     with pytest.raises(ValueError, match="batch size and width"):
         pipe(prompt_embeds=torch.randn(1, 77, 32), negative_prompt_embeds=torch.randn(2, 77, 32), **RUN)
     with pytest.raises(ValueError, match="Cannot forward both"):
-        pipe(prompt_embeds=torch.randn(1, 77, 32), negative_prompt="x", negative_prompt_embeds=torch.randn(1, 154, 32), **RUN)
+        pipe(
+            prompt_embeds=torch.randn(1, 77, 32),
+            negative_prompt="x",
+            negative_prompt_embeds=torch.randn(1, 154, 32),
+            **RUN,
+        )
 
 
 def test_clip_skip_works_on_flattened_text_models_for_both_prompts():
@@ -193,7 +200,9 @@ def test_use_long_text_encoder_upgrades_a_stock_pipeline_in_place(tmp_path):
     build_clip_tokenizer(248).save_pretrained(tmp_path / "encoder")
     assert use_long_text_encoder(stock, tmp_path / "encoder") is stock
     assert stock.tokenizer.model_max_length == 248
-    assert torch.equal(stock.text_encoder.embeddings.position_embedding.weight, long_encoder.embeddings.position_embedding.weight)
+    assert torch.equal(
+        stock.text_encoder.embeddings.position_embedding.weight, long_encoder.embeddings.position_embedding.weight
+    )
     embeds, _ = stock.encode_prompt(SHORT_PROMPT, "cpu", 1, False)  # the stock encode_prompt now pads to 248
     assert embeds.shape == (1, 248, 32)
 
@@ -224,13 +233,18 @@ def test_from_pretrained_takes_a_text_encoder_by_path(tmp_path):
     assert pipe.text_encoder.config.max_position_embeddings == 248
     assert pipe.tokenizer.model_max_length == 248  # built from open_clip's vocabulary: the folder has none
     pipe.save_pretrained(tmp_path / "saved")  # the cleaning tokenizer is recorded as a CLIPTokenizer
-    assert json.loads((tmp_path / "saved" / "model_index.json").read_text())["tokenizer"] == ["transformers", "CLIPTokenizer"]
+    assert json.loads((tmp_path / "saved" / "model_index.json").read_text())["tokenizer"] == [
+        "transformers",
+        "CLIPTokenizer",
+    ]
     assert StableDiffusionPipeline.from_pretrained(tmp_path / "saved").tokenizer.model_max_length == 248
 
 
 def test_works_as_a_custom_pipeline_file(tmp_path):
     StableDiffusionPipeline(**sd_components(248)).save_pretrained(tmp_path / "base")
-    pipe = DiffusionPipeline.from_pretrained(tmp_path / "base", custom_pipeline=str(PIPELINE_FILE), trust_remote_code=True)
+    pipe = DiffusionPipeline.from_pretrained(
+        tmp_path / "base", custom_pipeline=str(PIPELINE_FILE), trust_remote_code=True
+    )
     assert type(pipe).__name__ == "DeBiasStableDiffusionPipeline"
     embeds, _ = pipe.encode_prompt(LONG_HEAD * 3, "cpu", 1, True, long_prompt="chunk")
     assert embeds.shape == (1, 496, 32)

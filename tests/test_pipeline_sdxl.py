@@ -45,7 +45,10 @@ def test_details_past_token_77_reach_both_encoders(long_pipe):
 
 def test_layers_and_pooled_embedding_follow_sdxl(long_pipe):
     prompt = LONG_HEAD + TAILS[0]
-    ids = [tok(prompt, padding="max_length", max_length=248, return_tensors="pt").input_ids for tok in (long_pipe.tokenizer, long_pipe.tokenizer_2)]
+    ids = [
+        tok(prompt, padding="max_length", max_length=248, return_tensors="pt").input_ids
+        for tok in (long_pipe.tokenizer, long_pipe.tokenizer_2)
+    ]
     out_1 = long_pipe.text_encoder(ids[0], output_hidden_states=True)
     out_2 = long_pipe.text_encoder_2(ids[1], output_hidden_states=True)
     embeds, _, pooled, _ = long_pipe.encode_prompt(prompt, device="cpu", do_classifier_free_guidance=False)
@@ -70,7 +73,9 @@ def test_chunks_prompt_2_and_negatives_meet_in_one_length(long_pipe):
         None, device="cpu", prompt_embeds=given, pooled_prompt_embeds=torch.randn(1, 32), negative_prompt="dark"
     )
     assert embeds.shape == negative.shape == (1, 248, 64) and torch.equal(embeds[:, :77], given)
-    latents = long_pipe(LONG_HEAD * 3, negative_prompt="dark", long_prompt="chunk", num_inference_steps=1, output_type="latent").images
+    latents = long_pipe(
+        LONG_HEAD * 3, negative_prompt="dark", long_prompt="chunk", num_inference_steps=1, output_type="latent"
+    ).images
     assert latents.shape == (1, 4, 8, 8)
 
 
@@ -89,9 +94,13 @@ def test_encoders_of_different_lengths_are_refused_or_stretched():
 def test_save_load_and_custom_pipeline_file(tmp_path, long_pipe):
     long_pipe.save_pretrained(tmp_path / "pipe")
     loaded = DeBiasStableDiffusionXLPipeline.from_pretrained(tmp_path / "pipe")
-    custom = DiffusionPipeline.from_pretrained(tmp_path / "pipe", custom_pipeline=str(PIPELINE_FILE), trust_remote_code=True)
+    custom = DiffusionPipeline.from_pretrained(
+        tmp_path / "pipe", custom_pipeline=str(PIPELINE_FILE), trust_remote_code=True
+    )
     assert type(custom).__name__ == "DeBiasStableDiffusionXLPipeline"
     want = long_pipe.encode_prompt(LONG_HEAD, device="cpu", negative_prompt="dark")
     for pipe in (loaded, custom):
-        for got, expected in zip(pipe.encode_prompt(LONG_HEAD, device="cpu", negative_prompt="dark"), want, strict=True):
+        for got, expected in zip(
+            pipe.encode_prompt(LONG_HEAD, device="cpu", negative_prompt="dark"), want, strict=True
+        ):
             torch.testing.assert_close(got, expected)  # reloaded models may pick another attention kernel

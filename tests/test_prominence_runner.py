@@ -72,7 +72,9 @@ def test_templates_and_object_set_files(tmp_path):
     assert get_template("a photo of {objects}.").format(["cat", "dog"]) == "A photo of a cat and a dog."
     long = get_template("descriptive").format(["cat", "dog", "owl"])
     assert long.count(". ") == 2 and long.startswith("A cat") and long.index("a dog") < long.index("an owl")
-    (tmp_path / "sets.yaml").write_text("- [cat, dog]\n- [{name: cube, attributes: [red]}, {name: ball, attributes: blue}]\n")
+    (tmp_path / "sets.yaml").write_text(
+        "- [cat, dog]\n- [{name: cube, attributes: [red]}, {name: ball, attributes: blue}]\n"
+    )
     assert [s.objects for s in read_object_sets(tmp_path / "sets.yaml")] == [("cat", "dog"), ("red cube", "blue ball")]
     for text, message in [("- [cat]\n", "at least 2"), ("- [cat, cat]\n", "twice"), ("{}\n", "non-empty list"),
                           ("- [cat, {colour: red}]\n", "object set 0")]:  # fmt: skip
@@ -164,5 +166,7 @@ def test_cli_compares_saved_pipelines_with_the_colour_detector(tmp_path, capsys)
     assert main([*argv[:-2]]) == 0 and "0 images generated" in capsys.readouterr().out
     assert main(["evaluate-prominence", "--objects", str(tmp_path / "sets.json"), "--detector", "colour"]) == 2
     assert "at least one --encoder" in capsys.readouterr().err
-    assert main(["evaluate-prominence", "--objects", str(tmp_path / "x.yaml"), "-p", "a=b", "--detector", "colour"]) == 2
+    assert (
+        main(["evaluate-prominence", "--objects", str(tmp_path / "x.yaml"), "-p", "a=b", "--detector", "colour"]) == 2
+    )
     assert "does not exist" in capsys.readouterr().err

@@ -129,7 +129,9 @@ def test_random_pairs_and_prompts():
     assert {shape for pair in pairs for _, shape in pair} <= set(SHAPES)
     pair = (("red", "circle"), ("blue", "star"))
     assert pair_prompt(pair, "list") == "a red circle and a blue star"
-    assert pair_prompt(pair, "summary") == "A picture of a large red circle and a small blue star on a white background."
+    assert (
+        pair_prompt(pair, "summary") == "A picture of a large red circle and a small blue star on a white background."
+    )
     with pytest.raises(ShapesWorldError, match="prompt style"):
         pair_prompt(pair, "poem")
 

@@ -23,7 +23,10 @@ from debias_diffusion.shapes_world.report import (
     write_world_report,
 )
 
-DRIFT = {"Long-CLIP recipe": {"mean_cosine_first_77": 0.70061, "other": 1.0}, "DeBias recipe": {"mean_cosine_first_77": 0.6721}}
+DRIFT = {
+    "Long-CLIP recipe": {"mean_cosine_first_77": 0.70061, "other": 1.0},
+    "DeBias recipe": {"mean_cosine_first_77": 0.6721},
+}
 QUALITY = {
     "M": {"2-object all detected": 0.75, "2-object images": 4, "3-object all detected": 0.125, "3-object images": 8,
           "colour precision": 0.9, "images with an extra colour": 0.0},
@@ -135,7 +138,9 @@ def test_world_object_sets_and_items_are_unseen_distinct_colour_scenes():
     sets = world_object_sets(5, 3)
     assert len(sets) == 5 and all(len(objects) == 3 for objects in sets)
     assert all(len({name.split()[0] for name in objects}) == 3 for objects in sets)
-    assert sets[0] == [o.phrase for o in sample_scene(EVAL_SEED + 1, 0, SceneConfig(min_objects=3, max_objects=3)).objects]
+    assert sets[0] == [
+        o.phrase for o in sample_scene(EVAL_SEED + 1, 0, SceneConfig(min_objects=3, max_objects=3)).objects
+    ]
     assert world_object_sets(5, 3) == sets
     items = world_items(4)
     assert len(items) == 4 and all(set(item) == {"anchor", "target"} for item in items)

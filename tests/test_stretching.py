@@ -24,29 +24,54 @@ def test_long_clip_table_hand_checked_rows():
     assert new[244:, 0].tolist() == [5776.0, 5813.75, 5851.5, 5889.25]
 
 
-@pytest.mark.parametrize(("n", "keep", "ratio", "expected"), [(77, 20, 4, 248), (77, 20, 2, 134), (10, 0, 3, 30), (77, 75, 4, 83)])
+@pytest.mark.parametrize(
+    ("n", "keep", "ratio", "expected"), [(77, 20, 4, 248), (77, 20, 2, 134), (10, 0, 3, 30), (77, 75, 4, 83)]
+)
 def test_generalised_lengths(n, keep, ratio, expected):
     table = torch.randn(n, 3, dtype=torch.float64)
     new = stretch_position_table(table, keep, ratio)
     assert new.shape == (expected, 3) == (stretched_length(n, keep, ratio), 3)
     assert torch.equal(new[:keep], table[:keep])
-    assert torch.equal(new[keep :: ratio][: n - keep], table[keep:])  # every old row survives on the grid
+    assert torch.equal(new[keep::ratio][: n - keep], table[keep:])  # every old row survives on the grid
 
 
-@pytest.mark.parametrize(("keep", "ratio", "message"), [(76, 4, "keep must be an integer in"), (-1, 4, "keep"), (20, 0, "ratio must be a positive integer")])
+@pytest.mark.parametrize(
+    ("keep", "ratio", "message"),
+    [(76, 4, "keep must be an integer in"), (-1, 4, "keep"), (20, 0, "ratio must be a positive integer")],
+)
 def test_bad_stretch_arguments(keep, ratio, message):
     with pytest.raises(EncoderMismatchError, match=message):
         stretch_position_table(torch.randn(77, 4), keep, ratio)
 
 
 def _text_config() -> CLIPTextConfig:
-    return CLIPTextConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, vocab_size=49408, max_position_embeddings=77, eos_token_id=49407)
+    return CLIPTextConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        vocab_size=49408,
+        max_position_embeddings=77,
+        eos_token_id=49407,
+    )
 
 
 def _models():
     torch.manual_seed(0)
     config = _text_config()
-    full = CLIPModel(CLIPConfig(text_config=config.to_dict(), vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=16, patch_size=8)))
+    full = CLIPModel(
+        CLIPConfig(
+            text_config=config.to_dict(),
+            vision_config=dict(
+                hidden_size=16,
+                intermediate_size=32,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                image_size=16,
+                patch_size=8,
+            ),
+        )
+    )
     return [CLIPTextModel(config), CLIPTextModelWithProjection(config), full]
 
 
@@ -66,7 +91,9 @@ def test_stretch_text_encoder_resizes_everything_together(model, clip_tokenizer_
     config = model.config.text_config if hasattr(model.config, "text_config") else model.config
     assert config.max_position_embeddings == 248
     assert tokenizer.model_max_length == 248
-    long_ids = tokenizer([" ".join(["a red cube on a table."] * 40)], padding="max_length", truncation=True, return_tensors="pt").input_ids
+    long_ids = tokenizer(
+        [" ".join(["a red cube on a table."] * 40)], padding="max_length", truncation=True, return_tensors="pt"
+    ).input_ids
     assert long_ids.shape == (1, 248)
     with torch.no_grad():
         after = text(input_ids=ids).last_hidden_state
@@ -84,7 +111,9 @@ def test_stretching_a_flattened_and_a_nested_model_gives_the_same_table():
     text_embeddings(nested).load_state_dict(text_embeddings(flat).state_dict())
     stretch_text_encoder(flat)
     stretch_text_encoder(nested)
-    assert torch.equal(text_embeddings(flat).position_embedding.weight, text_embeddings(nested).position_embedding.weight)
+    assert torch.equal(
+        text_embeddings(flat).position_embedding.weight, text_embeddings(nested).position_embedding.weight
+    )
 
 
 def test_layout_lookup_rejects_non_clip_modules():

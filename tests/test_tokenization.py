@@ -122,9 +122,7 @@ def test_vocabulary_matches_open_clip(clip_tokenizer, open_clip_tokenizer):
     assert len(vocab) == len(clip_tokenizer) == 49408
     assert vocab["<|startoftext|>"] == SOT and vocab["<|endoftext|>"] == EOT
     reference = open_clip_tokenizer.encoder  # names its specials <start_of_text>/<end_of_text>
-    assert {t: i for t, i in vocab.items() if i < SOT} == {
-        t: i for t, i in reference.items() if i < SOT
-    }
+    assert {t: i for t, i in vocab.items() if i < SOT} == {t: i for t, i in reference.items() if i < SOT}
     assert (clip_tokenizer.bos_token_id, clip_tokenizer.eos_token_id) == (SOT, EOT)
     assert clip_tokenizer.model_max_length == 248
     assert isinstance(clip_tokenizer, OpenCLIPTokenizer)
@@ -142,15 +140,11 @@ def test_padded_batches_equal_open_clip_tokenize(clip_tokenizer_77_zero_pad, ope
     # open_clip pads with zeros and truncates to SOT + 75 tokens + EOT, like "!"-padding (SD 2.x).
     for length, tokenizer in [(77, clip_tokenizer_77_zero_pad), (248, None)]:
         tokenizer = tokenizer or build_clip_tokenizer(length, pad_token="!")
-        ids = tokenizer(
-            CORPUS, padding="max_length", max_length=length, truncation=True, return_tensors="pt"
-        ).input_ids
+        ids = tokenizer(CORPUS, padding="max_length", max_length=length, truncation=True, return_tensors="pt").input_ids
         assert torch.equal(ids, open_clip_tokenizer(CORPUS, context_length=length))
 
 
-@pytest.mark.parametrize(
-    ("pad_token", "pad_id"), [("<|endoftext|>", EOT), ("!", 0)], ids=["sd1-eot", "sd2-bang"]
-)
+@pytest.mark.parametrize(("pad_token", "pad_id"), [("<|endoftext|>", EOT), ("!", 0)], ids=["sd1-eot", "sd2-bang"])
 def test_pad_token_pads_without_changing_text_ids(pad_token, pad_id, open_clip_tokenizer):
     tokenizer = build_clip_tokenizer(8, pad_token=pad_token)
     assert tokenizer.pad_token_id == pad_id
@@ -196,9 +190,7 @@ def test_batches_are_cleaned_too(clip_tokenizer, open_clip_tokenizer):
     assert batch == [open_clip_ids(open_clip_tokenizer, t) for t in ["Tom &amp; Jerry", "dog’s"]]
 
 
-def test_saved_folder_loads_anywhere_and_keeps_cleaning_with_our_class(
-    tmp_path, open_clip_tokenizer
-):
+def test_saved_folder_loads_anywhere_and_keeps_cleaning_with_our_class(tmp_path, open_clip_tokenizer):
     build_clip_tokenizer(77, pad_token="!").save_pretrained(tmp_path)
     config = json.loads((tmp_path / "tokenizer_config.json").read_text())
     assert config["tokenizer_class"] == "CLIPTokenizer"  # not our subclass: AutoTokenizer can load
@@ -216,14 +208,19 @@ def test_saved_folder_loads_anywhere_and_keeps_cleaning_with_our_class(
 
 
 @pytest.mark.parametrize("keep_tokenizer_json", [True, False], ids=["all-files", "vocab-and-merges-only"])
-def test_saved_folder_loads_with_the_slow_and_the_fast_clip_tokenizer(tmp_path, open_clip_tokenizer, keep_tokenizer_json):
+def test_saved_folder_loads_with_the_slow_and_the_fast_clip_tokenizer(
+    tmp_path, open_clip_tokenizer, keep_tokenizer_json
+):
     # transformers 5 writes only tokenizer.json; the slow CLIPTokenizer of transformers 4.x (and any
     # loader without tokenizer.json support) needs vocab.json + merges.txt, saved alongside.
     saved = build_clip_tokenizer(77, pad_token="!").save_pretrained(tmp_path)
     assert {"vocab.json", "merges.txt", "tokenizer.json"} <= {Path(name).name for name in saved}
     assert (tmp_path / "merges.txt").read_text(encoding="utf-8").startswith("#version: 0.2\n")
     # tokenizers < 0.20 (transformers < 4.45) reads merges only as "a b" strings, not as [a, b] pairs.
-    assert json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))["model"]["merges"][:2] == ["i n", "t h"]
+    assert json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))["model"]["merges"][:2] == [
+        "i n",
+        "t h",
+    ]
     if not keep_tokenizer_json:
         (tmp_path / "tokenizer.json").unlink()
     classes = {transformers.CLIPTokenizer, getattr(transformers, "CLIPTokenizerFast", transformers.CLIPTokenizer)}
@@ -327,9 +324,7 @@ THREE = "A cat sleeps.  A dog barks loudly.\nThe bird sings."  # 4 + 6 + 4 = 14 
         (1, "A", "cat sleeps. A dog barks loudly. The bird sings.", 1, "word"),
     ],
 )
-def test_truncate_prompt_hand_checked(
-    max_tokens, kept, dropped, kept_tokens, cut_at, clip_tokenizer
-):
+def test_truncate_prompt_hand_checked(max_tokens, kept, dropped, kept_tokens, cut_at, clip_tokenizer):
     result = truncate_prompt(THREE, clip_tokenizer, max_tokens)
     assert result == PromptTruncation(kept, dropped, kept_tokens, 14, cut_at)
     assert result.was_truncated is (cut_at != "none")
@@ -385,8 +380,7 @@ def test_truncate_invariants_on_the_corpus(max_tokens, clip_tokenizer):
 def test_warning_message(clip_tokenizer):
     result = truncate_prompt(THREE, clip_tokenizer, max_tokens=10)
     assert result.warning_message() == (
-        "Prompt truncated from 14 to 10 tokens at a sentence boundary; "
-        'dropped 4 tokens: "The bird sings."'
+        'Prompt truncated from 14 to 10 tokens at a sentence boundary; dropped 4 tokens: "The bird sings."'
     )
     long = truncate_prompt("A cat sleeps. " * 100, clip_tokenizer)
     message = long.warning_message()

@@ -400,7 +400,9 @@ def test_image_embeddings_match_single_image_encoding(tmp_path):
     embeddings = encode_images(clip, paths, batch_size=2, num_workers=2, progress=False)
     for index, path in enumerate(paths):
         with torch.no_grad():
-            out = clip.model.get_image_features(pixel_values=image_transform(clip.preprocessing)(load_image(path))[None])
+            out = clip.model.get_image_features(
+                pixel_values=image_transform(clip.preprocessing)(load_image(path))[None]
+            )
         single = getattr(out, "pooler_output", out)[0]
         torch.testing.assert_close(embeddings[index], single / single.norm(), atol=1e-5, rtol=0)
 
@@ -420,10 +422,14 @@ def test_embedding_cache_hit_skips_the_model(tmp_path):
 
     again = EmbeddingCache(cache_dir)
     torch.testing.assert_close(cached_text_features(clip, eval_set, cache=again, progress=False), texts, atol=0, rtol=0)
-    torch.testing.assert_close(cached_image_features(clip, eval_set, cache=again, progress=False), images, atol=0, rtol=0)
+    torch.testing.assert_close(
+        cached_image_features(clip, eval_set, cache=again, progress=False), images, atol=0, rtol=0
+    )
     assert (calls.text, calls.vision) == (1, 1)
 
-    cached_text_features(clip, apply_caption_variant(eval_set, get_caption_variant("first_only")), cache=again, progress=False)
+    cached_text_features(
+        clip, apply_caption_variant(eval_set, get_caption_variant("first_only")), cache=again, progress=False
+    )
     assert calls.text == 2  # another caption variant is a miss
 
     other = load_clip_model(tiny_clip_model(seed=1))

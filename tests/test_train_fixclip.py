@@ -75,10 +75,16 @@ def test_fix_clip_is_a_registered_recipe_configured_from_the_config():
         ({"fix_clip.head_init": "zeros"}, r"fix_clip\.head_init='zeros': must be one of copy, random"),
         ({"fix_clip.hierarchy_weight": -0.1}, r"fix_clip\.hierarchy_weight=-0.1"),
         ({"fix_clip.prompts": "many"}, r"fix_clip\.prompts: expected an integer, got 'many'"),
-        ({"fix_clip.mask_ration": 1}, r"unknown config key fix_clip\.mask_ration \(did you mean fix_clip\.mask_ratio\?\)"),
+        (
+            {"fix_clip.mask_ration": 1},
+            r"unknown config key fix_clip\.mask_ration \(did you mean fix_clip\.mask_ratio\?\)",
+        ),
         ({"fix_clip": [1, 2]}, r"fix_clip: expected a mapping such as \{mask_ratio: ...\}, got \[1, 2\]"),
         ({"pca_components": 32}, "masked images, not principal components"),
-        ({"recipe": "debias", "fix_clip.prompts": 8}, r"fix_clip=\{'prompts': 8, 'groups': 1, 'group_size': 1\} applies to recipe 'fix-clip' only, but recipe='debias'"),
+        (
+            {"recipe": "debias", "fix_clip.prompts": 8},
+            r"fix_clip=\{'prompts': 8, 'groups': 1, 'group_size': 1\} applies to recipe 'fix-clip' only, but recipe='debias'",
+        ),
     ],
 )
 def test_bad_fix_clip_values_are_clear_config_errors(override, message):

@@ -442,7 +442,9 @@ def test_exports_carry_a_model_card_with_the_run_facts(trained, tmp_path):
     final_card = (Path(config.output_dir) / "final" / "README.md").read_text()  # the trainer's own export
     assert "| steps | 30 |" in final_card and "| hardware | 1 x " in final_card
     (Path(config.output_dir) / "eval").mkdir(exist_ok=True)
-    (Path(config.output_dir) / "eval" / "results.md").write_text("| dataset | probe |\n| --- | --- |\n| shapes | full |\n")
+    (Path(config.output_dir) / "eval" / "results.md").write_text(
+        "| dataset | probe |\n| --- | --- |\n| shapes | full |\n"
+    )
     export = export_checkpoint(result.checkpoint, tmp_path / "export", license="mit")
     card = (export.destination / "README.md").read_text()
     assert "license: mit" in card and "library_name: transformers" in card and "base_model" not in card  # local source
@@ -450,7 +452,9 @@ def test_exports_carry_a_model_card_with_the_run_facts(trained, tmp_path):
     assert f"**{drift:.4g}**" in card and "| shapes | full |" in card and "| lr | 0.001 |" in card
 
 
-def test_export_push_to_hub_uploads_once_exported_and_refuses_offline_before_work(trained, tmp_path, monkeypatch, capsys):
+def test_export_push_to_hub_uploads_once_exported_and_refuses_offline_before_work(
+    trained, tmp_path, monkeypatch, capsys
+):
     from huggingface_hub import HfApi
 
     config, _ = trained

@@ -180,7 +180,9 @@ def _eval(args: argparse.Namespace) -> int:
     variants = args.caption_variants or ["full"]
     bad = [name for name in variants if name not in CAPTION_VARIANT_NAMES]
     if bad:
-        raise UsageError(f"--caption-variants {bad[0]!r}: unknown caption variant; known: {', '.join(CAPTION_VARIANT_NAMES)}")
+        raise UsageError(
+            f"--caption-variants {bad[0]!r}: unknown caption variant; known: {', '.join(CAPTION_VARIANT_NAMES)}"
+        )
     args.device = resolve_device(args.device)  # before any model is loaded
     datasets = [read_eval_set(name, root) for name, root in dataset_roots.items()]
     drift = _drift(models, args, captions=list(datasets[0].captions[: args.drift_captions]))
@@ -228,7 +230,10 @@ def _export(args: argparse.Namespace) -> int:
         check_can_push(args.push_to_hub)  # before the export, which can take minutes
     checkpoint = resolve_checkpoint(args.checkpoint)
     result = export_checkpoint(
-        checkpoint, Path(args.output_dir), dtype=getattr(torch, args.dtype), overwrite=args.overwrite,
+        checkpoint,
+        Path(args.output_dir),
+        dtype=getattr(torch, args.dtype),
+        overwrite=args.overwrite,
         license=args.license,
     )
     print(f"exported {checkpoint} (step {result.metadata['step']}):")

@@ -44,6 +44,7 @@ __all__ = [
     "text_encoder_of",
 ]
 
+
 @dataclass(frozen=True)
 class ExportResult:
     destination: Path

@@ -19,7 +19,9 @@ def check_can_push(repo_id: str) -> None:
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
-        raise HubUploadError(f"--push-to-hub {repo_id!r} is not a Hub repo id (USER/NAME or ORG/NAME): {error}") from None
+        raise HubUploadError(
+            f"--push-to-hub {repo_id!r} is not a Hub repo id (USER/NAME or ORG/NAME): {error}"
+        ) from None
     if "/" not in repo_id:
         raise HubUploadError(f"--push-to-hub {repo_id!r} names no owner: give USER/NAME or ORG/NAME")
     if any(os.environ.get(name, "").upper() in _TRUE for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):

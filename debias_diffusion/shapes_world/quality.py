@@ -130,7 +130,9 @@ def pair_quality(
         detector: the colour detector (default: ``ColourDetector()``).
     """
     if not pairs or len(images) != len(pairs):
-        raise ShapesWorldError(f"need one image per pair and at least one pair, got {len(images)} images, {len(pairs)} pairs")
+        raise ShapesWorldError(
+            f"need one image per pair and at least one pair, got {len(images)} images, {len(pairs)} pairs"
+        )
     detector = ColourDetector() if detector is None else detector
     measured = detector.measure(list(images), [[f"{c} {s}" for c, s in pair] for pair in pairs])
     present = np.array([[m.present for m in row] for row in measured])

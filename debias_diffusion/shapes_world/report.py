@@ -59,7 +59,11 @@ class WorldReportFiles:
 
 def drift_table(drift: Mapping[str, Mapping[str, float]]) -> list[str]:
     """Mean hidden-state cosine to ``clip-77`` over positions 0-76, per long encoder."""
-    return ["| encoder | mean cosine |", "| --- | ---: |", *[f"| {label} | {d[DRIFT_KEY]:.4f} |" for label, d in drift.items()]]
+    return [
+        "| encoder | mean cosine |",
+        "| --- | ---: |",
+        *[f"| {label} | {d[DRIFT_KEY]:.4f} |" for label, d in drift.items()],
+    ]
 
 
 def quality_table(quality: Mapping[str, Mapping[str, float]]) -> list[str]:

@@ -95,4 +95,3 @@ def run_world_late_detail(
         generation=WORLD_GENERATION,
         caveat=CAVEAT,
     )
-

@@ -84,7 +84,9 @@ def main() -> None:
 
     print("[2/4] hidden-state drift of the long encoders vs clip-77 (what the UNet was trained on)")
     captions = list(eval_set.captions[:200])
-    drift = {label: text_drift(str(encoders[label]), str(encoders["CLIP-77"]), captions) for label in list(encoders)[1:]}
+    drift = {
+        label: text_drift(str(encoders[label]), str(encoders["CLIP-77"]), captions) for label in list(encoders)[1:]
+    }
     atomic_write_json(output / "drift.json", drift)
 
     print("[3/4] images from long prompts for each encoder, every ordering, colour detector")

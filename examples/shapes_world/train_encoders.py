@@ -39,9 +39,7 @@ COMMON = dict(logit_scale=10.0, lr=1e-3, weight_decay=0.1, warmup_steps=50, lr_s
               num_workers=0, checkpoint_every=100, keep_checkpoints=1, log_every=50, random_crop=False)  # fmt: skip
 RECIPES = ("long-clip", "debias", "fix-clip")
 #: Recipe settings the world's small image tower needs (3 layers: 2 intermediate ones, an 8x8 patch grid).
-RECIPE_OPTIONS = {
-    "fix-clip": dict(fix_clip=dict(groups=1, group_size=2, prompts=4, region_grid=2))
-}
+RECIPE_OPTIONS = {"fix-clip": dict(fix_clip=dict(groups=1, group_size=2, prompts=4, region_grid=2))}
 
 
 def random_clip(image_size: int, seed: int) -> CLIPModel:

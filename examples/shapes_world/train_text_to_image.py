@@ -135,7 +135,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--object-weight must be >= 0, got {args.object_weight}")
     init = args.init_from
     if init is not None and not (init / "state.pt").is_file() and not (init / "model_index.json").is_file():
-        parser.error(f"--init-from {init}: neither a run's work dir (state.pt) nor a pipeline folder (model_index.json)")
+        parser.error(
+            f"--init-from {init}: neither a run's work dir (state.pt) nor a pipeline folder (model_index.json)"
+        )
     return args
 
 

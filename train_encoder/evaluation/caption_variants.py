@@ -28,7 +28,14 @@ from debias_diffusion.sentences import join_sentences, split_sentences
 
 from .datasets import EvalSet
 
-__all__ = ["FILLER_SENTENCE", "CAPTION_VARIANT_NAMES", "CaptionVariant", "apply_caption_variant", "get_caption_variant", "get_caption_variants"]
+__all__ = [
+    "FILLER_SENTENCE",
+    "CAPTION_VARIANT_NAMES",
+    "CaptionVariant",
+    "apply_caption_variant",
+    "get_caption_variant",
+    "get_caption_variants",
+]
 
 FILLER_SENTENCE = "This is a photo."
 MAX_FILLERS = 5
