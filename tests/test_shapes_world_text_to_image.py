@@ -97,6 +97,17 @@ def test_caption_forms_and_object_cells(world, example_script):
             sentences = split_sentences(caption)
             assert set(sentences) <= allowed and len(sentences) == len(set(sentences))
             assert set(sentences) - set(NEUTRAL_CONTEXT)  # at least one sentence about the scene
+    # the named-sentences form: the same sampler, but the 77 tokens CLIP-77 reads name every object
+    from debias_diffusion.shapes_world import read_scenes
+    from debias_diffusion.tokenization import build_clip_tokenizer
+
+    tokenizer = build_clip_tokenizer(77)
+    _, named = script.load_dataset(data, 4, ("named-sentences",))
+    for row, scene, (caption,) in zip(rows, read_scenes(data / "scenes.jsonl")[:4], named, strict=True):
+        ids = tokenizer(caption, truncation=True, max_length=77).input_ids
+        window = " ".join(tokenizer.decode(ids, skip_special_tokens=True).lower().split())
+        assert all(obj.phrase in window for obj in scene.objects), caption
+        assert set(split_sentences(caption)) <= set(split_sentences(row["caption"])) | set(NEUTRAL_CONTEXT)
     cells = script.object_cells(images, 4)
     assert cells.shape == (4, 1, 8, 8) and 0 < cells.mean() < 0.5
     blank = torch.full((1, 3, 8, 8), 255, dtype=torch.uint8)

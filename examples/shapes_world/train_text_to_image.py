@@ -15,8 +15,11 @@ Two stages, then a standard diffusers pipeline folder:
    context sentences (lighting, style, composition: the late-detail evaluator's built-in pool)
    mixed in, as CLIP-77 sees it, i.e. truncated at 77 tokens; objects are first mentioned anywhere
    in the window, and sentences past it are lost, as LAION captions were for SD. Each repetition of
-   the form in ``--caption-forms`` is another seeded variant per scene. Its sentences name positions,
-   so its samples are never flipped.
+   the form in ``--caption-forms`` is another seeded variant per scene. The **named-sentences** form
+   is the same sampler redrawn until the 77 tokens CLIP-77 reads name every object of the scene:
+   captions of every length, objects first mentioned anywhere in the window, but no object drawn
+   that its caption does not name (with ``sentences`` the UNet learns to draw unnamed objects).
+   Neither form's samples are flipped: their sentences name positions.
    The condition is replaced by the empty prompt's states 10% of the time, for classifier-free
    guidance. The loss of latent cells covered by objects is weighted up (``--object-weight``): on a
    white background most cells are trivially predictable, and the small objects cover a few cells.
@@ -75,7 +78,7 @@ UNET_CONFIG = dict(
 KL_WEIGHT = 1e-6
 DROP_CONDITION = 0.1
 EMA_DECAY = 0.999
-CAPTION_FORMS = ("summary", "list", "sentences")
+CAPTION_FORMS = ("summary", "list", "sentences", "named-sentences")
 #: Forms whose captions hold for the mirrored image too (no left / right in them).
 FLIPPABLE_FORMS = ("summary", "list")
 MAX_CONTEXT_SENTENCES = 4
@@ -156,7 +159,8 @@ def load_dataset(data: Path, scenes: int | None, forms: tuple[str, ...]) -> tupl
     images = np.stack([np.asarray(Image.open(data / row["image"]).convert("RGB")) for row in rows[:count]])
     make = {"summary": lambda row, scene, index, variant: row["short_caption"],
             "list": lambda row, scene, index, variant: list_prompt(scene, "size"),
-            "sentences": lambda row, scene, index, variant: sentences_caption(row, index, variant)}  # fmt: skip
+            "sentences": lambda row, scene, index, variant: sentences_caption(row, index, variant),
+            "named-sentences": lambda row, scene, index, variant: named_sentences_caption(row, scene, index, variant)}  # fmt: skip
     captions = [
         [make[form](row, scene, index, forms[:column].count(form)) for column, form in enumerate(forms)]
         for index, (row, scene) in enumerate(zip(rows[:count], world[:count], strict=True))
@@ -164,7 +168,7 @@ def load_dataset(data: Path, scenes: int | None, forms: tuple[str, ...]) -> tupl
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), captions
 
 
-def sentences_caption(row: dict, index: int, variant: int) -> str:
+def sentences_caption(row: dict, index: int, variant: int, *, stream: str = "sentences") -> str:
     """The ``sentences`` form: a seeded random subset of the long caption's sentences in random order
     (the summary kept half the time), with 0 to ``MAX_CONTEXT_SENTENCES`` neutral sentences mixed in."""
     import random
@@ -172,7 +176,7 @@ def sentences_caption(row: dict, index: int, variant: int) -> str:
     from debias_diffusion.late_detail.context import NEUTRAL_CONTEXT
     from debias_diffusion.sentences import join_sentences, split_sentences
 
-    rng = random.Random(f"sentences-{index}-{variant}")
+    rng = random.Random(f"{stream}-{index}-{variant}")
     summary, *details = split_sentences(row["caption"])
     chosen = rng.sample(details, rng.randint(1, len(details))) if details else []
     if not chosen or rng.random() < 0.5:
@@ -180,6 +184,31 @@ def sentences_caption(row: dict, index: int, variant: int) -> str:
     for sentence in rng.sample(NEUTRAL_CONTEXT, rng.randint(0, MAX_CONTEXT_SENTENCES)):
         chosen.insert(rng.randint(0, len(chosen)), sentence)
     return join_sentences(chosen)
+
+
+NAMED_SENTENCES_ATTEMPTS = 50
+
+
+def named_sentences_caption(row: dict, scene, index: int, variant: int) -> str:
+    """The ``named-sentences`` form: a ``sentences`` caption whose first 77 tokens (what CLIP-77 reads)
+    name every object of the scene, redrawn until they do. Captions of every length with objects
+    first mentioned anywhere in the window, but never an object drawn and not named."""
+    from debias_diffusion.tokenization import build_clip_tokenizer
+
+    global _WINDOW_TOKENIZER
+    if _WINDOW_TOKENIZER is None:
+        _WINDOW_TOKENIZER = build_clip_tokenizer(77)
+    phrases = [obj.phrase for obj in scene.objects]
+    for attempt in range(NAMED_SENTENCES_ATTEMPTS):
+        caption = sentences_caption(row, index, variant, stream=f"named-{attempt}")
+        ids = _WINDOW_TOKENIZER(caption, truncation=True, max_length=77).input_ids
+        window = " ".join(_WINDOW_TOKENIZER.decode(ids, skip_special_tokens=True).lower().split())
+        if all(phrase in window for phrase in phrases):
+            return caption
+    return row["short_caption"]  # the summary names every object
+
+
+_WINDOW_TOKENIZER = None
 
 
 def object_cells(images: torch.Tensor, factor: int) -> torch.Tensor:
