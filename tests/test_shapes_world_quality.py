@@ -95,6 +95,30 @@ def test_generation_quality_on_hand_built_records(quality_run):
     assert quality["A / list"]["colour precision"] == 1.0
 
 
+def test_completeness_vs_reference_pairs_images_and_resamples_clusters():
+    from debias_diffusion.errors import ShapesWorldError
+    from debias_diffusion.shapes_world.quality import completeness_vs_reference
+
+    records = []
+    # 4 clusters (object set x seed), one 2-object image each; R completes all, M misses the second
+    # object in clusters 0 and 1, N in cluster 0 only and completes what R does elsewhere
+    for object_set, seed_ in [(0, 0), (0, 1), (1, 0), (1, 1)]:
+        for model, found in (("R", True), ("M", object_set == 1), ("N", (object_set, seed_) != (0, 0))):
+            records += records_for("x.png", model, "list", object_set, ["red square", "blue circle"],
+                                   [True, found], seed=seed_)  # fmt: skip
+    result = completeness_vs_reference(records, "R", n_resamples=2000)
+    assert list(result) == ["R", "M", "N"]
+    assert result["R"] == {"complete": 1.0, "difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "images": 4}
+    assert result["M"]["complete"] == 0.5 and result["M"]["difference"] == -0.5
+    assert result["N"]["difference"] == -0.25
+    assert -1.0 <= result["M"]["ci_low"] < -0.5 < result["M"]["ci_high"] <= 0.0
+    assert result["N"]["ci_low"] < -0.25 < result["N"]["ci_high"] == 0.0
+    with pytest.raises(ShapesWorldError, match="reference model 'Z'"):
+        completeness_vs_reference(records, "Z")
+    with pytest.raises(ShapesWorldError, match="'M' lacks 1 of 'R'"):
+        completeness_vs_reference([r for r in records if not (r.model == "M" and r.seed == 1 and r.object_set == 1)], "R")
+
+
 def test_generation_quality_names_a_missing_image(quality_run):
     from debias_diffusion.errors import BadImageError
 

@@ -24,7 +24,15 @@ from ..prominence.metrics import records_by_image
 from .geometry import SHAPES
 from .scenes import COLOURS
 
-__all__ = ["ColourCounts", "ObjectPair", "generation_quality", "pair_prompt", "pair_quality", "random_pairs"]
+__all__ = [
+    "ColourCounts",
+    "ObjectPair",
+    "completeness_vs_reference",
+    "generation_quality",
+    "pair_prompt",
+    "pair_quality",
+    "random_pairs",
+]
 
 ObjectPair = tuple[tuple[str, str], tuple[str, str]]
 """Two ``(colour, shape)`` objects of distinct colours, in mention order."""
@@ -93,6 +101,63 @@ def generation_quality(
         }
         for group, sizes in counts.items()
     }
+
+
+def completeness_vs_reference(
+    records: Sequence[ProminenceRecord],
+    reference: str,
+    *,
+    n_resamples: int = 4000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Each model's completeness (share of images with every requested object present) and its
+    difference from ``reference``'s, paired by image (object set, ordering, template, seed), with a
+    cluster-bootstrap interval over (object set, seed) clusters, as the prominence metrics resample.
+
+    Args:
+        records: a prominence run's records; every model must have the reference's images.
+        reference: the model every other one is compared with (e.g. ``"CLIP-77"``).
+        n_resamples: bootstrap resamples.
+        confidence: the interval's coverage.
+        seed: the bootstrap's seed.
+
+    Returns:
+        ``{model: {"complete", "difference", "ci_low", "ci_high", "images"}}``, the reference first.
+    """
+    complete: dict[str, dict[tuple, bool]] = {}
+    for (model, object_set, template, ordering, seed_), members in records_by_image(records).items():
+        complete.setdefault(model, {})[(object_set, template, ordering, seed_)] = all(r.present for r in members)
+    if reference not in complete:
+        raise ShapesWorldError(f"no records of the reference model {reference!r}; the run has {sorted(complete)}")
+    images = sorted(complete[reference])
+    clusters = sorted({(key[0], key[3]) for key in images})
+    column = {cluster: i for i, cluster in enumerate(clusters)}
+    weights = np.random.default_rng(seed).multinomial(
+        len(clusters), np.full(len(clusters), 1.0 / len(clusters)), size=n_resamples
+    )
+    tail = 100 * (1 - confidence) / 2
+    result = {}
+    for model in [reference, *(name for name in complete if name != reference)]:
+        missing = [key for key in images if key not in complete[model]]
+        if missing:
+            raise ShapesWorldError(f"{model!r} lacks {len(missing)} of {reference!r}'s images (e.g. {missing[0]})")
+        done, difference, count = (np.zeros(len(clusters)) for _ in range(3))
+        for key in images:
+            c = column[(key[0], key[3])]
+            done[c] += complete[model][key]
+            difference[c] += complete[model][key] - complete[reference][key]
+            count[c] += 1
+        resampled = (weights @ difference) / (weights @ count)
+        low, high = np.percentile(resampled, [tail, 100 - tail])
+        result[model] = {
+            "complete": float(done.sum() / count.sum()),
+            "difference": float(difference.sum() / count.sum()),
+            "ci_low": float(low),
+            "ci_high": float(high),
+            "images": len(images),
+        }
+    return result
 
 
 def random_pairs(count: int, seed: int) -> list[ObjectPair]:

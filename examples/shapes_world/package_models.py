@@ -32,6 +32,9 @@ COMMANDS = [
     "python -m debias_diffusion.shapes_world data/shapes_world --scenes 4000 --size 64 --seed 0",
     "OMP_NUM_THREADS=1 python examples/shapes_world/train_encoders.py --data data/shapes_world --output models_work "
     "--pretrain-steps 500 --finetune-steps 300",
+    "OMP_NUM_THREADS=1 python examples/shapes_world/train_encoders.py --data data/shapes_world "
+    "--output models_work/regime-lr2e-4-distill3.0 --clip-77 models_work/clip-77/clip --finetune-steps 300 "
+    "--finetune-lr 2e-4 --distill-weight 3.0  # the shipped Long-CLIP / DeBias fine-tunes (SD-compatible regime)",
     "python -m debias_diffusion.shapes_world data/shapes_world_t2i --scenes 8000 --size 64 --seed 3 "
     "--min-objects 2 --max-objects 3",
     "python examples/shapes_world/train_text_to_image.py --data data/shapes_world "
