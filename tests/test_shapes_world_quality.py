@@ -116,7 +116,9 @@ def test_completeness_vs_reference_pairs_images_and_resamples_clusters():
     with pytest.raises(ShapesWorldError, match="reference model 'Z'"):
         completeness_vs_reference(records, "Z")
     with pytest.raises(ShapesWorldError, match="'M' lacks 1 of 'R'"):
-        completeness_vs_reference([r for r in records if not (r.model == "M" and r.seed == 1 and r.object_set == 1)], "R")
+        completeness_vs_reference(
+            [r for r in records if not (r.model == "M" and r.seed == 1 and r.object_set == 1)], "R"
+        )
 
 
 def test_generation_quality_names_a_missing_image(quality_run):
