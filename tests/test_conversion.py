@@ -129,7 +129,7 @@ def test_safetensors_state_dict_and_stretch_on_the_way(tmp_path):
     model = tiny_openai_clip(77, seed=7)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "clip.safetensors")
     result = convert_to_hf(tmp_path / "clip.safetensors", tmp_path / "hf", stretch_to=248, text_only=True, num_heads=2)
-    assert result.stretched_from == 77 and result.text.positions == 248
+    assert result.stretched_from == 77 and result.text.context_length == 248
     encoder = CLIPTextModelWithProjection.from_pretrained(tmp_path / "hf").eval()
     table = encoder.text_model.embeddings.position_embedding.weight
     assert table.shape == (248, 32)

@@ -51,14 +51,14 @@ class CanonicalCLIP:
         return replace(
             self,
             state_dict={**self.state_dict, "positional_embedding": table},
-            text=replace(self.text, positions=int(table.shape[0])),
+            text=replace(self.text, context_length=int(table.shape[0])),
         )
 
-    def stretched_to(self, positions: int, keep: int = LONG_CLIP_KEEP) -> CanonicalCLIP:
-        """Stretch to exactly ``positions`` rows (e.g. 77 -> 248), or return self if already there."""
-        if self.text.positions == positions:
+    def stretched_to(self, context_length: int, keep: int = LONG_CLIP_KEEP) -> CanonicalCLIP:
+        """Stretch to exactly ``context_length`` rows (e.g. 77 -> 248), or return self if already there."""
+        if self.text.context_length == context_length:
             return self
-        return self.stretched(keep, stretch_ratio(self.text.positions, positions, keep))
+        return self.stretched(keep, stretch_ratio(self.text.context_length, context_length, keep))
 
 
 def from_state_dict(
