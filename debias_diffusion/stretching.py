@@ -35,6 +35,7 @@ def stretched_length(context_length: int, keep: int = LONG_CLIP_KEEP, ratio: int
     return keep + ratio * (context_length - keep)
 
 
+@renamed_keywords(num_positions="context_length")
 def stretch_ratio(context_length: int, target: int, keep: int = LONG_CLIP_KEEP) -> int:
     """The integer ratio that stretches ``context_length`` rows to exactly ``target`` (77 -> 248: 4)."""
     ratio, remainder = divmod(target - keep, context_length - keep) if context_length > keep else (0, 1)
@@ -122,6 +123,7 @@ def stretch_to_context_length(
     return True
 
 
+@renamed_keywords(num_positions="context_length")
 def set_context_length(model: nn.Module, context_length: int) -> None:
     """Re-register ``position_ids`` and update every config that records the context length."""
     embeddings = text_embeddings(model)

@@ -24,8 +24,8 @@ TOL = 1e-5
 
 
 @torch.no_grad()
-def assert_text_equivalent(hf_encoder, reference, positions: int) -> None:
-    ids = token_batch(positions)
+def assert_text_equivalent(hf_encoder, reference, context_length: int) -> None:
+    ids = token_batch(context_length)
     expected = open_clip_text_outputs(reference, ids)
     out = hf_encoder(input_ids=ids, output_hidden_states=True)
     torch.testing.assert_close(out.last_hidden_state, expected["last"], atol=TOL, rtol=0)

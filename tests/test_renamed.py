@@ -11,9 +11,10 @@ import torch
 from clip_builders import tiny_openai_clip
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from debias_diffusion.conversion import read_clip_source
 from debias_diffusion.loading import load_text_encoder
 from debias_diffusion.renamed import renamed_keywords, renamed_property
-from debias_diffusion.stretching import stretch_to_context_length, stretched_length
+from debias_diffusion.stretching import set_context_length, stretch_ratio, stretch_to_context_length, stretched_length
 from debias_diffusion.text_model_layout import get_context_length
 from debias_diffusion.tokenization import build_clip_tokenizer
 
@@ -67,6 +68,21 @@ def test_stretched_length_num_positions_keyword():
         assert stretched_length(num_positions=77) == 248 == stretched_length(context_length=77)
 
 
+def test_stretch_ratio_and_set_context_length_num_positions_keyword():
+    with pytest.warns(DeprecationWarning, match=r"stretch_ratio\(num_positions=...\)"):
+        assert stretch_ratio(num_positions=77, target=248) == 4
+    model = _text_encoder(77)
+    with pytest.warns(DeprecationWarning, match=r"set_context_length\(num_positions=...\)"):
+        set_context_length(model, num_positions=77)
+    assert model.config.max_position_embeddings == 77
+
+
+def test_canonical_stretched_to_positions_keyword():
+    clip = read_clip_source(tiny_openai_clip(77), num_heads=2, text_only=True)
+    with pytest.warns(DeprecationWarning, match=r"CanonicalCLIP.stretched_to\(positions=...\)"):
+        assert clip.stretched_to(positions=248).text.context_length == 248
+
+
 def test_stretch_to_context_length_positions_keyword():
     model = _text_encoder(77)
     with pytest.warns(DeprecationWarning, match=r"stretch_to_context_length\(positions=...\)"):
@@ -85,8 +101,6 @@ def test_load_text_encoder_expected_positions_keyword_and_max_length_attribute()
 
 
 def test_text_tower_spec_positions_attribute():
-    from debias_diffusion.conversion import read_clip_source
-
     spec = read_clip_source(tiny_openai_clip(77), num_heads=2, text_only=True).text
     with pytest.warns(DeprecationWarning, match=r"TextTowerSpec\.positions is deprecated.*use context_length"):
         assert spec.positions == 77 == spec.context_length

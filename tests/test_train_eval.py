@@ -331,7 +331,7 @@ def test_flickr30k_karpathy_test_split(tmp_path):
 # --- model, embeddings, cache -----------------------------------------------------------------------
 
 
-def tiny_clip_model(seed: int = 0, positions: int = 77) -> CLIPModel:
+def tiny_clip_model(seed: int = 0, context_length: int = 77) -> CLIPModel:
     torch.manual_seed(seed)
     config = CLIPConfig(
         text_config=dict(
@@ -339,7 +339,7 @@ def tiny_clip_model(seed: int = 0, positions: int = 77) -> CLIPModel:
             intermediate_size=64,
             num_hidden_layers=2,
             num_attention_heads=2,
-            max_position_embeddings=positions,
+            max_position_embeddings=context_length,
         ),
         vision_config=dict(
             hidden_size=32,

@@ -83,10 +83,11 @@ class EvaluationResults:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvaluationResults:
         """Results from :meth:`to_dict`'s mapping, this format or an earlier one (``"probe"`` rows)."""
-        renamed = _READABLE_FORMATS.get(data.get("format"))
+        format_name = data.get("format")
+        renamed = _READABLE_FORMATS.get(format_name) if isinstance(format_name, str) else None
         if renamed is None:
             raise ValueError(
-                f"not an evaluation results file (format {data.get('format')!r}, expected one of "
+                f"not an evaluation results file (format {format_name!r}, expected one of "
                 f"{', '.join(map(repr, _READABLE_FORMATS))})"
             )
         rows = [ResultRow(**{renamed.get(key, key): value for key, value in row.items()}) for row in data["results"]]
