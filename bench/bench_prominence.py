@@ -53,7 +53,7 @@ def sd15_pipeline() -> DeBiasStableDiffusionPipeline:
     pipe = DeBiasStableDiffusionPipeline(
         vae=AutoencoderKL(**config.vae),
         text_encoder=clip_l_text_encoder(),
-        tokenizer=build_clip_tokenizer(model_max_length=77),
+        tokenizer=build_clip_tokenizer(context_length=77),
         unet=UNet2DConditionModel(**config.unet),
         scheduler=DDIMScheduler(**SD15_SCHEDULER),
         safety_checker=None,
@@ -69,7 +69,7 @@ def owlv2_base_detector(size: int, batch: int) -> Owlv2Detector:
     config = Owlv2Config(vision_config={"image_size": size})  # base: ViT-B/16 12 x 768, text 12 x 512
     processor = Owlv2Processor(
         image_processor=Owlv2ImageProcessor(size={"height": size, "width": size}),
-        tokenizer=build_clip_tokenizer(model_max_length=16),
+        tokenizer=build_clip_tokenizer(context_length=16),
     )
     return Owlv2Detector.from_components(Owlv2ForObjectDetection(config).eval(), processor, batch_size=batch)
 

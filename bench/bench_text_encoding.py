@@ -74,7 +74,7 @@ def main() -> None:
         eos_token_id=49407,
     )
     encoder = CLIPTextModel(config).eval()
-    tokenizer = build_clip_tokenizer(model_max_length=77)
+    tokenizer = build_clip_tokenizer(context_length=77)
     stretch_text_encoder(encoder, tokenizer)
     prompts = long_captions(args.batch)
 
@@ -90,7 +90,7 @@ def main() -> None:
 
     captions = long_captions(args.captions)
     fast = time_call(lambda: tokenizer(captions, padding="max_length", max_length=248, truncation=True), 1)
-    stock = build_clip_tokenizer(model_max_length=248, clean=False)
+    stock = build_clip_tokenizer(context_length=248, clean=False)
     raw = time_call(lambda: stock(captions, padding="max_length", max_length=248, truncation=True), 1)
     simple = open_clip.get_tokenizer("ViT-L-14", context_length=248)
     slow = time_call(lambda: simple(captions), 1)

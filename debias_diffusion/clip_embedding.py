@@ -35,7 +35,7 @@ ImageItem = Image.Image | str | os.PathLike
 @functools.lru_cache(maxsize=4)
 def clip_tokenizer(context_length: int):
     """The CLIP BPE tokenizer at ``context_length``, padding with ``PAD_TOKEN``."""
-    return build_clip_tokenizer(model_max_length=context_length, pad_token=PAD_TOKEN)
+    return build_clip_tokenizer(context_length=context_length, pad_token=PAD_TOKEN)
 
 
 def tokenize_captions(captions: Sequence[str], context_length: int) -> list[list[int]]:

@@ -24,8 +24,8 @@ from .errors import CheckpointError
 from .image_preprocessing import ImagePreprocessing
 from .model_sources import CHECKPOINT_SUFFIXES as CHECKPOINT_SUFFIXES  # re-exported by train_encoder.evaluation
 from .model_sources import PRETRAINED_KINDS, ModelSource, ResolvedSource, SourceKind, resolve_source
-from .stretching import stretch_to_positions
-from .text_model_layout import position_count
+from .stretching import stretch_to_context_length
+from .text_model_layout import get_context_length
 from .weight_checks import check_complete
 
 __all__ = ["LoadedCLIP", "ModelSource", "load_clip_model", "weights_identity"]
@@ -35,7 +35,14 @@ PREPROCESSOR_FILE = "preprocessor_config.json"
 
 @dataclass
 class LoadedCLIP:
-    """A ``CLIPModel`` in eval mode with its image preprocessing and weight identity."""
+    """A ``CLIPModel`` in eval mode with its image preprocessing and weight identity.
+
+    Args:
+        model: the ``CLIPModel`` (both towers), float32, eval mode.
+        preprocessing: the image transform its vision tower expects (crop size, resize, normalisation).
+        source: where it was read from, for messages and records.
+        identity: :func:`weights_identity` of the model and preprocessing (cache keys, records).
+    """
 
     model: CLIPModel
     preprocessing: ImagePreprocessing
@@ -45,7 +52,7 @@ class LoadedCLIP:
     @property
     def context_length(self) -> int:
         """Rows of the text position table (77 for OpenAI CLIP, 248 for long models)."""
-        return position_count(self.model)
+        return get_context_length(self.model)
 
 
 def load_clip_model(
@@ -78,7 +85,7 @@ def load_clip_model(
         preprocessing = ImagePreprocessing(int(model.config.vision_config.image_size))
     else:
         model, preprocessing, label = _load(resolve_source(source, revision=revision), hidden_act, num_heads)
-    stretch_to_positions(model, stretch_to)
+    stretch_to_context_length(model, stretch_to)
     model = model.float().eval()
     return LoadedCLIP(model, preprocessing, label, weights_identity(model, preprocessing))
 

@@ -23,7 +23,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from .errors import EncoderMismatchError, PromptError
-from .text_model_layout import position_count, text_transformer
+from .text_model_layout import get_context_length, text_transformer
 from .tokenization import PromptTruncation, count_tokens, encoder_capacity, split_into_chunks, truncate_prompt
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,15 @@ def check_long_prompt_policy(policy: object) -> LongPromptPolicy:
 
 @dataclass(frozen=True)
 class PromptPlan:
-    """How one prompt is fed to the encoder: one or more segments, each at most one pass long."""
+    """How one prompt is fed to the encoder: one or more segments, each at most one pass long.
+
+    Args:
+        prompt: the prompt as given.
+        segments: the texts encoded, one pass each (the prompt, its truncation, or its chunks).
+        token_count: the prompt's tokens, SOT and EOT excluded.
+        capacity: text tokens one pass holds (the context length less SOT and EOT).
+        truncation: what the ``truncate`` policy kept and dropped; ``None`` when nothing was cut.
+    """
 
     prompt: str
     segments: tuple[str, ...]
@@ -55,7 +63,7 @@ class PromptPlan:
 
 
 def plan_prompt(prompt: str, tokenizer: PreTrainedTokenizerBase, policy: LongPromptPolicy = "truncate") -> PromptPlan:
-    """Decide how ``prompt`` is encoded by an encoder of ``tokenizer.model_max_length`` positions.
+    """Decide how ``prompt`` is encoded by an encoder whose context length is ``tokenizer.model_max_length``.
 
     A prompt that fits is encoded unchanged in one pass. A longer one is, by ``policy``:
     ``truncate``d at a sentence (else word) boundary with a warning naming what was dropped,
@@ -63,7 +71,8 @@ def plan_prompt(prompt: str, tokenizer: PreTrainedTokenizerBase, policy: LongPro
 
     Args:
         prompt: the text to encode.
-        tokenizer: the encoder's tokenizer (its ``model_max_length`` is the window).
+        tokenizer: the encoder's tokenizer (its ``model_max_length``, transformers' name for the context length,
+            is the window).
         policy: ``"truncate"``, ``"chunk"`` or ``"error"``.
     """
     if not isinstance(prompt, str):
@@ -201,11 +210,11 @@ def encode_plans(
 
 
 def _check_tokenizer_matches(text_encoder: nn.Module, tokenizer: PreTrainedTokenizerBase) -> None:
-    positions, length = position_count(text_encoder), tokenizer.model_max_length
-    if length > positions:
+    context_length, length = get_context_length(text_encoder), tokenizer.model_max_length
+    if length > context_length:
         raise EncoderMismatchError(
-            f"the tokenizer pads to {length} tokens but the text encoder has {positions} positions; "
-            f"set tokenizer.model_max_length = {positions} (the pipelines do this when they are built)"
+            f"the tokenizer pads to {length} tokens but the text encoder has {context_length} positions; "
+            f"set tokenizer.model_max_length = {context_length} (the pipelines do this when they are built)"
         )
 
 

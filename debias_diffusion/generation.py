@@ -30,7 +30,24 @@ DTYPES = ("float32", "float16", "bfloat16")
 
 @dataclass
 class GenerationSettings:
-    """Every knob of one ``generate`` run; written into each image's sidecar."""
+    """Every knob of one ``generate`` run; written into each image's sidecar.
+
+    Args:
+        prompt: the text to draw (any length: see ``long_prompt``).
+        negative_prompt: what to steer away from, or ``None``.
+        model: a diffusers SD / SDXL pipeline folder or Hub id.
+        encoder: the long text encoder swapped in (anything ``load_text_encoder`` reads, ``"longclip-l"``, or
+            ``"none"`` to keep the model's).
+        steps: denoising steps (at least 1).
+        guidance_scale: classifier-free guidance scale.
+        seed: the first image's seed; image ``i`` uses ``seed + i``.
+        width, height: image size in pixels (multiples of the latent scale); ``None``: the model's default.
+        num_images: how many images, one seed each.
+        long_prompt: prompts longer than the encoder reads: ``"truncate"``, ``"chunk"`` or ``"error"``.
+        dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"``; ``None``: float16 on CUDA, float32 elsewhere.
+        device: ``"cuda"``, ``"cpu"``, ...; ``None``: CUDA when available.
+        extra: free-form facts recorded in every sidecar (not passed to the pipeline).
+    """
 
     prompt: str
     negative_prompt: str | None = None

@@ -16,8 +16,9 @@ from .conversion.sources import ClipSource, read_clip_source
 from .errors import CheckpointError, EncoderMismatchError
 from .model_sources import PRETRAINED_KINDS, ResolvedSource, SourceKind, resolve_source
 from .model_sources import missing_model_error as missing_model_error  # generation imports it from here
-from .stretching import stretch_to_positions
-from .text_model_layout import hidden_width, position_count, text_transformer
+from .renamed import renamed_keywords, renamed_property
+from .stretching import stretch_to_context_length
+from .text_model_layout import get_context_length, hidden_width, text_transformer
 from .tokenization import OpenCLIPTokenizer, build_clip_tokenizer
 from .transformers_logging import quiet_transformers
 from .weight_checks import check_complete, check_finite
@@ -27,27 +28,37 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
 
 @dataclass
 class LoadedTextEncoder:
-    """A text encoder with the tokenizer sized to its position table."""
+    """A text encoder with the tokenizer sized to its context length.
+
+    Args:
+        text_encoder: the ``CLIPTextModel`` / ``CLIPTextModelWithProjection``, in eval mode.
+        tokenizer: its CLIP tokenizer, ``model_max_length`` equal to the encoder's context length.
+        source: where it was read from, for messages and records.
+    """
 
     text_encoder: HFTextEncoder
     tokenizer: Any
     source: str
 
     @property
-    def max_length(self) -> int:
-        return position_count(self.text_encoder)
+    def context_length(self) -> int:
+        """Token positions the encoder reads, SOT and EOT included (77, or 248 for long encoders)."""
+        return get_context_length(self.text_encoder)
+
+    max_length = renamed_property("max_length", "context_length")
 
     @property
     def width(self) -> int:
         return hidden_width(self.text_encoder)
 
 
+@renamed_keywords(expected_positions="expected_context_length")
 def load_text_encoder(
     source: ClipSource,
     *,
     subfolder: str | None = None,
     with_projection: bool | None = None,
-    expected_positions: int | None = None,
+    expected_context_length: int | None = None,
     expected_width: int | None = None,
     stretch_to: int | None = None,
     num_heads: int | None = None,
@@ -64,15 +75,16 @@ def load_text_encoder(
 
     ``with_projection``: ``True`` for ``CLIPTextModelWithProjection``, ``False`` for
     ``CLIPTextModel`` (SD 1.x), ``None`` keeps what the source has. ``stretch_to`` applies KPS
-    when the table is shorter. ``expected_positions`` / ``expected_width`` fail clearly on a
+    when the table is shorter. ``expected_context_length`` / ``expected_width`` fail clearly on a
     mismatch (e.g. a 77-row table where 248 was expected, a 512-wide encoder for SD 1.x).
 
     Args:
         source: see above.
         subfolder: the folder inside ``source`` holding the encoder.
         with_projection: the model class (see above).
-        expected_positions, expected_width: required position count / hidden width.
-        stretch_to: positions after KPS when the table is shorter.
+        expected_context_length: the required context length (``expected_positions=`` is a deprecated spelling).
+        expected_width: the required hidden width.
+        stretch_to: the context length after KPS when the table is shorter.
         num_heads, hidden_act: passed to the checkpoint reader for files and open_clip models.
         torch_dtype: cast the encoder to this dtype (``None``: keep the dtype it was read in).
         revision: the Hub revision for a Hub source.
@@ -82,10 +94,10 @@ def load_text_encoder(
         encoder, tokenizer, label = _from_pretrained_source(resolved, subfolder, with_projection)
     else:
         encoder, tokenizer, label = _from_canonical(resolved, with_projection, num_heads, hidden_act)
-    stretch_to_positions(encoder, stretch_to)
+    stretch_to_context_length(encoder, stretch_to)
     check_finite(encoder, label)
-    _check_expectations(encoder, label, expected_positions, expected_width)
-    tokenizer.model_max_length = position_count(encoder)
+    _check_expectations(encoder, label, expected_context_length, expected_width)
+    tokenizer.model_max_length = get_context_length(encoder)  # transformers' name for the context length
     if torch_dtype is not None:
         encoder.to(torch_dtype)
     return LoadedTextEncoder(encoder.eval(), tokenizer, label)
@@ -94,7 +106,7 @@ def load_text_encoder(
 def _from_canonical(resolved: ResolvedSource, with_projection, num_heads, hidden_act):
     clip = read_clip_source(resolved, num_heads=num_heads, hidden_act=hidden_act, text_only=True)
     encoder = _as_class(build_text_encoder(clip), with_projection)
-    return encoder, build_clip_tokenizer(model_max_length=clip.text.positions), clip.source
+    return encoder, build_clip_tokenizer(context_length=clip.text.context_length), clip.source
 
 
 def _from_pretrained_source(resolved: ResolvedSource, subfolder: str | None, with_projection: bool | None):
@@ -109,7 +121,7 @@ def _from_pretrained_source(resolved: ResolvedSource, subfolder: str | None, wit
     if resolved.on_hub:
         return encoder, _hub_tokenizer(resolved, "tokenizer" if is_pipeline else subfolder, encoder), resolved.label
     folder = Path(resolved.name, subfolder or "")
-    tokenizer = _tokenizer(_tokenizer_folder(Path(resolved.name), folder), position_count(encoder))
+    tokenizer = _tokenizer(_tokenizer_folder(Path(resolved.name), folder), get_context_length(encoder))
     return encoder, tokenizer, str(folder)
 
 
@@ -139,7 +151,7 @@ def _hub_tokenizer(resolved: ResolvedSource, subfolder: str | None, encoder: nn.
     try:  # load_text_encoder sizes the tokenizer to the encoder afterwards
         return OpenCLIPTokenizer.from_pretrained(resolved.name, subfolder=subfolder or "", revision=resolved.revision)
     except (OSError, ValueError):
-        return build_clip_tokenizer(model_max_length=position_count(encoder))
+        return build_clip_tokenizer(context_length=get_context_length(encoder))
 
 
 def _as_class(encoder: HFTextEncoder, with_projection: bool | None) -> HFTextEncoder:
@@ -159,22 +171,24 @@ def _tokenizer_folder(root: Path, model_folder: Path) -> Path | None:
     return None
 
 
-def _tokenizer(folder: Path | None, max_length: int):
+def _tokenizer(folder: Path | None, context_length: int):
     if folder is None:
-        return build_clip_tokenizer(model_max_length=max_length)
-    return OpenCLIPTokenizer.from_pretrained(str(folder), model_max_length=max_length)
+        return build_clip_tokenizer(context_length=context_length)
+    # transformers' tokenizers call the context length model_max_length
+    return OpenCLIPTokenizer.from_pretrained(str(folder), model_max_length=context_length)
 
 
-def _check_expectations(encoder: nn.Module, label: str, positions: int | None, width: int | None) -> None:
-    have_positions, have_width = position_count(encoder), hidden_width(encoder)
-    if positions is not None and have_positions != positions:
+def _check_expectations(encoder: nn.Module, label: str, context_length: int | None, width: int | None) -> None:
+    have_length, have_width = get_context_length(encoder), hidden_width(encoder)
+    if context_length is not None and have_length != context_length:
         hint = (
-            f"pass stretch_to={positions} (CLI: --stretch-to {positions}) to apply knowledge-preserved stretching"
-            if have_positions < positions
+            f"pass stretch_to={context_length} (CLI: --stretch-to {context_length}) to apply knowledge-preserved "
+            "stretching"
+            if have_length < context_length
             else "load an encoder with the expected length"
         )
         raise EncoderMismatchError(
-            f"{label} has a {have_positions}-row position table where {positions} was expected; {hint}"
+            f"{label} has a {have_length}-row position table where {context_length} was expected; {hint}"
         )
     if width is not None and have_width != width:
         raise EncoderMismatchError(

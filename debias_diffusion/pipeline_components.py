@@ -20,8 +20,9 @@ from torch import nn
 from .conditioning import PromptPlan, check_long_prompt_policy, plan_prompts
 from .errors import EncoderMismatchError
 from .prompt_fitting import PromptTruncation
-from .stretching import LONG_CLIP_KEEP, stretch_to_positions
-from .text_model_layout import hidden_width, position_count
+from .renamed import renamed_attributes
+from .stretching import LONG_CLIP_KEEP, stretch_to_context_length
+from .text_model_layout import get_context_length, hidden_width
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +35,9 @@ ENCODER_ALIASES = {"longclip-l": LONG_CLIP_L}
 
 
 def sync_tokenizer_length(tokenizer: Any, text_encoder: nn.Module | None) -> None:
-    """Make the tokenizer pad/truncate to the encoder's position count (e.g. 248)."""
+    """Make the tokenizer pad/truncate to the encoder's context length (e.g. 248)."""
     if tokenizer is not None and text_encoder is not None:
-        tokenizer.model_max_length = position_count(text_encoder)
+        tokenizer.model_max_length = get_context_length(text_encoder)  # transformers' name for it
 
 
 def record_tokenizers_as_clip(pipe: Any) -> None:
@@ -73,11 +74,11 @@ def check_cross_attention_width(unet: nn.Module | None, text_encoders: Sequence[
         )
 
 
-def check_equal_positions(text_encoder: nn.Module | None, text_encoder_2: nn.Module | None) -> None:
-    """SDXL concatenates both encoders' states per token, so their lengths must agree."""
+def check_equal_context_lengths(text_encoder: nn.Module | None, text_encoder_2: nn.Module | None) -> None:
+    """SDXL concatenates both encoders' states per token, so their context lengths must agree."""
     if text_encoder is None or text_encoder_2 is None:
         return
-    first, second = position_count(text_encoder), position_count(text_encoder_2)
+    first, second = get_context_length(text_encoder), get_context_length(text_encoder_2)
     if first != second:
         raise EncoderMismatchError(
             f"SDXL's text encoders must read the same number of tokens, but text_encoder has {first} positions "
@@ -88,12 +89,14 @@ def check_equal_positions(text_encoder: nn.Module | None, text_encoder_2: nn.Mod
         )
 
 
-def stretch_to_match(text_encoder: nn.Module, tokenizer: Any, positions: int) -> bool:
-    """Stretch ``text_encoder`` in place (KPS, Long-CLIP's keep=20) to ``positions``; True if it did."""
-    have = position_count(text_encoder)
-    if not stretch_to_positions(text_encoder, positions, tokenizer):
+def stretch_to_match(text_encoder: nn.Module, tokenizer: Any, context_length: int) -> bool:
+    """Stretch ``text_encoder`` in place (KPS, Long-CLIP's keep=20) to ``context_length``; True if it did."""
+    have = get_context_length(text_encoder)
+    if not stretch_to_context_length(text_encoder, context_length, tokenizer):
         return False
-    logger.info("stretched a %d-position text encoder to %d positions (KPS, keep=%d)", have, positions, LONG_CLIP_KEEP)
+    logger.info(
+        "stretched a %d-position text encoder to %d positions (KPS, keep=%d)", have, context_length, LONG_CLIP_KEEP
+    )
     return True
 
 
@@ -180,10 +183,10 @@ def use_long_text_encoder(
     if text_encoder_2 is not None:
         encoder_2, tokenizer_2 = _component(text_encoder_2, tokenizer_2, tokenizer_2, True, dtype, revision)
     elif is_xl and stretch_text_encoder_2 and encoder_2 is not None:
-        stretch_to_match(encoder_2, tokenizer_2, position_count(encoder))
+        stretch_to_match(encoder_2, tokenizer_2, get_context_length(encoder))
     check_cross_attention_width(pipe.unet, [encoder, encoder_2] if is_xl else [encoder])
     if is_xl:
-        check_equal_positions(encoder, encoder_2)
+        check_equal_context_lengths(encoder, encoder_2)
     if device is not None:
         encoder.to(device)
         if encoder_2 is not None:
@@ -350,3 +353,6 @@ class LongPromptPipelineMixin:
     def long_prompt_policy(self, long_prompt: str | None = None) -> str:
         """The policy in force: ``long_prompt`` if given, else this call's, else the pipeline's."""
         return long_prompt or self._call_long_prompt or getattr(self.config, "long_prompt", "truncate")
+
+
+__getattr__ = renamed_attributes(__name__, {"check_equal_positions": "check_equal_context_lengths"}, globals())

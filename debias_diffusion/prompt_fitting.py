@@ -75,12 +75,13 @@ def count_tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
 
 
 def encoder_capacity(tokenizer: PreTrainedTokenizerBase) -> int:
-    """Tokens of text that fit: ``model_max_length`` less the SOT and EOT tokens."""
+    """Tokens of text that fit: the context length less the SOT and EOT tokens."""
+    # transformers tokenizers hold the context length as ``model_max_length``
     length = getattr(tokenizer, "model_max_length", None)
     if not isinstance(length, int) or not 3 <= length <= 1_000_000:
         raise EncoderMismatchError(
             f"tokenizer has no usable model_max_length ({length!r}); "
-            "build it with build_clip_tokenizer(model_max_length=...) or pass max_tokens"
+            "build it with build_clip_tokenizer(context_length=...) or pass max_tokens"
         )
     return length - 2
 
@@ -92,6 +93,13 @@ class PromptTruncation:
     ``cut_at`` is ``"sentence"`` or ``"word"`` when the cut fell on a space (the prompt is
     ``text + " " + dropped``), ``"punctuation"`` or ``"character"`` when it fell inside a word
     longer than the window (the prompt is ``text + dropped``), ``"none"`` when nothing was dropped.
+
+    Args:
+        text: the part kept.
+        dropped: the part cut off (``""`` when nothing was).
+        kept_tokens: tokens of ``text``, SOT and EOT excluded.
+        total_tokens: tokens of the whole prompt, SOT and EOT excluded.
+        cut_at: where the cut fell (see above).
     """
 
     text: str

@@ -13,33 +13,36 @@ from typing import Any
 import torch
 from torch import nn
 
-from .clip_constants import LONG_CLIP_POSITIONS as LONG_CLIP_POSITIONS  # imported from here too
+from .clip_constants import LONG_CLIP_CONTEXT_LENGTH as LONG_CLIP_CONTEXT_LENGTH  # imported from here too
 from .errors import EncoderMismatchError
-from .text_model_layout import position_count, text_embeddings, text_transformer
+from .renamed import renamed_attributes, renamed_keywords
+from .text_model_layout import get_context_length, text_embeddings, text_transformer
 
 LONG_CLIP_KEEP = 20
 LONG_CLIP_RATIO = 4
 
 
-def stretched_length(num_positions: int, keep: int = LONG_CLIP_KEEP, ratio: int = LONG_CLIP_RATIO) -> int:
-    """Length of a table of ``num_positions`` rows after stretching with (keep, ratio).
+@renamed_keywords(num_positions="context_length")
+def stretched_length(context_length: int, keep: int = LONG_CLIP_KEEP, ratio: int = LONG_CLIP_RATIO) -> int:
+    """The context length (position-table rows) after stretching ``context_length`` rows with (keep, ratio).
 
     Args:
-        num_positions: rows before stretching.
+        context_length: rows before stretching (``num_positions=`` is a deprecated spelling).
         keep: leading rows kept as they are.
         ratio: rows each later row becomes.
     """
-    _check_stretch_args(num_positions, keep, ratio)
-    return keep + ratio * (num_positions - keep)
+    _check_stretch_args(context_length, keep, ratio)
+    return keep + ratio * (context_length - keep)
 
 
-def stretch_ratio(num_positions: int, target: int, keep: int = LONG_CLIP_KEEP) -> int:
-    """The integer ratio that stretches ``num_positions`` rows to exactly ``target`` (77 -> 248: 4)."""
-    ratio, remainder = divmod(target - keep, num_positions - keep) if num_positions > keep else (0, 1)
+@renamed_keywords(num_positions="context_length")
+def stretch_ratio(context_length: int, target: int, keep: int = LONG_CLIP_KEEP) -> int:
+    """The integer ratio that stretches ``context_length`` rows to exactly ``target`` (77 -> 248: 4)."""
+    ratio, remainder = divmod(target - keep, context_length - keep) if context_length > keep else (0, 1)
     if remainder or ratio < 2:
         raise EncoderMismatchError(
-            f"cannot stretch a {num_positions}-position text tower to {target} positions with "
-            f"keep={keep}: KPS gives keep + ratio*({num_positions} - keep) rows for an integer "
+            f"cannot stretch a {context_length}-position text tower to {target} positions with "
+            f"keep={keep}: KPS gives keep + ratio*({context_length} - keep) rows for an integer "
             f"ratio >= 2 (e.g. 77 -> {keep + 4 * (77 - keep)} with ratio 4)"
         )
     return ratio
@@ -82,12 +85,11 @@ def stretch_text_encoder(
 
     Works on ``CLIPTextModel`` (flattened or not), ``CLIPTextModelWithProjection`` and
     ``CLIPModel``. Resizes, together: the position-embedding table, the non-persistent
-    ``position_ids`` buffer, ``config.max_position_embeddings`` and, when given, the
-    tokenizer's ``model_max_length``.
+    ``position_ids`` buffer and the context length in the configs and, when given, the tokenizer.
 
     Args:
         model: the model to stretch (changed in place).
-        tokenizer: a tokenizer whose ``model_max_length`` follows, or ``None``.
+        tokenizer: a transformers tokenizer whose context length (``model_max_length``) follows, or ``None``.
         keep, ratio: as :func:`stretch_position_table`.
     """
     embeddings = text_embeddings(model)
@@ -98,35 +100,38 @@ def stretch_text_encoder(
     replacement.weight.data.copy_(new_table)
     replacement.weight.requires_grad_(old.weight.requires_grad)
     embeddings.position_embedding = replacement
-    set_position_count(model, new_len)
+    set_context_length(model, new_len)
     if tokenizer is not None:
-        tokenizer.model_max_length = new_len
+        tokenizer.model_max_length = new_len  # transformers' name for the tokenizer's context length
     return model
 
 
-def stretch_to_positions(
-    model: nn.Module, positions: int | None, tokenizer: Any | None = None, *, keep: int = LONG_CLIP_KEEP
+@renamed_keywords(positions="context_length")
+def stretch_to_context_length(
+    model: nn.Module, context_length: int | None, tokenizer: Any | None = None, *, keep: int = LONG_CLIP_KEEP
 ) -> bool:
-    """Stretch ``model`` in place to exactly ``positions`` rows (KPS) when its table is shorter; True if it did.
+    """Stretch ``model`` in place to exactly ``context_length`` rows (KPS) when its table is shorter; True if it did.
 
-    ``positions=None`` or a table already that long leaves ``model`` as it is. The ratio is the one that gives
-    ``positions`` rows (:func:`stretch_ratio`, which refuses lengths KPS cannot reach); ``tokenizer`` follows.
+    ``context_length=None`` or a table already that long leaves ``model`` as it is. The ratio is the one that gives
+    ``context_length`` rows (:func:`stretch_ratio`, which refuses lengths KPS cannot reach); ``tokenizer`` follows.
+    Earlier name: ``stretch_to_positions(model, positions)``, deprecated.
     """
-    have = position_count(model)
-    if positions is None or have >= positions:
+    have = get_context_length(model)
+    if context_length is None or have >= context_length:
         return False
-    stretch_text_encoder(model, tokenizer, keep=keep, ratio=stretch_ratio(have, positions, keep))
+    stretch_text_encoder(model, tokenizer, keep=keep, ratio=stretch_ratio(have, context_length, keep))
     return True
 
 
-def set_position_count(model: nn.Module, num_positions: int) -> None:
-    """Re-register ``position_ids`` and update every config that records the length."""
+@renamed_keywords(num_positions="context_length")
+def set_context_length(model: nn.Module, context_length: int) -> None:
+    """Re-register ``position_ids`` and update every config that records the context length."""
     embeddings = text_embeddings(model)
     device = embeddings.position_embedding.weight.device
-    ids = torch.arange(num_positions, device=device).unsqueeze(0)
+    ids = torch.arange(context_length, device=device).unsqueeze(0)
     embeddings.register_buffer("position_ids", ids, persistent=False)
     for config in _text_configs(model):
-        config.max_position_embeddings = num_positions
+        config.max_position_embeddings = context_length  # transformers' configs: max_position_embeddings
 
 
 def _text_configs(model: nn.Module) -> list[Any]:
@@ -139,11 +144,22 @@ def _text_configs(model: nn.Module) -> list[Any]:
     return configs
 
 
-def _check_stretch_args(num_positions: int, keep: int, ratio: int) -> None:
+def _check_stretch_args(context_length: int, keep: int, ratio: int) -> None:
     if not isinstance(ratio, int) or ratio < 1:
         raise EncoderMismatchError(f"stretch ratio must be a positive integer; got {ratio!r}")
-    if not isinstance(keep, int) or keep < 0 or keep > num_positions - 2:
+    if not isinstance(keep, int) or keep < 0 or keep > context_length - 2:
         raise EncoderMismatchError(
-            f"stretch keep must be an integer in [0, {num_positions - 2}] for a table of "
-            f"{num_positions} rows (the stretched part needs at least two rows); got {keep!r}"
+            f"stretch keep must be an integer in [0, {context_length - 2}] for a table of "
+            f"{context_length} rows (the stretched part needs at least two rows); got {keep!r}"
         )
+
+
+__getattr__ = renamed_attributes(
+    __name__,
+    {
+        "LONG_CLIP_POSITIONS": "LONG_CLIP_CONTEXT_LENGTH",
+        "set_position_count": "set_context_length",
+        "stretch_to_positions": "stretch_to_context_length",
+    },
+    globals(),
+)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from .renamed import renamed_attributes
+
 
 def text_transformer(model: nn.Module) -> nn.Module:
     """Return the module that owns ``embeddings``, ``encoder`` and ``final_layer_norm``."""
@@ -28,8 +30,8 @@ def text_embeddings(model: nn.Module) -> nn.Module:
     return text_transformer(model).embeddings
 
 
-def position_count(model: nn.Module) -> int:
-    """Number of rows of the model's position-embedding table."""
+def get_context_length(model: nn.Module) -> int:
+    """The model's context length: the rows of its position-embedding table (earlier name: ``position_count``)."""
     return int(text_embeddings(model).position_embedding.weight.shape[0])
 
 
@@ -41,3 +43,6 @@ def hidden_width(model: nn.Module) -> int:
 def state_dict_prefix(model: nn.Module) -> str:
     """Prefix of the text-transformer keys in ``model.state_dict()`` (``""`` or ``"text_model."``)."""
     return "text_model." if isinstance(getattr(model, "text_model", None), nn.Module) else ""
+
+
+__getattr__ = renamed_attributes(__name__, {"position_count": "get_context_length"}, globals())

@@ -37,8 +37,9 @@ import ftfy
 import transformers
 from transformers import PreTrainedTokenizerBase
 
-from .clip_constants import LONG_CLIP_POSITIONS
+from .clip_constants import LONG_CLIP_CONTEXT_LENGTH
 from .prompt_fitting import PromptTruncation, count_tokens, encoder_capacity, split_into_chunks, truncate_prompt
+from .renamed import renamed_keywords
 
 __all__ = [
     "OpenCLIPTokenizer",
@@ -212,8 +213,9 @@ def _clip_bpe_files() -> tuple[str, str]:
     return str(vocab_file), str(merges_file)
 
 
+@renamed_keywords(model_max_length="context_length")
 def build_clip_tokenizer(
-    model_max_length: int = LONG_CLIP_POSITIONS,
+    context_length: int = LONG_CLIP_CONTEXT_LENGTH,
     *,
     pad_token: str = EOS_TOKEN,
     use_fast: bool = True,
@@ -228,17 +230,19 @@ def build_clip_tokenizer(
     docstring for what then differs).
 
     Args:
-        model_max_length: positions of the encoder it feeds (77 for CLIP, 248 for Long-CLIP / DeBias-CLIP).
+        context_length: token positions of the encoder it feeds, SOT and EOT included (77 for CLIP, 248 for
+            Long-CLIP / DeBias-CLIP); the tokenizer's ``model_max_length``. ``model_max_length=`` is a deprecated
+            spelling of it.
         pad_token: the padding token (``"<|endoftext|>"`` for SD 1.x, ``"!"`` for SD 2.x).
         use_fast: the fast (Rust) tokenizer; ``False`` needs transformers < 5.
         clean: open_clip's ftfy / HTML cleaning (``False``: the stock transformers class).
     """
-    if isinstance(model_max_length, bool) or not isinstance(model_max_length, int):
-        raise TypeError(f"model_max_length must be an int, got {type(model_max_length).__name__}")
-    if model_max_length < 3:
-        raise ValueError(f"model_max_length must be at least 3 (SOT, a token, EOT), got {model_max_length}")
+    if isinstance(context_length, bool) or not isinstance(context_length, int):
+        raise TypeError(f"context_length must be an int, got {type(context_length).__name__}")
+    if context_length < 3:
+        raise ValueError(f"context_length must be at least 3 (SOT, a token, EOT), got {context_length}")
     kwargs: dict[str, Any] = dict(
-        model_max_length=model_max_length,
+        model_max_length=context_length,  # transformers' name for the context length (its tokenizers' attribute)
         pad_token=pad_token,
         split_special_tokens=True,
     )

@@ -55,8 +55,16 @@ class DeBiasStableDiffusionPipeline(LongPromptPipelineMixin, StableDiffusionPipe
     With a 77-position encoder and prompts that fit, outputs equal the stock pipeline's bit for bit.
 
     Args:
+        vae: the autoencoder between images and latents.
+        text_encoder: a ``CLIPTextModel`` of any context length (e.g. 248).
+        tokenizer: its CLIP tokenizer; it is resized to the encoder's context length.
+        unet: the denoising ``UNet2DConditionModel``.
+        scheduler: any diffusers scheduler.
+        safety_checker: the stock safety checker, or ``None``.
+        feature_extractor: the safety checker's image processor.
+        image_encoder: IP-Adapter's image encoder, or ``None``.
+        requires_safety_checker: as ``StableDiffusionPipeline``.
         long_prompt: default policy for prompts longer than the encoder (overridable per call).
-        Other arguments: as ``StableDiffusionPipeline``.
     """
 
     _encoder_kwargs = (("text_encoder", "tokenizer", False),)

@@ -36,7 +36,7 @@ from debias_diffusion.errors import EncoderMismatchError
 from debias_diffusion.pipeline_components import (
     LongPromptPipelineMixin,
     check_cross_attention_width,
-    check_equal_positions,
+    check_equal_context_lengths,
     lora_scale_applied,
     record_tokenizers_as_clip,
     sync_tokenizer_length,
@@ -69,9 +69,17 @@ class DeBiasStableDiffusionXLPipeline(LongPromptPipelineMixin, StableDiffusionXL
     ``debias_diffusion.use_long_text_encoder`` (it stretches bigG).
 
     Args:
+        vae: the autoencoder between images and latents.
+        text_encoder: the CLIP-L ``CLIPTextModel`` (e.g. a 248-position long encoder).
+        text_encoder_2: the OpenCLIP-bigG ``CLIPTextModelWithProjection``, of the same context length.
+        tokenizer, tokenizer_2: their CLIP tokenizers; each is resized to its encoder's context length.
+        unet: the denoising ``UNet2DConditionModel``.
+        scheduler: any diffusers scheduler.
+        image_encoder: IP-Adapter's image encoder, or ``None``.
+        feature_extractor: IP-Adapter's image processor, or ``None``.
+        force_zeros_for_empty_prompt, add_watermarker: as ``StableDiffusionXLPipeline``.
         long_prompt: default policy for prompts longer than the encoders (overridable per call).
         encoder_layer: ``"penultimate"`` or ``"final"`` hidden states (see above).
-        Other arguments: as ``StableDiffusionXLPipeline``.
     """
 
     _encoder_kwargs = (("text_encoder", "tokenizer", False), ("text_encoder_2", "tokenizer_2", True))
@@ -94,7 +102,7 @@ class DeBiasStableDiffusionXLPipeline(LongPromptPipelineMixin, StableDiffusionXL
     ):
         if text_encoder is not None:
             check_cross_attention_width(unet, [text_encoder, text_encoder_2])
-        check_equal_positions(text_encoder, text_encoder_2)
+        check_equal_context_lengths(text_encoder, text_encoder_2)
         if encoder_layer not in ("penultimate", "final"):
             raise ValueError(f"encoder_layer must be 'penultimate' or 'final', got {encoder_layer!r}")
         super().__init__(

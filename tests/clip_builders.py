@@ -10,8 +10,8 @@ VISION_CFG = dict(layers=2, width=32, patch_size=8, image_size=32, head_width=16
 SOT, EOT = 49406, 49407
 
 
-def _text_cfg(positions: int, heads: int = TEXT_HEADS) -> dict:
-    return dict(context_length=positions, vocab_size=49408, width=TEXT_WIDTH, heads=heads, layers=TEXT_LAYERS)
+def _text_cfg(context_length: int, heads: int = TEXT_HEADS) -> dict:
+    return dict(context_length=context_length, vocab_size=49408, width=TEXT_WIDTH, heads=heads, layers=TEXT_LAYERS)
 
 
 def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -23,17 +23,17 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-def tiny_openai_clip(positions: int = 77, *, quick_gelu: bool = True, heads: int = TEXT_HEADS, seed: int = 0) -> CLIP:
+def tiny_openai_clip(context_length: int = 77, *, quick_gelu: bool = True, heads: int = TEXT_HEADS, seed: int = 0) -> CLIP:
     """open_clip ``CLIP`` in OpenAI layout (text tower at the top level, ViT image tower)."""
     torch.manual_seed(seed)
-    model = CLIP(EMBED_DIM, vision_cfg=VISION_CFG, text_cfg=_text_cfg(positions, heads), quick_gelu=quick_gelu)
+    model = CLIP(EMBED_DIM, vision_cfg=VISION_CFG, text_cfg=_text_cfg(context_length, heads), quick_gelu=quick_gelu)
     return randomize(model, seed)
 
 
-def tiny_custom_text_clip(positions: int = 248, *, seed: int = 1) -> CustomTextCLIP:
+def tiny_custom_text_clip(context_length: int = 248, *, seed: int = 1) -> CustomTextCLIP:
     """open_clip ``CustomTextCLIP`` (text tower under ``text.``), like DeBias-CLIP's release."""
     torch.manual_seed(seed)
-    model = CustomTextCLIP(EMBED_DIM, vision_cfg=VISION_CFG, text_cfg=_text_cfg(positions), quick_gelu=True)
+    model = CustomTextCLIP(EMBED_DIM, vision_cfg=VISION_CFG, text_cfg=_text_cfg(context_length), quick_gelu=True)
     return randomize(model, seed)
 
 
@@ -53,13 +53,13 @@ def long_clip_state_dict(seed: int = 2) -> tuple[dict[str, torch.Tensor], CLIP]:
     return state, model
 
 
-def token_batch(positions: int, ends: tuple[int, ...] = (5, 60, 150), seed: int = 0) -> torch.Tensor:
+def token_batch(context_length: int, ends: tuple[int, ...] = (5, 60, 150), seed: int = 0) -> torch.Tensor:
     """Token rows SOT ... EOT (EOT at each of ``ends``, clipped to the table), zero-padded."""
     generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, 49000, (len(ends), positions), generator=generator)
+    ids = torch.randint(1, 49000, (len(ends), context_length), generator=generator)
     ids[:, 0] = SOT
     for row, end in enumerate(ends):
-        end = min(end, positions - 1)
+        end = min(end, context_length - 1)
         ids[row, end] = EOT
         ids[row, end + 1 :] = 0
     return ids

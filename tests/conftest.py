@@ -45,13 +45,13 @@ def single_torch_thread():
 @pytest.fixture(scope="session")
 def clip_tokenizer():
     """The real CLIP tokenizer (built offline from open_clip's vocabulary), 248 positions."""
-    return build_clip_tokenizer(model_max_length=248)
+    return build_clip_tokenizer(context_length=248)
 
 
 @pytest.fixture
 def clip_tokenizer_factory():
     """Fresh tokenizers of a given length, for tests that change ``model_max_length``."""
-    return lambda length=77: build_clip_tokenizer(model_max_length=length)
+    return lambda length=77: build_clip_tokenizer(context_length=length)
 
 
 # --- tokenization fixtures (tests/test_tokenization.py) -------------------------------------------
@@ -68,4 +68,4 @@ def open_clip_tokenizer():
 @pytest.fixture(scope="session")
 def clip_tokenizer_77_zero_pad():
     """A 77-position tokenizer padding with "!" (id 0), like SD 2.x and open_clip.tokenize."""
-    return build_clip_tokenizer(model_max_length=77, pad_token="!")
+    return build_clip_tokenizer(context_length=77, pad_token="!")

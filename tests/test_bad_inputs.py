@@ -174,7 +174,7 @@ CASES = [
         lambda t, s: _write(t / "p.pt", s),
         "load",
         "77-row position table where 248 was expected",
-        {"expected_positions": 248},
+        {"expected_context_length": 248},
     ),
     Case("folder with broken config.json", _bad_json_folder, "load", "is not valid JSON"),
     Case(

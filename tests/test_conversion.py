@@ -24,8 +24,8 @@ TOL = 1e-5
 
 
 @torch.no_grad()
-def assert_text_equivalent(hf_encoder, reference, positions: int) -> None:
-    ids = token_batch(positions)
+def assert_text_equivalent(hf_encoder, reference, context_length: int) -> None:
+    ids = token_batch(context_length)
     expected = open_clip_text_outputs(reference, ids)
     out = hf_encoder(input_ids=ids, output_hidden_states=True)
     torch.testing.assert_close(out.last_hidden_state, expected["last"], atol=TOL, rtol=0)
@@ -129,7 +129,7 @@ def test_safetensors_state_dict_and_stretch_on_the_way(tmp_path):
     model = tiny_openai_clip(77, seed=7)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "clip.safetensors")
     result = convert_to_hf(tmp_path / "clip.safetensors", tmp_path / "hf", stretch_to=248, text_only=True, num_heads=2)
-    assert result.stretched_from == 77 and result.text.positions == 248
+    assert result.stretched_from == 77 and result.text.context_length == 248
     encoder = CLIPTextModelWithProjection.from_pretrained(tmp_path / "hf").eval()
     table = encoder.text_model.embeddings.position_embedding.weight
     assert table.shape == (248, 32)

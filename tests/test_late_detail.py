@@ -114,7 +114,7 @@ class WindowPainter:
     first ``k`` tokens (offset <= k, start token = 0); the seed moves the squares."""
 
     def __init__(self, k: int, window: int = 248) -> None:
-        self.k, self.tokenizer, self.images = k, build_clip_tokenizer(model_max_length=window), 0
+        self.k, self.tokenizer, self.images = k, build_clip_tokenizer(context_length=window), 0
 
     def __call__(self, prompt, generator, num_inference_steps, guidance_scale, width, height, **kwargs):
         out = []

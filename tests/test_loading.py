@@ -28,7 +28,7 @@ def test_from_hf_folder_keeps_projection_and_sizes_tokenizer(long_clip_folder):
     root, reference = long_clip_folder
     loaded = load_text_encoder(root / "hf")
     assert isinstance(loaded.text_encoder, CLIPTextModelWithProjection)
-    assert loaded.max_length == 248 == loaded.tokenizer.model_max_length
+    assert loaded.context_length == 248 == loaded.tokenizer.model_max_length
     assert loaded.width == 32
     ids = token_batch(248)
     with torch.no_grad():
@@ -55,17 +55,17 @@ def test_from_diffusers_pipeline_folder_reads_text_encoder_and_tokenizer(long_cl
     for name in ("tokenizer_config.json", "tokenizer.json"):
         shutil.move(tmp_path / "text_encoder" / name, tokenizer_dir / name)
     loaded = load_text_encoder(tmp_path, torch_dtype=torch.float16)
-    assert loaded.max_length == 248 == loaded.tokenizer.model_max_length
+    assert loaded.context_length == 248 == loaded.tokenizer.model_max_length
     assert loaded.text_encoder.dtype == torch.float16
 
 
-def test_stretch_on_load_and_expected_positions(tmp_path):
+def test_stretch_on_load_and_expected_context_length(tmp_path):
     model = tiny_openai_clip(77)
     torch.save(model.state_dict(), tmp_path / "clip.pt")
     with pytest.raises(EncoderMismatchError, match="77-row position table where 248 was expected; pass stretch_to=248"):
-        load_text_encoder(tmp_path / "clip.pt", num_heads=2, expected_positions=248)
-    loaded = load_text_encoder(tmp_path / "clip.pt", num_heads=2, stretch_to=248, expected_positions=248)
-    assert loaded.max_length == 248 == loaded.tokenizer.model_max_length
+        load_text_encoder(tmp_path / "clip.pt", num_heads=2, expected_context_length=248)
+    loaded = load_text_encoder(tmp_path / "clip.pt", num_heads=2, stretch_to=248, expected_context_length=248)
+    assert loaded.context_length == 248 == loaded.tokenizer.model_max_length
 
 
 def test_hub_id_offline_says_how_to_get_it(monkeypatch):
@@ -107,7 +107,7 @@ def test_hub_ids_load_from_the_cache_when_offline(long_clip_folder, tmp_path, mo
 
     for source in ("someone/longclip-tiny-hf", "someone/longclip-tiny/longclip.pt"):
         loaded = load_text_encoder(source, num_heads=2)
-        assert loaded.max_length == 248 == loaded.tokenizer.model_max_length
+        assert loaded.context_length == 248 == loaded.tokenizer.model_max_length
         ids = token_batch(248)
         with torch.no_grad():
             out = loaded.text_encoder(input_ids=ids).last_hidden_state

@@ -157,7 +157,7 @@ def test_load_text_encoder_passes_the_revision_for_a_hub_file(fake_hub, tiny_che
     loaded = load_text_encoder("owner/name/weights/clip.pt", revision="v3", num_heads=TEXT_HEADS, stretch_to=248)
     assert fake_hub.calls == [("owner/name", "weights/clip.pt", "v3")]
     assert loaded.source == "owner/name/weights/clip.pt"
-    assert loaded.max_length == 248 == loaded.tokenizer.model_max_length
+    assert loaded.context_length == 248 == loaded.tokenizer.model_max_length
 
 
 def test_load_text_encoder_passes_the_revision_for_a_hub_repo(fake_hub):

@@ -96,7 +96,7 @@ def owl_parts():
     )
     processor = Owlv2Processor(
         image_processor=Owlv2ImageProcessor(size={"height": 32, "width": 32}),
-        tokenizer=build_clip_tokenizer(model_max_length=16),
+        tokenizer=build_clip_tokenizer(context_length=16),
     )
     return Owlv2ForObjectDetection(config).eval(), processor
 

@@ -205,7 +205,7 @@ LONG_ITEM = (  # 33 tokens with "a red cube": two fit in 75, three do not
 
 def _tokenized_painter(policy: str | None) -> FirstMentionPainter:
     painter = FirstMentionPainter()
-    painter.tokenizer = build_clip_tokenizer(model_max_length=77)
+    painter.tokenizer = build_clip_tokenizer(context_length=77)
     if policy is not None:
         painter.long_prompt_policy = lambda call_policy=None: call_policy or policy
     return painter

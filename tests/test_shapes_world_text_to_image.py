@@ -21,7 +21,7 @@ def world(tmp_path_factory) -> tuple[Path, Path]:
     export_dataset(root / "data", 96, size=32, seed=0, config=config, progress=False)  # 32 px: a quarter of the work
     encoder = tiny_text_encoder(77)
     encoder.save_pretrained(root / "encoder")
-    build_clip_tokenizer(model_max_length=77).save_pretrained(root / "encoder")
+    build_clip_tokenizer(context_length=77).save_pretrained(root / "encoder")
     return root / "data", root / "encoder"
 
 

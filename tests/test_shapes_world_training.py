@@ -9,7 +9,7 @@ import pytest
 
 from debias_diffusion.clip_loading import load_clip_model
 from debias_diffusion.shapes_world import export_dataset
-from debias_diffusion.text_model_layout import position_count
+from debias_diffusion.text_model_layout import get_context_length
 from train_encoder.evaluation import EvalSet, evaluate
 
 
@@ -35,6 +35,6 @@ def test_reduced_encoder_training_learns(tmp_path, example_script):
     recall = {row.model: row.t2i["R@5"] for row in results.rows}
     assert recall["clip-77"] > 3 * 5 / 48, recall  # chance R@5 is 5/48
     for name in ("long-clip-recipe", "debias-recipe", "fix-clip-recipe"):  # same data, same steps
-        assert position_count(load_clip_model(trained[name]).model) == 248
+        assert get_context_length(load_clip_model(trained[name]).model) == 248
         assert recall[name] > 5 / 48, (name, recall)  # fine-tuned from clip-77: still above chance
-    assert position_count(load_clip_model(trained["clip-77"]).model) == 77
+    assert get_context_length(load_clip_model(trained["clip-77"]).model) == 77

@@ -8,7 +8,7 @@ from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel, C
 
 from debias_diffusion.errors import EncoderMismatchError
 from debias_diffusion.stretching import stretch_position_table, stretch_text_encoder, stretched_length
-from debias_diffusion.text_model_layout import position_count, text_embeddings
+from debias_diffusion.text_model_layout import get_context_length, text_embeddings
 
 
 def test_long_clip_table_hand_checked_rows():
@@ -85,7 +85,7 @@ def test_stretch_text_encoder_resizes_everything_together(model, clip_tokenizer_
         before = text(input_ids=ids).last_hidden_state
     stretch_text_encoder(model, tokenizer)
     embeddings = text_embeddings(model)
-    assert position_count(model) == 248
+    assert get_context_length(model) == 248
     assert embeddings.position_ids.shape == (1, 248)
     assert "embeddings.position_ids" not in "".join(model.state_dict())  # stays non-persistent
     config = model.config.text_config if hasattr(model.config, "text_config") else model.config
@@ -121,17 +121,17 @@ def test_layout_lookup_rejects_non_clip_modules():
         stretch_text_encoder(torch.nn.Linear(2, 2))
 
 
-def test_stretch_to_positions_stretches_only_shorter_tables(clip_tokenizer_factory):
-    from debias_diffusion.stretching import stretch_to_positions
+def test_stretch_to_context_length_stretches_only_shorter_tables(clip_tokenizer_factory):
+    from debias_diffusion.stretching import stretch_to_context_length
 
     torch.manual_seed(0)
     model = CLIPTextModel(_text_config()).eval()
     original = text_embeddings(model).position_embedding.weight.detach().clone()
     tokenizer = clip_tokenizer_factory(77)
-    assert not stretch_to_positions(model, None) and not stretch_to_positions(model, 77)
-    assert stretch_to_positions(model, 248, tokenizer)
-    assert position_count(model) == 248 == tokenizer.model_max_length
+    assert not stretch_to_context_length(model, None) and not stretch_to_context_length(model, 77)
+    assert stretch_to_context_length(model, 248, tokenizer)
+    assert get_context_length(model) == 248 == tokenizer.model_max_length
     assert torch.equal(text_embeddings(model).position_embedding.weight, stretch_position_table(original))
-    assert not stretch_to_positions(model, 100)  # longer already: left as it is
+    assert not stretch_to_context_length(model, 100)  # longer already: left as it is
     with pytest.raises(EncoderMismatchError, match="cannot stretch a 77-position text tower to 100"):
-        stretch_to_positions(CLIPTextModel(_text_config()), 100)
+        stretch_to_context_length(CLIPTextModel(_text_config()), 100)

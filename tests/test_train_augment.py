@@ -56,7 +56,7 @@ def _generator(seed: int = 0) -> torch.Generator:
 
 @pytest.fixture(scope="module")
 def tokenizer() -> CaptionTokenizer:
-    return CaptionTokenizer(build_clip_tokenizer(model_max_length=248, pad_token="!"))
+    return CaptionTokenizer(build_clip_tokenizer(context_length=248, pad_token="!"))
 
 
 def _text(tokenizer: CaptionTokenizer, text: str) -> list[int]:
@@ -107,7 +107,7 @@ def test_encode_equals_the_whole_text_tokenizer(tokenizer):
 
 
 def test_a_tokenizer_used_with_padding_before_wrapping_still_gives_unpadded_ids():
-    hf = build_clip_tokenizer(model_max_length=248, pad_token="!")
+    hf = build_clip_tokenizer(context_length=248, pad_token="!")
     expected = hf(CORPUS[:3], padding="max_length", truncation=True, max_length=248, return_tensors="pt")
     assert torch.equal(CaptionTokenizer(hf).encode(CORPUS[:3]), expected["input_ids"])
 

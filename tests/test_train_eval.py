@@ -331,7 +331,7 @@ def test_flickr30k_karpathy_test_split(tmp_path):
 # --- model, embeddings, cache -----------------------------------------------------------------------
 
 
-def tiny_clip_model(seed: int = 0, positions: int = 77) -> CLIPModel:
+def tiny_clip_model(seed: int = 0, context_length: int = 77) -> CLIPModel:
     torch.manual_seed(seed)
     config = CLIPConfig(
         text_config=dict(
@@ -339,7 +339,7 @@ def tiny_clip_model(seed: int = 0, positions: int = 77) -> CLIPModel:
             intermediate_size=64,
             num_hidden_layers=2,
             num_attention_heads=2,
-            max_position_embeddings=positions,
+            max_position_embeddings=context_length,
         ),
         vision_config=dict(
             hidden_size=32,
@@ -484,8 +484,8 @@ def test_load_clip_model_hub_id_offline_is_a_clear_error():
 # --- reports and evaluate ---------------------------------------------------------------------------
 
 
-def _row(model: str, dataset: str, probe: str, t2i: float, i2t: float) -> ResultRow:
-    return ResultRow(model, dataset, probe, 10, 50, {"R@1": t2i, "R@5": 99.0}, {"R@1": i2t, "R@5": 98.0})
+def _row(model: str, dataset: str, variant: str, t2i: float, i2t: float) -> ResultRow:
+    return ResultRow(model, dataset, variant, 10, 50, {"R@1": t2i, "R@5": 99.0}, {"R@1": i2t, "R@5": 98.0})
 
 
 def test_markdown_table_puts_checkpoints_side_by_side():
@@ -498,14 +498,14 @@ def test_markdown_table_puts_checkpoints_side_by_side():
         ],
     )
     assert results_markdown(results) == (
-        "| dataset | probe | base T2I R@1 | base I2T R@1 | debias T2I R@1 | debias I2T R@1 |\n"
+        "| dataset | caption_variant | base T2I R@1 | base I2T R@1 | debias T2I R@1 | debias I2T R@1 |\n"
         "| --- | --- | ---: | ---: | ---: | ---: |\n"
         "| docci | full | 78.6 | 66.5 | 85.6 | 85.2 |\n"
         "| docci | first_2 | 40.0 | 41.2 | - | - |\n"
     )
     assert (
         results_markdown(results, metrics=["i2t/R@5"]).splitlines()[0]
-        == "| dataset | probe | base I2T R@5 | debias I2T R@5 |"
+        == "| dataset | caption_variant | base I2T R@5 | debias I2T R@5 |"
     )
 
 
@@ -515,13 +515,13 @@ def test_write_report_json_shape_and_round_trip(tmp_path):
     )
     json_path, md_path = write_report(results, tmp_path / "out")
     data = json.loads(json_path.read_text())
-    assert data["format"] == "train_encoder.evaluation/1"
+    assert data["format"] == "train_encoder.evaluation/2"
     assert data["models"] == {"base": {"source": "a", "identity": "x", "context_length": 77}}
     assert data["results"] == [
         {
             "model": "base",
             "dataset": "coco",
-            "probe": "full",
+            "caption_variant": "full",
             "num_images": 10,
             "num_texts": 50,
             "t2i": {"R@1": 1.0, "R@5": 99.0},
@@ -531,6 +531,21 @@ def test_write_report_json_shape_and_round_trip(tmp_path):
     assert read_results(json_path) == results
     assert md_path.read_text() == results_markdown(results)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["results.json", "results.md"]
+
+
+def test_results_of_format_1_still_read_with_probe_as_the_caption_variant(tmp_path):
+    row = {"model": "base", "dataset": "coco", "probe": "first_only", "num_images": 10, "num_texts": 50,
+           "t2i": {"R@1": 1.0, "R@5": 99.0}, "i2t": {"R@1": 2.0, "R@5": 98.0}}  # fmt: skip
+    old = {"format": "train_encoder.evaluation/1", "models": {"base": {"source": "a"}}, "results": [row]}
+    (tmp_path / "results.json").write_text(json.dumps(old))
+    results = read_results(tmp_path / "results.json")
+    assert results.rows == [_row("base", "coco", "first_only", 1.0, 2.0)]
+    assert results.to_dict()["format"] == "train_encoder.evaluation/2"
+    assert results.to_dict()["results"][0]["caption_variant"] == "first_only" and "probe" not in results.to_dict()["results"][0]
+    with pytest.warns(DeprecationWarning, match=r"ResultRow\.probe is deprecated.*use caption_variant"):
+        assert results.rows[0].probe == "first_only"
+    with pytest.raises(ValueError, match="not an evaluation results file.*train_encoder.evaluation/9"):
+        EvaluationResults.from_dict({**old, "format": "train_encoder.evaluation/9"})
 
 
 def test_evaluate_runs_every_model_dataset_and_probe(tmp_path):
@@ -548,7 +563,7 @@ def test_evaluate_runs_every_model_dataset_and_probe(tmp_path):
         ks=(1, 2),
         progress=False,
     )
-    assert [(r.model, r.dataset, r.probe) for r in results.rows] == [
+    assert [(r.model, r.dataset, r.caption_variant) for r in results.rows] == [
         ("a", "urban1k", "full"),
         ("a", "urban1k", "first_only"),
         ("b", "urban1k", "full"),
@@ -568,4 +583,4 @@ def test_evaluate_runs_every_model_dataset_and_probe(tmp_path):
     assert (results.rows[3].num_images, results.rows[3].num_texts) == (3, 3)
     assert read_results(tmp_path / "out" / "results.json") == results
     header = (tmp_path / "out" / "results.md").read_text().splitlines()[0]
-    assert header == "| dataset | probe | a T2I R@1 | a I2T R@1 | b T2I R@1 | b I2T R@1 |"
+    assert header == "| dataset | caption_variant | a T2I R@1 | a I2T R@1 | b T2I R@1 | b I2T R@1 |"

@@ -446,7 +446,7 @@ def test_fix_clip_export_is_the_same_hf_text_encoder_as_the_other_recipes(fix_ru
     meta = json.loads((final / "text_encoder" / "train_encoder_export.json").read_text())
     assert (meta["recipe"], meta["positions"]) == ("fix-clip", 248)
     loaded = load_text_encoder(final / "text_encoder")
-    assert type(loaded.text_encoder).__name__ == "CLIPTextModelWithProjection" and loaded.max_length == 248
+    assert type(loaded.text_encoder).__name__ == "CLIPTextModelWithProjection" and loaded.context_length == 248
     clip = CLIPModel.from_pretrained(final / "clip")
     ids = torch.tensor([[49406, 320, 1929, 49407] + [0] * 244])
     with torch.no_grad():
@@ -506,7 +506,7 @@ def test_eval_cli_compares_fix_clip_long_clip_and_debias_side_by_side(fix_run, t
             "--probe", "full", "--probe", "first_only", "--output-dir", str(tmp_path / "eval")]  # fmt: skip
     assert main(argv) == 0
     results = json.loads((tmp_path / "eval" / "results.json").read_text())["results"]
-    assert {(r["model"], r["probe"]) for r in results} == {
+    assert {(r["model"], r["caption_variant"]) for r in results} == {
         (m, p) for m in ("fix-clip", "long-clip", "debias") for p in ("full", "first_only")
     }
     table = (tmp_path / "eval" / "results.md").read_text()

@@ -309,7 +309,7 @@ def test_export_loads_into_the_sd_pipeline_and_conditions_on_248_tokens(trained,
     assert (meta["recipe"], meta["step"], meta["positions"], meta["source"]) == ("debias", 30, 248, config.model)
 
     loaded = load_text_encoder(export.text_encoder)
-    assert loaded.max_length == 248 and loaded.tokenizer.model_max_length == 248
+    assert loaded.context_length == 248 and loaded.tokenizer.model_max_length == 248
     clip = CLIPModel.from_pretrained(export.clip)
     ids = torch.tensor([[49406, 320, 1929, 49407] + [0] * 244])
     with torch.no_grad():
@@ -519,7 +519,7 @@ def test_eval_cli_reports_retrieval_and_hidden_state_drift(tmp_path, trained, so
             "--output-dir", str(tmp_path / "out")]  # fmt: skip
     assert main(argv) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
-    rows = {(r["model"], r["probe"]) for r in results["results"]}
+    rows = {(r["model"], r["caption_variant"]) for r in results["results"]}
     assert rows == {(m, p) for m in ("trained", "source") for p in ("full", "first_only")}
     drift = json.loads((tmp_path / "out" / "drift.json").read_text())["models"]
     assert len(drift["trained"]["per_position"]) == 77  # the reference has 77 positions

@@ -35,7 +35,7 @@ def _poison(module: torch.nn.Module, name: str) -> None:
 
 def test_text_encoder_folder_missing_a_tensor_is_refused(tmp_path):
     tiny_text_encoder(77, projection=True).save_pretrained(tmp_path / "encoder")
-    assert load_text_encoder(tmp_path / "encoder").max_length == 77  # complete: loads
+    assert load_text_encoder(tmp_path / "encoder").context_length == 77  # complete: loads
     _drop_tensor(tmp_path / "encoder", "text_model.encoder.layers.1.mlp.fc1.weight")
     for with_projection in (None, False):  # also as the SD 1.x CLIPTextModel (other key names)
         with pytest.raises(CheckpointError, match=r"lacks 1 weight tensors .*layers\.1\.mlp\.fc1\.weight.*random"):

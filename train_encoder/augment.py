@@ -44,7 +44,7 @@ import torch
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase
 
-from debias_diffusion.clip_constants import EOT_ID, LONG_CLIP_POSITIONS, PAD_ID, SOT_ID
+from debias_diffusion.clip_constants import EOT_ID, LONG_CLIP_CONTEXT_LENGTH, PAD_ID, SOT_ID
 from debias_diffusion.sentences import join_sentences, split_sentences
 from debias_diffusion.tokenization import OpenCLIPTokenizer, build_clip_tokenizer, clean_text
 
@@ -65,7 +65,7 @@ __all__ = [
     "subsample_sentences",
 ]
 
-CONTEXT_LENGTH = LONG_CLIP_POSITIONS
+CONTEXT_LENGTH = LONG_CLIP_CONTEXT_LENGTH
 
 T = TypeVar("T")
 SentenceIds = tuple[np.ndarray, ...]
@@ -81,7 +81,7 @@ class CaptionTokenizer:
     """Captions -> BPE ids (whole texts or sentence by sentence) -> packed ``[B, context]`` rows.
 
     ``tokenizer`` is a fast CLIP tokenizer, by default
-    ``build_clip_tokenizer(model_max_length=context_length, pad_token="!")``; its ids equal
+    ``build_clip_tokenizer(context_length=context_length, pad_token="!")``; its ids equal
     ``open_clip.tokenize``'s. Caches: ``word_cache_size`` distinct words and
     ``caption_cache_size`` captions' sentence ids (about 2 KB each; ``0`` turns a cache off). A
     full cache is emptied and refilled. The caption cache pays off when the captions come back
@@ -101,7 +101,7 @@ class CaptionTokenizer:
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
                 raise ValueError(f"{name} must be an int >= 0 (0 turns the cache off), got {size!r}")
         if tokenizer is None:
-            tokenizer = build_clip_tokenizer(model_max_length=context_length, pad_token="!")
+            tokenizer = build_clip_tokenizer(context_length=context_length, pad_token="!")
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if backend is None:
             raise TypeError(

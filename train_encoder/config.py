@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from debias_diffusion.atomic_io import atomic_write_text
-from debias_diffusion.clip_constants import LONG_CLIP_POSITIONS
+from debias_diffusion.clip_constants import LONG_CLIP_CONTEXT_LENGTH
 
 from .data.records import FORMATS
 from .errors import ConfigError
@@ -70,7 +70,7 @@ class TrainConfig:
     """Any CLIP source: HF folder or Hub id, OpenAI-layout / Long-CLIP ``.pt``, ``open_clip:ARCH/TAG``."""
     hidden_act: str = "quick_gelu"
     """Activation for checkpoint files (OpenAI weights: quick_gelu; LAION open_clip weights: gelu)."""
-    stretch_to: int | None = LONG_CLIP_POSITIONS
+    stretch_to: int | None = LONG_CLIP_CONTEXT_LENGTH
     """KPS-stretch a shorter position table to this length (null: keep the source's length)."""
     keep: int = 20
     """Position rows copied by KPS and frozen during training (Long-CLIP's split)."""

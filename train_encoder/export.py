@@ -28,7 +28,7 @@ from transformers import CLIPModel, CLIPTextModelWithProjection
 from debias_diffusion.atomic_io import atomic_directory
 from debias_diffusion.errors import CheckpointError
 from debias_diffusion.image_preprocessing import ImagePreprocessing, clip_image_processor
-from debias_diffusion.text_model_layout import position_count
+from debias_diffusion.text_model_layout import get_context_length
 from debias_diffusion.tokenization import build_clip_tokenizer
 from debias_diffusion.ui_compatibility import warn_if_ui_activation_differs
 from debias_diffusion.weight_checks import check_complete
@@ -79,15 +79,16 @@ def export_model(
     recipe's ``extras`` (a state dict) beside them as ``recipe_extras.safetensors``, and a model card
     (``README.md``, Hub metadata with ``license``) from ``metadata`` and the training ``run_dir``'s records."""
     destination = Path(destination)
-    positions = position_count(model)
+    context_length = get_context_length(model)
     text_config = model.config.text_config
     warn_if_ui_activation_differs(text_config.hidden_size, text_config.num_hidden_layers, text_config.hidden_act)
     full = CLIPModel(model.config)
     full.load_state_dict(model.state_dict())
     full = full.to(dtype).eval()
     text = text_encoder_of(full)
-    tokenizer = build_clip_tokenizer(model_max_length=positions)
-    metadata = {**metadata, "positions": positions, "dtype": str(dtype).removeprefix("torch.")}
+    tokenizer = build_clip_tokenizer(context_length=context_length)
+    # train_encoder_export.json keeps its key "positions" for the context length (model cards of earlier exports read it)
+    metadata = {**metadata, "positions": context_length, "dtype": str(dtype).removeprefix("torch.")}
     with atomic_directory(destination, overwrite=overwrite) as scratch:
         for folder, module in ((scratch / CLIP_DIR, full), (scratch / TEXT_ENCODER_DIR, text)):
             module.save_pretrained(folder)

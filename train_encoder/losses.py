@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .token_states import SD_POSITIONS, real_token_mask
+from .token_states import SD_CONTEXT_LENGTH, real_token_mask
 
 __all__ = [
     "LossParts",
@@ -212,7 +212,7 @@ def distillation_loss(
     reference_hidden_states: torch.Tensor,
     input_ids: torch.Tensor,
     *,
-    positions: int = SD_POSITIONS,
+    positions: int = SD_CONTEXT_LENGTH,
 ) -> torch.Tensor:
     """Mean ``1 - cosine`` between fine-tuned and frozen per-token hidden states on the first ``positions``.
 

@@ -69,20 +69,20 @@ def model_card(metadata: Mapping[str, Any], facts: Mapping[str, Any], *, license
     }
     if _HUB_ID.match(source) and not Path(source).exists():
         front["base_model"] = source
-    positions = metadata.get("positions", "unknown")
+    context_length = metadata.get("positions", "unknown")  # the export file's key for the context length
     sections = [
         "---\n" + yaml.safe_dump(front, sort_keys=False) + "---",
-        f"# {recipe} CLIP text encoder, {positions} positions",
+        f"# {recipe} CLIP text encoder, {context_length} positions",
         (
             f"A CLIP model fine-tuned with the `{recipe}` recipe of "
             "[debias-diffusion](https://pypi.org/project/debias-diffusion/)'s `train_encoder`, from `"
-            f"{source}`, with the text positions stretched to {positions} (knowledge-preserved stretching), so "
+            f"{source}`, with the text positions stretched to {context_length} (knowledge-preserved stretching), so "
             "that prompts longer than CLIP's 77 tokens condition as a whole."
         ),
         "## Files\n\n"
         "- `clip/`: the full `CLIPModel` (both towers), image processor and tokenizer (retrieval, evaluation).\n"
         "- `text_encoder/`: `CLIPTextModelWithProjection` and a tokenizer with `model_max_length` = "
-        f"{positions}: what Stable Diffusion pipelines load.",
+        f"{context_length}: what Stable Diffusion pipelines load.",
         _training_section(metadata, facts),
         _drift_section(facts.get("drift")),
         _evaluation_section(facts.get("evaluations")),

@@ -22,8 +22,8 @@ from transformers import CLIPModel
 from debias_diffusion.clip_loading import load_clip_model
 from debias_diffusion.errors import EncoderMismatchError
 from debias_diffusion.image_preprocessing import ImagePreprocessing
-from debias_diffusion.stretching import stretch_to_positions
-from debias_diffusion.text_model_layout import position_count, text_embeddings
+from debias_diffusion.stretching import stretch_to_context_length
+from debias_diffusion.text_model_layout import get_context_length, text_embeddings
 
 from .activation_memory import LeanQuickGELU, use_lean_activations
 from .config import TrainConfig
@@ -93,7 +93,7 @@ class PreparedModel:
     model: CLIPModel
     preprocessing: ImagePreprocessing
     source: str
-    source_positions: int
+    source_context_length: int
     frozen_rows: FrozenPositionRows | None
     reference_text: nn.Module | None
     """The frozen source text tower (before stretching) for the distillation term, or ``None``."""
@@ -103,11 +103,11 @@ def build_model(config: TrainConfig) -> PreparedModel:
     """Load ``config.model`` on the CPU in float32 and prepare it as the config says."""
     loaded = load_clip_model(config.model, hidden_act=config.hidden_act)
     model = loaded.model
-    source_positions = position_count(model)
+    source_context_length = get_context_length(model)
     reference = None
     if config.distill_weight > 0:
         reference = copy.deepcopy(model.text_model).eval().requires_grad_(False)
-    stretch_to_positions(model, config.stretch_to, keep=config.keep)
+    stretch_to_context_length(model, config.stretch_to, keep=config.keep)
     model.train()
     freeze_towers(model, text=config.freeze_text, vision=config.freeze_vision)
     if config.logit_scale is not None:
@@ -118,7 +118,7 @@ def build_model(config: TrainConfig) -> PreparedModel:
         use_lean_activations(model, mlps=not config.gradient_checkpointing, recompute_fc1=config.recompute_mlp)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return PreparedModel(model, loaded.preprocessing, loaded.source, source_positions, frozen, reference)
+    return PreparedModel(model, loaded.preprocessing, loaded.source, source_context_length, frozen, reference)
 
 
 def freeze_towers(model: CLIPModel, *, text: bool = False, vision: bool = False) -> None:

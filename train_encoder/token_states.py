@@ -2,7 +2,7 @@
 
 Shared by the SD-compatibility loss (:func:`train_encoder.losses.distillation_loss`) and the drift
 report (:func:`train_encoder.evaluation.text_drift`). A Stable Diffusion UNet reads the first
-``SD_POSITIONS`` hidden states of its text encoder.
+``SD_CONTEXT_LENGTH`` hidden states of its text encoder.
 """
 
 from __future__ import annotations
@@ -10,11 +10,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from debias_diffusion.clip_constants import EOT_ID, OPENAI_CLIP_POSITIONS
+from debias_diffusion.clip_constants import EOT_ID, OPENAI_CLIP_CONTEXT_LENGTH
+from debias_diffusion.renamed import renamed_attributes
 
-__all__ = ["EOT_ID", "SD_POSITIONS", "hidden_state_drift", "real_token_mask"]
+__all__ = ["EOT_ID", "SD_CONTEXT_LENGTH", "hidden_state_drift", "real_token_mask"]
 
-SD_POSITIONS = OPENAI_CLIP_POSITIONS
+SD_CONTEXT_LENGTH = OPENAI_CLIP_CONTEXT_LENGTH
+
+__getattr__ = renamed_attributes(__name__, {"SD_POSITIONS": "SD_CONTEXT_LENGTH"}, globals())
 
 
 def real_token_mask(input_ids: torch.Tensor, *, eot_id: int = EOT_ID) -> torch.Tensor:

@@ -44,7 +44,7 @@ from debias_diffusion.atomic_io import atomic_write_json, atomic_write_text
 from debias_diffusion.clip_loading import load_clip_model
 from debias_diffusion.errors import OutputExistsError
 from debias_diffusion.image_preprocessing import ImagePreprocessing, image_transform
-from debias_diffusion.text_model_layout import position_count
+from debias_diffusion.text_model_layout import get_context_length
 
 from .augment import CaptionTokenizer
 from .checkpointing import (
@@ -73,7 +73,7 @@ from .hardware import describe_hardware
 from .losses import distillation_loss
 from .model_setup import PreparedModel, TwoCaptionCLIP, build_model, clamp_logit_scale, parameter_groups
 from .recipes import Recipe, get_recipe
-from .token_states import SD_POSITIONS
+from .token_states import SD_CONTEXT_LENGTH
 
 __all__ = [
     "MIN_PAIRS",
@@ -124,7 +124,7 @@ def train(
     set_seed(config.seed)
     prepared = build_model(config)
     recipe = resolve_recipe(config)
-    tokenizer = CaptionTokenizer(context_length=position_count(prepared.model))
+    tokenizer = CaptionTokenizer(context_length=get_context_length(prepared.model))
     loader = build_train_loader(
         config,
         prepared.preprocessing,
@@ -220,7 +220,7 @@ def build_optimizer(config: TrainConfig, module: nn.Module) -> torch.optim.AdamW
 def _prepare_module(config: TrainConfig, accelerator: Accelerator, prepared: PreparedModel, image_side):
     """The accelerate-prepared :class:`TwoCaptionCLIP` and its optimizer; the distillation reference on the device."""
     distilling = prepared.reference_text is not None and config.distill_weight > 0
-    two_caption = TwoCaptionCLIP(prepared.model, image_side, hidden_positions=SD_POSITIONS if distilling else 0)
+    two_caption = TwoCaptionCLIP(prepared.model, image_side, hidden_positions=SD_CONTEXT_LENGTH if distilling else 0)
     module, optimizer = accelerator.prepare(two_caption, build_optimizer(config, two_caption))
     if prepared.reference_text is not None:
         prepared.reference_text.to(accelerator.device)
@@ -332,7 +332,7 @@ def forward_backward(
     logged = recipe.step_loss(out, label_smoothing=label_smoothing)  # float32 features inside
     loss = logged["loss"]
     if reference_text is not None and distill_weight > 0:
-        positions = min(SD_POSITIONS, long_ids.shape[1])
+        positions = min(SD_CONTEXT_LENGTH, long_ids.shape[1])
         with torch.no_grad(), accelerator.autocast():
             reference = reference_text(input_ids=long_ids[:, :positions]).last_hidden_state
         distill = distillation_loss(out.long_hidden_states, reference, long_ids, positions=positions)

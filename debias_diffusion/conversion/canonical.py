@@ -9,6 +9,7 @@ import torch
 from ..clip_constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from ..errors import CheckpointError
 from ..image_preprocessing import ImagePreprocessing
+from ..renamed import renamed_keywords
 from ..stretching import LONG_CLIP_KEEP, LONG_CLIP_RATIO, stretch_position_table, stretch_ratio
 from .openai_layout import (
     TextTowerSpec,
@@ -51,14 +52,15 @@ class CanonicalCLIP:
         return replace(
             self,
             state_dict={**self.state_dict, "positional_embedding": table},
-            text=replace(self.text, positions=int(table.shape[0])),
+            text=replace(self.text, context_length=int(table.shape[0])),
         )
 
-    def stretched_to(self, positions: int, keep: int = LONG_CLIP_KEEP) -> CanonicalCLIP:
-        """Stretch to exactly ``positions`` rows (e.g. 77 -> 248), or return self if already there."""
-        if self.text.positions == positions:
+    @renamed_keywords(positions="context_length")
+    def stretched_to(self, context_length: int, keep: int = LONG_CLIP_KEEP) -> CanonicalCLIP:
+        """Stretch to exactly ``context_length`` rows (e.g. 77 -> 248), or return self if already there."""
+        if self.text.context_length == context_length:
             return self
-        return self.stretched(keep, stretch_ratio(self.text.positions, positions, keep))
+        return self.stretched(keep, stretch_ratio(self.text.context_length, context_length, keep))
 
 
 def from_state_dict(

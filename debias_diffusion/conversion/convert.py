@@ -64,7 +64,7 @@ def convert_to_hf(
     Args:
         source: a checkpoint file, an open_clip model object or an ``open_clip:ARCH/PRETRAINED`` spec.
         destination: the folder to write (atomically).
-        stretch_to: positions after KPS (e.g. 248); ``None`` keeps the source's.
+        stretch_to: the context length after KPS (e.g. 248); ``None`` keeps the source's.
         keep: leading positions KPS leaves unchanged (20, as Long-CLIP).
         text_only: write only the text tower (``CLIPTextModelWithProjection``).
         num_heads, vision_num_heads: attention heads when not ``width // 64``.
@@ -80,19 +80,19 @@ def convert_to_hf(
     clip = read_clip_source(
         source, num_heads=num_heads, vision_num_heads=vision_num_heads, hidden_act=hidden_act, text_only=text_only
     )
-    original_positions = clip.text.positions
+    original_length = clip.text.context_length
     warn_if_ui_activation_differs(clip.text.width, clip.text.layers, clip.text.hidden_act)
     if stretch_to is not None:
         clip = clip.stretched_to(stretch_to, keep=keep)
     model = build_text_encoder(clip) if clip.vision is None else build_clip_model(clip)
     report = _verify(clip, model, tolerance) if verify else None
-    tokenizer = build_clip_tokenizer(model_max_length=clip.text.positions)
+    tokenizer = build_clip_tokenizer(context_length=clip.text.context_length)
     result = ConversionResult(
         destination=Path(destination),
         source=clip.source,
         text=clip.text,
         vision=clip.vision,
-        stretched_from=original_positions if clip.text.positions != original_positions else None,
+        stretched_from=original_length if clip.text.context_length != original_length else None,
         equivalence=report,
     )
     model = _written(model, dtype)
@@ -161,7 +161,8 @@ def _image_processor(clip: CanonicalCLIP):
 def _provenance(result: ConversionResult) -> dict:
     return {
         "source": result.source,
-        "text": asdict(result.text),
+        # the file keeps its key "positions" for the context length (readers of earlier files rely on it)
+        "text": {("positions" if key == "context_length" else key): value for key, value in asdict(result.text).items()},
         "vision": asdict(result.vision) if result.vision else None,
         "stretched_from": result.stretched_from,
         "equivalence_max_abs_diff": asdict(result.equivalence) if result.equivalence else None,

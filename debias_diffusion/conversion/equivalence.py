@@ -34,7 +34,7 @@ def reference_text_tower(clip: CanonicalCLIP) -> TextTransformer:
     """open_clip ``TextTransformer`` holding the canonical text weights (float32, eval)."""
     spec = clip.text
     tower = TextTransformer(
-        context_length=spec.positions,
+        context_length=spec.context_length,
         vocab_size=spec.vocab_size,
         width=spec.width,
         heads=spec.heads,
@@ -72,9 +72,9 @@ def probe_token_ids(spec: TextTowerSpec, batch: int = 3, seed: int = 0) -> torch
     """Token rows that start with SOT, end at EOT at varied positions (last at the final slot)."""
     generator = torch.Generator().manual_seed(seed)
     sot, eot = spec.vocab_size - 2, spec.vocab_size - 1
-    ids = torch.randint(1, sot, (batch, spec.positions), generator=generator)
+    ids = torch.randint(1, sot, (batch, spec.context_length), generator=generator)
     ids[:, 0] = sot
-    ends = torch.linspace(2, spec.positions - 1, batch).long()
+    ends = torch.linspace(2, spec.context_length - 1, batch).long()
     for row, end in enumerate(ends.tolist()):
         ids[row, end] = eot
         ids[row, end + 1 :] = 0

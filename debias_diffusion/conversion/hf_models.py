@@ -31,7 +31,7 @@ def hf_text_config(spec: TextTowerSpec) -> CLIPTextConfig:
         intermediate_size=spec.intermediate_size,
         num_hidden_layers=spec.layers,
         num_attention_heads=spec.heads,
-        max_position_embeddings=spec.positions,
+        max_position_embeddings=spec.context_length,  # transformers' configs: max_position_embeddings
         hidden_act=spec.hidden_act,
         layer_norm_eps=1e-5,
         projection_dim=spec.projection_dim or spec.width,

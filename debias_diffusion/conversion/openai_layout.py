@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import CheckpointError
+from ..renamed import renamed_property
 from ..stretching import LONG_CLIP_KEEP
 
 TEXT_REQUIRED = ("token_embedding.weight", "positional_embedding", "ln_final.weight", "ln_final.bias")
@@ -37,9 +38,11 @@ class TextTowerSpec:
     layers: int
     heads: int
     intermediate_size: int
-    positions: int
+    context_length: int
     projection_dim: int | None
     hidden_act: str = "quick_gelu"
+
+    positions = renamed_property("positions", "context_length")
 
 
 @dataclass(frozen=True)
@@ -104,16 +107,16 @@ def text_tower_spec(
     projection = sd.get("text_projection")
     if projection is not None and (projection.ndim != 2 or projection.shape[0] != width):
         raise CheckpointError(f"text_projection has shape {tuple(projection.shape)}; expected [{width}, D]")
-    positions = sd["positional_embedding"].shape
-    if len(positions) != 2 or positions[1] != width:
-        raise CheckpointError(f"positional_embedding has shape {tuple(positions)}; expected [N, {width}]")
+    table = sd["positional_embedding"].shape
+    if len(table) != 2 or table[1] != width:
+        raise CheckpointError(f"positional_embedding has shape {tuple(table)}; expected [N, {width}]")
     return TextTowerSpec(
         vocab_size=int(vocab),
         width=int(width),
         layers=layers,
         heads=_heads(width, num_heads, "text"),
         intermediate_size=int(sd["transformer.resblocks.0.mlp.c_fc.weight"].shape[0]),
-        positions=int(positions[0]),
+        context_length=int(table[0]),
         projection_dim=None if projection is None else int(projection.shape[1]),
         hidden_act=_check_act(hidden_act),
     )

@@ -190,7 +190,7 @@ def _write_reading(path: Path, pipe, policy: str, identity: str, prompts: Sequen
         raise ProminenceDataError(f"the pipeline {type(pipe).__name__} has no tokenizer: the mention offsets "
                                   "cannot be measured in its encoder's tokens")  # fmt: skip
     reading = {
-        "window": int(tokenizer.model_max_length),
+        "window": int(tokenizer.model_max_length),  # the encoder's context length (transformers' name)
         "policy": policy,
         "identity": identity,
         "mentions": {_key(p): list(mention_reading(p, tokenizer, policy)) for p in prompts if p.mentioned},

@@ -190,6 +190,7 @@ def _component_identity(component: Any) -> Any:
         return {
             "class": type(component).__qualname__,
             "vocab": hashlib.sha256(vocab.encode()).hexdigest(),
+            # the context length under transformers' name (the key is part of cached identities: unchanged)
             "model_max_length": getattr(component, "model_max_length", None),
         }
     if hasattr(component, "config"):  # schedulers, feature extractors

@@ -62,7 +62,7 @@ def encode_pooled_texts(
     for index, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
             raise PromptError(f"text {index} is empty or not a string: {text!r}")
-    model, tokenizer, limit = encoder.text_encoder, encoder.tokenizer, encoder.max_length
+    model, tokenizer, limit = encoder.text_encoder, encoder.tokenizer, encoder.context_length
     counts = [len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]] if texts else []
     too_long = tuple(i for i, count in enumerate(counts) if count > limit)
     if too_long and on_long == "error":

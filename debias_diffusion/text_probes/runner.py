@@ -62,7 +62,21 @@ def probe_text(
         protocol: ``"ours"`` (seeded ordered captions, exact top-n qualification, TOR and TOC) or
             ``"paper"`` (clip-oscope's TOR: every combination in vocabulary order, substring
             qualification; no TOC; ``captions``, ``style``, ``articles``, ``summary`` do not apply).
+        num_objects: objects per caption (2..5 in the paper).
         captions: number of captions under our protocol (default 1000).
+        style: ``"short"`` (``"cat and dog and ..."``) or ``"long"`` (one sentence per object).
+        seed: seed of the captions and of the TOC train/test split.
+        articles: ``"a cat and a dog"`` instead of ``"cat and dog"``.
+        summary: long style only: start with a summary sentence that names no object.
+        test_fraction: share of the captions held out to test the TOC probes.
+        l2: the TOC probes' L2 penalty.
+        batch_size: texts per forward pass.
+        device: where the encoders run (``None``: CUDA when available, else CPU).
+        on_long: captions longer than an encoder: ``"truncate"`` (cut to its first tokens as CLIP does, counted
+            in the report) or ``"error"``.
+        output_dir: write the reports here (see below); ``None``: return the results only.
+        overwrite: replace ``output_dir`` when it is not empty.
+        progress: show progress bars.
 
     Every setting is checked before any encoder is loaded. With ``output_dir`` the reports
     (``results.json``, ``table.md``, ``captions.jsonl``) are written there atomically.

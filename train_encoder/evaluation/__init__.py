@@ -1,4 +1,4 @@
-"""Retrieval evaluation of CLIP checkpoints: Recall@K, the evaluation sets, DeBias-CLIP's bias probes.
+"""Retrieval evaluation of CLIP checkpoints: Recall@K, the evaluation sets, caption variants (the bias probes).
 
 ``evaluate(models, datasets, caption_variants, ...)`` runs everything and returns :class:`EvaluationResults`;
 the pieces (readers, caption variants, embedding cache, recall, report) are importable on their own.

@@ -63,7 +63,7 @@ class DatasetFormatError(DebiasDiffusionError, ValueError):
 class EvalSet:
     """Images, captions, and for each caption the index of its image.
 
-    ``variant`` names the caption set ("full", or a probe name once a probe is applied); it is
+    ``variant`` names the caption set ("full", or a caption variant's name once one is applied); it is
     part of result rows and embedding-cache keys.
     """
 

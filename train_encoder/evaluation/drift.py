@@ -17,10 +17,10 @@ from torch import nn
 from debias_diffusion.clip_embedding import clip_tokenizer
 from debias_diffusion.clip_loading import ModelSource, load_clip_model
 from debias_diffusion.loading import load_text_encoder
-from debias_diffusion.text_model_layout import position_count
+from debias_diffusion.text_model_layout import get_context_length
 
 from ..file_names import METADATA_FILE
-from ..token_states import SD_POSITIONS, hidden_state_drift, real_token_mask
+from ..token_states import SD_CONTEXT_LENGTH, hidden_state_drift, real_token_mask
 
 __all__ = ["recorded_source", "text_drift"]
 
@@ -47,25 +47,25 @@ def text_drift(
         raise ValueError("text_drift needs at least one caption")
     tower = _text_tower(model, stretch_to).to(device).eval()
     ref = _reference_tower(reference).to(device).eval()
-    positions, ref_positions = position_count(tower), position_count(ref)
-    tokenizer = clip_tokenizer(positions)
+    context_length, ref_length = get_context_length(tower), get_context_length(ref)
+    tokenizer = clip_tokenizer(context_length)
     sums = counts = None
     for start in range(0, len(captions), batch_size):
         batch = list(captions[start : start + batch_size])
-        ids = tokenizer(batch, truncation=True, max_length=positions, padding="max_length", return_tensors="pt")
+        ids = tokenizer(batch, truncation=True, max_length=context_length, padding="max_length", return_tensors="pt")
         ids = ids["input_ids"].to(device)
         mask = real_token_mask(ids)
         mean = hidden_state_drift(
-            tower(input_ids=ids).last_hidden_state, ref(input_ids=ids[:, :ref_positions]).last_hidden_state, mask
+            tower(input_ids=ids).last_hidden_state, ref(input_ids=ids[:, :ref_length]).last_hidden_state, mask
         )
         count = mask[:, : mean.shape[0]].sum(dim=0).float()
         total = torch.nan_to_num(mean) * count
         sums, counts = (total, count) if sums is None else (sums + total, counts + count)
     per_position = torch.where(counts > 0, sums / counts.clamp(min=1), torch.nan)
-    first = per_position[:SD_POSITIONS]
+    first = per_position[:SD_CONTEXT_LENGTH]
     return {
         "per_position": [None if torch.isnan(value) else round(float(value), 6) for value in per_position],
-        f"mean_cosine_first_{SD_POSITIONS}": float(first[~torch.isnan(first)].mean()),
+        f"mean_cosine_first_{SD_CONTEXT_LENGTH}": float(first[~torch.isnan(first)].mean()),
         "captions": len(captions),
     }
 

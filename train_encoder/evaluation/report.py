@@ -1,14 +1,14 @@
 """Evaluation results: a JSON file (written atomically) and a markdown table.
 
-The table has one row per (dataset, probe) and one column per (checkpoint, metric), so several
+The table has one row per (dataset, caption variant) and one column per (checkpoint, metric), so several
 checkpoints sit side by side. JSON shape::
 
-    {"format": "train_encoder.evaluation/1",
+    {"format": "train_encoder.evaluation/2",
      "models": {NAME: {"source": str, "identity": str, "context_length": int}},
-     "results": [{"model": NAME, "dataset": str, "probe": str, "num_images": int, "num_texts": int,
+     "results": [{"model": NAME, "dataset": str, "caption_variant": str, "num_images": int, "num_texts": int,
                   "t2i": {"R@1": float, "R@5": float, "R@10": float}, "i2t": {...}}]}
 
-Recalls are percentages.
+Recalls are percentages. Format 1 (earlier releases) named the caption variant ``"probe"``; it still reads.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from debias_diffusion.atomic_io import atomic_write_json, atomic_write_text
+from debias_diffusion.renamed import renamed_property
 
 __all__ = [
     "DEFAULT_TABLE_METRICS",
@@ -31,22 +32,34 @@ __all__ = [
     "write_report",
 ]
 
-RESULTS_FORMAT = "train_encoder.evaluation/1"
+RESULTS_FORMAT = "train_encoder.evaluation/2"
+#: Earlier formats that still read, each with its row keys renamed since (old -> new).
+_READABLE_FORMATS = {RESULTS_FORMAT: {}, "train_encoder.evaluation/1": {"probe": "caption_variant"}}
 DEFAULT_TABLE_METRICS = ("t2i/R@1", "i2t/R@1")
 JSON_NAME, MARKDOWN_NAME = "results.json", "results.md"
 
 
 @dataclass(frozen=True)
 class ResultRow:
-    """Retrieval recalls of one model on one dataset under one probe."""
+    """Retrieval recalls of one model on one dataset under one caption variant.
+
+    Args:
+        model: the model's name in the run.
+        dataset: the evaluation set's name.
+        caption_variant: the caption variant's name (``full``, ``first_only``, ...; :mod:`.caption_variants`).
+        num_images, num_texts: the set's size (texts after the variant).
+        t2i, i2t: recalls in percent by metric (``{"R@1": ..., "R@5": ...}``), text-to-image and image-to-text.
+    """
 
     model: str
     dataset: str
-    probe: str
+    caption_variant: str
     num_images: int
     num_texts: int
     t2i: dict[str, float]
     i2t: dict[str, float]
+
+    probe = renamed_property("probe", "caption_variant")
 
     def metric(self, spec: str) -> float | None:
         """Value of ``"t2i/R@1"``-style metric, ``None`` if absent."""
@@ -69,32 +82,38 @@ class EvaluationResults:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvaluationResults:
-        if data.get("format") != RESULTS_FORMAT:
+        """Results from :meth:`to_dict`'s mapping, this format or an earlier one (``"probe"`` rows)."""
+        format_name = data.get("format")
+        renamed = _READABLE_FORMATS.get(format_name) if isinstance(format_name, str) else None
+        if renamed is None:
             raise ValueError(
-                f"not an evaluation results file (format {data.get('format')!r}, expected {RESULTS_FORMAT!r})"
+                f"not an evaluation results file (format {format_name!r}, expected one of "
+                f"{', '.join(map(repr, _READABLE_FORMATS))})"
             )
-        return cls(dict(data["models"]), [ResultRow(**row) for row in data["results"]])
+        rows = [ResultRow(**{renamed.get(key, key): value for key, value in row.items()}) for row in data["results"]]
+        return cls(dict(data["models"]), rows)
 
     def markdown(self, metrics: Sequence[str] = DEFAULT_TABLE_METRICS) -> str:
         return results_markdown(self, metrics)
 
 
 def results_markdown(results: EvaluationResults, metrics: Sequence[str] = DEFAULT_TABLE_METRICS) -> str:
-    """Markdown table: rows = dataset / probe, columns = checkpoint x metric ("-" where missing)."""
+    """Markdown table: rows = dataset / caption variant, columns = checkpoint x metric ("-" where missing)."""
     models = list(results.models) or list(dict.fromkeys(row.model for row in results.rows))
-    cells = {(row.dataset, row.probe, row.model): row for row in results.rows}
+    cells = {(row.dataset, row.caption_variant, row.model): row for row in results.rows}
+    header = ["dataset", "caption_variant", *(f"{_cell(m)} {_label(s)}" for m in models for s in metrics)]
     lines = [
-        "| " + " | ".join(["dataset", "probe", *(f"{_cell(m)} {_label(s)}" for m in models for s in metrics)]) + " |",
+        "| " + " | ".join(header) + " |",
         "| " + " | ".join(["---", "---", *("---:" for _ in models for _ in metrics)]) + " |",
     ]
-    for dataset, probe in dict.fromkeys((row.dataset, row.probe) for row in results.rows):
+    for dataset, variant in dict.fromkeys((row.dataset, row.caption_variant) for row in results.rows):
         values = []
         for model in models:
-            row = cells.get((dataset, probe, model))
+            row = cells.get((dataset, variant, model))
             for spec in metrics:
                 value = row.metric(spec) if row is not None else None
                 values.append("-" if value is None else f"{value:.1f}")
-        lines.append("| " + " | ".join([_cell(dataset), _cell(probe), *values]) + " |")
+        lines.append("| " + " | ".join([_cell(dataset), _cell(variant), *values]) + " |")
     return "\n".join(lines) + "\n"
 
 
