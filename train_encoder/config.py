@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from debias_diffusion.atomic_io import atomic_write_text
@@ -464,8 +465,6 @@ def _check_values(c: TrainConfig) -> None:
 
 def _check_compile(c: TrainConfig) -> None:
     """``compile_towers``: a backend torch knows, and no knob that relies on eager autograd hooks."""
-    import torch
-
     backends = torch.compiler.list_backends(exclude_tags=())
     if c.compile_backend not in backends:
         raise ConfigError(
