@@ -351,10 +351,14 @@ def marked_backward(backward):
     def run(*args, **kwargs):
         with record_function(BACKWARD_MARK):
             if torch.cuda.is_available() and torch.cuda.is_initialized():
-                marked_backward.cuda_held = torch.cuda.memory_allocated()
+                marked_backward.cuda_held.append(torch.cuda.memory_allocated())
             return backward(*args, **kwargs)
 
     return run
+
+
+marked_backward.cuda_held = []
+"""CUDA bytes allocated at each marked backward's start (``step_memory`` clears it per measurement)."""
 
 
 def profiled_events(profiler) -> tuple[list[tuple[int, int]], list[int]]:
@@ -385,9 +389,10 @@ def step_memory(step, inputs) -> tuple[int, int]:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         resident = torch.cuda.memory_allocated()
+        marked_backward.cuda_held.clear()
         step.forward_backward(*inputs)
         torch.cuda.synchronize()
-        held, peak = marked_backward.cuda_held - resident, torch.cuda.max_memory_allocated() - resident
+        held, peak = marked_backward.cuda_held[0] - resident, torch.cuda.max_memory_allocated() - resident
     else:
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
             step.forward_backward(*inputs)
