@@ -20,7 +20,8 @@ Steps compared (``--steps-of``), on the same shapes, batch of images and token r
 transformers ``CLIPEncoderLayer`` with the knobs of ``--set``; Long-CLIP's own: its ``ResidualAttentionBlock``
 with its causal mask), under ``--mixed-precision`` autocast on the CPU; cheap enough for ViT-L/14 layers.
 ``--measure memory``: activation memory per pair and the predicted peak. One forward + backward per
-batch size (``--batches``); on a CPU the torch profiler's allocation events (summed in time order)
+batch size (``--batches``; ``--accumulate K``: K of them on ``1 / K`` of the pairs, held bytes taken at the
+first; ``--set compile_towers=true``: compiled by one unprofiled call first); on a CPU the torch profiler's allocation events (summed in time order)
 give the bytes held when the backward starts (what the forward saved for it) and the peak, on CUDA
 ``torch.cuda.memory_allocated`` / ``max_memory_allocated``. Activation memory per pair is the
 least-squares slope of the held bytes over the batch sizes. ``--depth V T`` builds the towers with
@@ -59,7 +60,7 @@ from transformers import CLIPConfig, CLIPModel
 
 from train_encoder.augment import CaptionTokenizer
 from train_encoder.config import TrainConfig, parse_override
-from train_encoder.model_setup import TwoCaptionCLIP, build_model, clamp_logit_scale
+from train_encoder.model_setup import TwoCaptionCLIP, build_model, clamp_logit_scale, compile_towers
 from train_encoder.recipes import get_recipe
 from train_encoder.trainer import build_optimizer, forward_backward
 
@@ -121,20 +122,25 @@ class OurStep:
         self.recipe = get_recipe("debias")
         module = TwoCaptionCLIP(self.prepared.model, hidden_positions=0)  # as the trainer's, without distillation
         self.module, self.optimizer = accelerator.prepare(module, build_optimizer(config, module))
+        if config.compile_towers:  # where the trainer compiles: after prepare
+            compile_towers(self.prepared.model, backend=config.compile_backend)
         self.micro_batches = accelerator.gradient_accumulation_steps
         self.model = self.prepared.model
         accelerator.backward = marked_backward(accelerator.backward)  # the profiler sees where the backward starts
 
     def forward_backward(self, images: torch.Tensor, long_ids: torch.Tensor, short_ids: torch.Tensor) -> torch.Tensor:
-        return forward_backward(self.accelerator, self.module, self.recipe, images, long_ids, short_ids)["loss"]
-
-    def __call__(self, images: torch.Tensor, long_ids: torch.Tensor, short_ids: torch.Tensor) -> torch.Tensor:
-        """One optimizer step: ``--accumulate K`` micro-batches of ``batch / K`` pairs, as the trainer runs them."""
+        """``--accumulate K`` micro-batches of ``batch / K`` pairs, each inside ``accelerator.accumulate`` as the
+        trainer runs them; no optimizer step."""
         for chunk in zip(*(x.chunk(self.micro_batches) for x in (images, long_ids, short_ids)), strict=True):
             with self.accelerator.accumulate(self.module):
-                loss = self.forward_backward(*chunk)
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
+                loss = forward_backward(self.accelerator, self.module, self.recipe, *chunk)["loss"]
+        return loss
+
+    def __call__(self, images: torch.Tensor, long_ids: torch.Tensor, short_ids: torch.Tensor) -> torch.Tensor:
+        """One optimizer step (the last micro-batch left ``sync_gradients`` set, so AdamW steps)."""
+        loss = self.forward_backward(images, long_ids, short_ids)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
         self.prepared.frozen_rows.restore()
         clamp_logit_scale(self.prepared.model)
         return loss
@@ -142,6 +148,8 @@ class OurStep:
 
 class LongClipStyleStep:
     """Long-CLIP's ``train.py`` step, written plainly on the same HF model."""
+
+    micro_batches = 1
 
     def __init__(self, folder: Path, device: torch.device, mixed_precision: str) -> None:
         config = TrainConfig(model=str(folder), train_data="unused.jsonl", lr=1e-6, lean_activations=False)
@@ -198,6 +206,8 @@ def load_longclip_model_code(source: Path):
 
 class LongClipOwnStep:
     """Long-CLIP's own model, loss and step (``train/train.py``: autocast, ``loss_long + loss_short``, AdamW)."""
+
+    micro_batches = 1
 
     def __init__(self, code, name: str, depth: tuple[int, int] | None, device: torch.device, mixed_precision: str):
         shape = SHAPES[name]
@@ -341,10 +351,14 @@ def marked_backward(backward):
     def run(*args, **kwargs):
         with record_function(BACKWARD_MARK):
             if torch.cuda.is_available() and torch.cuda.is_initialized():
-                marked_backward.cuda_held = torch.cuda.memory_allocated()
+                marked_backward.cuda_held.append(torch.cuda.memory_allocated())
             return backward(*args, **kwargs)
 
     return run
+
+
+marked_backward.cuda_held = []
+"""CUDA bytes allocated at each marked backward's start (``step_memory`` clears it per measurement)."""
 
 
 def profiled_events(profiler) -> tuple[list[tuple[int, int]], list[int]]:
@@ -363,9 +377,11 @@ def profiled_events(profiler) -> tuple[list[tuple[int, int]], list[int]]:
 
 
 def step_memory(step, inputs) -> tuple[int, int]:
-    """(held when the backward starts, peak) in bytes above the resident ones, for one forward + backward.
+    """(held when the backward starts, peak) in bytes above the resident ones, for one forward + backward
+    (``--accumulate K``: K of them, on ``1 / K`` of the pairs each).
 
-    Held: what the forward left for the backward (saved activations, outputs, the loss). Peak: the
+    Held: what the forward left for the backward (saved activations, outputs, the loss), at the first
+    micro-batch's backward (later ones hold the same plus the gradients, counted apart). Peak: the
     highest point of the whole forward + backward (gradients and the backward's buffers included).
     """
     device = inputs[0].device
@@ -373,18 +389,21 @@ def step_memory(step, inputs) -> tuple[int, int]:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         resident = torch.cuda.memory_allocated()
+        marked_backward.cuda_held.clear()
         step.forward_backward(*inputs)
         torch.cuda.synchronize()
-        held, peak = marked_backward.cuda_held - resident, torch.cuda.max_memory_allocated() - resident
+        held, peak = marked_backward.cuda_held[0] - resident, torch.cuda.max_memory_allocated() - resident
     else:
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
             step.forward_backward(*inputs)
         allocations, backward_starts = profiled_events(profiler)
-        if len(backward_starts) != 1:
-            raise RuntimeError(f"expected one backward call in the step, the profile holds {len(backward_starts)}")
+        if len(backward_starts) != step.micro_batches:
+            raise RuntimeError(
+                f"expected {step.micro_batches} backward calls in the step, the profile holds {len(backward_starts)}"
+            )
         total = peak = held = 0
         for start, size in sorted(allocations):
-            if start < backward_starts[0]:
+            if start < min(backward_starts):
                 held = total + size
             total += size
             peak = max(peak, total)
@@ -410,11 +429,17 @@ def slope(batches: list[int], values: list[float]) -> tuple[float, float]:
 def measure_depth(args: argparse.Namespace, name: str, depth: tuple[int, int] | None) -> dict[str, dict]:
     """Per step kind: held and peak bytes at each batch size, the held bytes' per-pair slope and intercept,
     the resident bytes (weights, AdamW moments) and the gradients' bytes."""
-    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    accelerator = Accelerator(mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.accumulate)
     results = {}
     for kind in args.steps_of:  # one model in memory at a time
         step = build_steps(args, name, accelerator, [kind], depth)[kind]
-        measured = [step_memory(step, step_inputs(name, batch, accelerator.device)) for batch in args.batches]
+        measured = []
+        for batch in args.batches:
+            inputs = step_inputs(name, batch, accelerator.device)
+            if kind == "ours" and args.overrides.get("compile_towers"):  # compile (this shape) before profiling
+                step.forward_backward(*inputs)
+                step.optimizer.zero_grad(set_to_none=True)
+            measured.append(step_memory(step, inputs))
         held, peaks = [value[0] for value in measured], [value[1] for value in measured]
         per_pair, intercept = slope(args.batches, held)
         trainable = sum(p.numel() * 4 for p in step.model.parameters() if p.requires_grad)  # float32 gradients
@@ -439,6 +464,8 @@ def memory_model(args: argparse.Namespace, name: str) -> dict:
         "model": name,
         "depth": depth_note,
         "batches": args.batches,
+        "accumulate": args.accumulate,
+        "overrides": args.overrides,
         "mixed_precision": args.mixed_precision,
         "device": device_name(device),
         "steps": measured,
@@ -473,6 +500,16 @@ def predicted_peak(figures: dict, pairs: int) -> float:
     return figures["resident"] + figures["gradients"] + figures["intercept"] + pairs * figures["per_pair"]
 
 
+def step_label(row: dict, kind: str) -> str:
+    """``kind``, and for ours its ``--set`` knobs and ``--accumulate`` (activations are per pair of the step)."""
+    if kind != "ours":
+        return kind
+    notes = [f"{key}={value}" for key, value in row.get("overrides", {}).items()]
+    if row.get("accumulate", 1) > 1:
+        notes.append(f"{row['accumulate']} micro-batches")
+    return f"ours ({', '.join(notes)})" if notes else kind
+
+
 def memory_table(rows: list[dict], predict: list[int]) -> str:
     mib, gib = 2**20, 2**30
     lines = [
@@ -484,7 +521,7 @@ def memory_table(rows: list[dict], predict: list[int]) -> str:
         for kind, figures in row["steps"].items():
             predicted = ", ".join(f"{predicted_peak(figures, pairs) / gib:.1f} ({pairs})" for pairs in predict)
             lines.append(
-                f"| {row['model']} | {row['depth']} | {row['mixed_precision']} | {row['device']} | {kind} "
+                f"| {row['model']} | {row['depth']} | {row['mixed_precision']} | {row['device']} | {step_label(row, kind)} "
                 f"| {figures['per_pair'] / mib:.1f} | {figures['resident'] / gib:.2f} | {figures['gradients'] / gib:.2f} "
                 f"| {predicted} |"
             )
@@ -579,7 +616,7 @@ def main() -> None:
     parser.add_argument("--measure", default="time", choices=("time", "memory", "layer"))
     parser.add_argument("--batch", type=int, default=64, help="pairs per step (time)")
     parser.add_argument("--accumulate", type=int, default=1, metavar="K",
-                        help="ours: K micro-batches of batch / K pairs per optimizer step (time)")  # fmt: skip
+                        help="ours: K micro-batches of batch / K pairs per optimizer step")  # fmt: skip
     parser.add_argument("--batches", type=int, nargs="+", default=[2, 4], help="pairs per step (memory slopes)")
     parser.add_argument("--predict", type=int, nargs="+", default=[256], help="pairs to predict the peak for")
     parser.add_argument("--depth", type=int, nargs=2, metavar=("VISION", "TEXT"), help="layers per tower (memory)")
@@ -598,6 +635,8 @@ def main() -> None:
         parser.error(f"--measure {args.measure} needs two or more different --batches for the per-pair slope")
     if args.batch % args.accumulate:
         parser.error(f"--batch {args.batch} is not a multiple of --accumulate {args.accumulate}")
+    if args.measure == "memory" and any(batch % args.accumulate for batch in args.batches):
+        parser.error(f"--batches {args.batches}: each must be a multiple of --accumulate {args.accumulate}")
     args.overrides = dict(parse_override(setting) for setting in args.settings)
     if args.render:
         rows = [row for path in args.render for row in json.loads(Path(path).read_text(encoding="utf-8"))]

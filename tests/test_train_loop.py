@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -283,6 +284,71 @@ def test_memory_and_speed_knobs_leave_the_weights_of_six_steps_as_they_were(tmp_
                 torch.testing.assert_close(other[key], default[key], rtol=1e-5, atol=1e-6, msg=f"{impl}: {key}")
 
 
+COMPILED = dict(compile_towers=True, compile_backend="aot_eager")  # traced by dynamo + AOTAutograd, no C++ build
+SIX_STEPS = dict(max_steps=6, batch_size=4, checkpoint_every=3, keep_checkpoints=0, export_final=False, lr=1e-3)
+
+
+def _compiled_names(folder: Path) -> list[str]:
+    """Every key of every safetensors file under ``folder`` that names a compiled wrapper."""
+    return [key for path in folder.rglob("*.safetensors") for key in load_file(path) if "_orig_mod" in key]
+
+
+def _final_weights(result) -> dict[str, torch.Tensor]:
+    return load_file(result.checkpoint / "model" / "model.safetensors")
+
+
+def _assert_close_weights(weights: dict, reference: dict, label: str) -> None:
+    assert weights.keys() == reference.keys(), label
+    for key in reference:
+        torch.testing.assert_close(weights[key], reference[key], rtol=1e-5, atol=1e-6, msg=f"{label}: {key}")
+
+
+@pytest.fixture(scope="module")
+def six_eager_steps(tmp_path_factory, source_dir, data_dir):
+    """Six eager steps of batch 4 with checkpoints at steps 3 and 6: what the compiled runs must match."""
+    return train(_config(source_dir, data_dir, tmp_path_factory.mktemp("eager") / "out", **SIX_STEPS))
+
+
+def test_compile_towers_gives_the_eager_weights_of_six_steps_under_its_own_names(
+    tmp_path, source_dir, data_dir, six_eager_steps
+):
+    """``compile_towers`` (aot_eager here: inductor needs minutes of C++ builds on this CPU) with the default
+    lean activations gives the eager run's weights to float tolerance; the checkpoints and the export hold the
+    eager module's keys, never ``_orig_mod.``. Also with gradient checkpointing and distillation (2 steps)."""
+    compiled = train(_config(source_dir, data_dir, tmp_path / "compiled", **{**SIX_STEPS, "export_final": True},
+                             **COMPILED))  # fmt: skip
+    _assert_close_weights(_final_weights(compiled), _final_weights(six_eager_steps), "lean activations")
+    assert compiled.export_dir is not None and not _compiled_names(tmp_path / "compiled")
+    exported = load_file(compiled.export_dir / "clip" / "model.safetensors")
+    assert exported.keys() == _final_weights(compiled).keys()
+
+    knobs = dict(SIX_STEPS, max_steps=2, gradient_checkpointing=True, distill_weight=1.0)
+    eager = train(_config(source_dir, data_dir, tmp_path / "checkpointing", **knobs))
+    compiled = train(_config(source_dir, data_dir, tmp_path / "checkpointing-compiled", **knobs, **COMPILED))
+    _assert_close_weights(_final_weights(compiled), _final_weights(eager), "checkpointing + distillation")
+
+
+def test_a_compiled_run_resumes_an_eager_one_and_the_other_way(tmp_path, source_dir, data_dir, six_eager_steps):
+    """Checkpoints do not depend on ``compile_towers``: a compiled run resumes the eager run's step-3
+    checkpoint, an eager run a compiled run's, and both end with the eager run's weights (float tolerance)."""
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_3(state):
+        if state.step == 3:  # after its checkpoint
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(_config(source_dir, data_dir, tmp_path / "from-compiled", **SIX_STEPS, **COMPILED), on_step=kill_at_3)
+    (tmp_path / "from-eager" / "checkpoints").mkdir(parents=True)
+    shutil.copytree(six_eager_steps.checkpoint.parent / "step-3", tmp_path / "from-eager" / "checkpoints" / "step-3")
+    for folder, knobs in ((tmp_path / "from-compiled", {}), (tmp_path / "from-eager", COMPILED)):
+        resumed = train(_config(source_dir, data_dir, folder, **SIX_STEPS, **knobs), resume="latest")
+        assert resumed.state.step == 6 and not _compiled_names(folder)
+        _assert_close_weights(_final_weights(resumed), _final_weights(six_eager_steps), folder.name)
+
+
 def test_optimizer_impl_picks_adamw_kernels_and_leaves_torchs_choice_by_default():
     model = _tiny_clip()
     for impl, flags in {"default": (None, None), "foreach": (True, None), "fused": (None, True)}.items():
@@ -364,6 +430,8 @@ def test_export_loads_into_the_sd_pipeline_and_conditions_on_248_tokens(trained,
         ({"model": None}, "model: a value is required"),
         ({"optimizer_impl": "apex"}, "optimizer_impl='apex': must be one of default, foreach, fused"),
         ({"recompute_mlp": True, "gradient_checkpointing": True}, "recompute_mlp: true needs lean_activations"),
+        ({"compile_towers": True, "recompute_mlp": True}, "compile_towers: true cannot be combined with recompute_mlp"),
+        ({"compile_towers": True, "compile_backend": "inductr"}, "compile_backend='inductr': must be a torch.compile"),
     ],
 )
 def test_config_errors_name_the_bad_key(override, message):
@@ -539,8 +607,12 @@ def test_eval_cli_reports_retrieval_and_hidden_state_drift(tmp_path, trained, so
 @pytest.mark.skipif(os.environ.get("TRAIN_ENCODER_DDP_TEST") != "1", reason="slow: set TRAIN_ENCODER_DDP_TEST=1")
 @pytest.mark.parametrize(
     "recipe_args",
-    [[], ["--recipe", "fix-clip", "--set", "fix_clip.groups=1", "--set", "fix_clip.group_size=1"]],
-    ids=["debias", "fix-clip"],
+    [
+        [],
+        ["--recipe", "fix-clip", "--set", "fix_clip.groups=1", "--set", "fix_clip.group_size=1"],
+        ["--compile-towers", "true", "--compile-backend", "aot_eager"],  # compiled after DDP wraps the model
+    ],
+    ids=["debias", "fix-clip", "compiled-towers"],
 )
 def test_two_process_ddp_resume_is_exact(tmp_path, source_dir, data_dir, recipe_args):
     """torchrun, 2 CPU processes (gloo): 6 steps straight vs resumed from the step-2 checkpoint."""
@@ -564,7 +636,7 @@ def test_two_process_ddp_resume_is_exact(tmp_path, source_dir, data_dir, recipe_
     whole = load_file(tmp_path / "whole" / "checkpoints" / "step-6" / "model" / "model.safetensors")
     resumed = load_file(tmp_path / "resumed" / "checkpoints" / "step-6" / "model" / "model.safetensors")
     assert all(torch.equal(whole[key], resumed[key]) for key in whole)
-    if recipe_args:  # the recipe's image-side extras resume exactly too
+    if "fix-clip" in recipe_args:  # the recipe's image-side extras resume exactly too
         extras = [load_file(tmp_path / run / "checkpoints" / "step-6" / "recipe_extras.safetensors")
                   for run in ("whole", "resumed")]  # fmt: skip
         assert all(torch.equal(extras[0][key], extras[1][key]) for key in extras[0])

@@ -90,7 +90,9 @@ class LeanMLP(nn.Module):
         self.recompute_fc1 = recompute_fc1
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        if not torch.is_grad_enabled():
+        if not torch.is_grad_enabled() or torch.compiler.is_compiling():
+            # compiled (``compile_towers``): the hooks below cannot be traced (storage addresses); the compiler's
+            # partitioner picks what the backward keeps (more than the hooks do: BENCHMARKS.md)
             return self.fc2(self.activation_fn(self.fc1(hidden_states)))
         device_type = hidden_states.device.type
         autocast = torch.is_autocast_enabled(device_type)

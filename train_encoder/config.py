@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from debias_diffusion.atomic_io import atomic_write_text
@@ -84,6 +85,10 @@ class TrainConfig:
     """The MLPs keep only fc1's output for the backward (same values and gradients; less activation memory)."""
     recompute_mlp: bool = False
     """Also recompute fc1 in the backward instead of keeping its output (one more matmul per MLP; less memory)."""
+    compile_towers: bool = False
+    """``torch.compile`` the vision and text towers (not the loss, not the PCA); the first steps compile."""
+    compile_backend: str = "inductor"
+    """The ``torch.compile`` backend for ``compile_towers`` (``aot_eager``: traced but not fused, needs no C++ compiler)."""
 
     # --- recipe and loss ---------------------------------------------------------------------------
     recipe: str = "debias"
@@ -431,6 +436,8 @@ def _check_values(c: TrainConfig) -> None:
             "recompute_mlp: true needs lean_activations: true and gradient_checkpointing: false "
             "(checkpointing already recomputes whole layers); set one of them accordingly"
         )
+    if c.compile_towers:
+        _check_compile(c)
     one_of("mixed_precision", MIXED_PRECISION)
     one_of("optimizer_impl", OPTIMIZER_IMPLS)
     need(c.train_data is not None and bool(c.train_data.strip()), "train_data", "an annotation file or shard pattern")
@@ -454,6 +461,22 @@ def _check_values(c: TrainConfig) -> None:
     if unknown:
         raise ConfigError(f"trackers={c.trackers!r}: unknown tracker {unknown[0]!r}; known: {', '.join(TRACKERS)}")
     get_recipe(c.recipe).configured(c)  # the recipe checks its own keys (ConfigError naming the key)
+
+
+def _check_compile(c: TrainConfig) -> None:
+    """``compile_towers``: a backend torch knows, and no knob that relies on eager autograd hooks."""
+    backends = torch.compiler.list_backends(exclude_tags=())
+    if c.compile_backend not in backends:
+        raise ConfigError(
+            f"compile_backend={c.compile_backend!r}: must be a torch.compile backend "
+            f"(inductor, aot_eager, cudagraphs, ...; this torch knows {', '.join(sorted(backends))})"
+        )
+    if c.recompute_mlp:
+        raise ConfigError(
+            "compile_towers: true cannot be combined with recompute_mlp: true: compiled towers run plain MLPs "
+            "(the compiler's partitioner chooses what the backward keeps, and recomputes no matmul); set one "
+            "of them to false"
+        )
 
 
 def _settings_follow_the_recipe(c: TrainConfig) -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "TwoCaptionCLIP",
     "build_model",
     "clamp_logit_scale",
+    "compile_towers",
     "freeze_towers",
     "parameter_groups",
     "reset_logit_scale",
@@ -119,6 +120,18 @@ def build_model(config: TrainConfig) -> PreparedModel:
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return PreparedModel(model, loaded.preprocessing, loaded.source, source_context_length, frozen, reference)
+
+
+def compile_towers(model: CLIPModel, backend: str = "inductor") -> None:
+    """``torch.compile`` the vision and text towers in place (``nn.Module.compile``: the modules and their
+    state-dict keys stay as they are, no ``_orig_mod.`` wrapper); the loss and the PCA stay eager.
+
+    Call it after ``accelerator.prepare`` (accelerate's order: wrap for DDP, then compile). Compiled, the
+    :class:`~train_encoder.activation_memory.LeanMLP` modules run the plain MLP and leave what the backward
+    keeps to the compiler's partitioner (their saved-tensor hooks cannot be traced).
+    """
+    model.vision_model.compile(backend=backend)
+    model.text_model.compile(backend=backend)
 
 
 def freeze_towers(model: CLIPModel, *, text: bool = False, vision: bool = False) -> None:

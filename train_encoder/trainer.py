@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, set_seed
+from accelerate.utils import DistributedType, DynamoBackend, set_seed
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -71,7 +71,14 @@ from .export import export_model
 from .file_names import CHECKPOINTS_DIR, CONFIG_FILE, DRIFT_FILE, FINAL_DIR, METRICS_FILE, STATE_FILE
 from .hardware import describe_hardware
 from .losses import distillation_loss
-from .model_setup import PreparedModel, TwoCaptionCLIP, build_model, clamp_logit_scale, parameter_groups
+from .model_setup import (
+    PreparedModel,
+    TwoCaptionCLIP,
+    build_model,
+    clamp_logit_scale,
+    compile_towers,
+    parameter_groups,
+)
 from .recipes import Recipe, get_recipe
 from .token_states import SD_CONTEXT_LENGTH
 
@@ -222,6 +229,8 @@ def _prepare_module(config: TrainConfig, accelerator: Accelerator, prepared: Pre
     distilling = prepared.reference_text is not None and config.distill_weight > 0
     two_caption = TwoCaptionCLIP(prepared.model, image_side, hidden_positions=SD_CONTEXT_LENGTH if distilling else 0)
     module, optimizer = accelerator.prepare(two_caption, build_optimizer(config, two_caption))
+    if config.compile_towers:  # after prepare, as accelerate compiles: in place, so DDP and checkpoints see no wrapper
+        compile_towers(prepared.model, backend=config.compile_backend)
     if prepared.reference_text is not None:
         prepared.reference_text.to(accelerator.device)
     return module, optimizer
@@ -388,7 +397,8 @@ class _Run:
             reference = load_clip_model(self.config.model, hidden_act=self.config.hidden_act).model.text_model
         model = self.prepared.model
         was_training = model.training
-        drift = text_drift(model.text_model, reference, captions, device=self.accelerator.device)
+        with torch.compiler.set_stance("force_eager"):  # a compiled tower would compile again for inference
+            drift = text_drift(model.text_model, reference, captions, device=self.accelerator.device)
         model.train(was_training)
         atomic_write_json(self.output_dir / DRIFT_FILE, {"reference": self.config.model, **drift})
         _log(
@@ -558,6 +568,12 @@ def _accelerator(config: TrainConfig) -> Accelerator:
         raise ConfigError(
             f"torch.distributed runs {dist.get_world_size()} processes but accelerate sees "
             f"{accelerator.num_processes}: on a machine without GPUs set ACCELERATE_USE_CPU=1 for multi-process runs"
+        )
+    if config.compile_towers and accelerator.state.dynamo_plugin.backend != DynamoBackend.NO:
+        raise ConfigError(
+            f"compile_towers: true and accelerate's dynamo_backend={accelerator.state.dynamo_plugin.backend.value} "
+            "would compile the model twice; keep one (unset dynamo_backend in `accelerate config` / "
+            "ACCELERATE_DYNAMO_BACKEND, or set compile_towers: false)"
         )
     if accelerator.distributed_type not in (DistributedType.NO, DistributedType.MULTI_GPU, DistributedType.MULTI_CPU):
         raise ConfigError(
