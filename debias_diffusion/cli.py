@@ -207,6 +207,7 @@ def _add_generate(commands) -> None:
 
 
 GENERATE_SIZE = _size_hook("image size, e.g. 512x512")
+EVALUATOR_SIZE = _size_hook()
 
 
 def _run_generate(args: argparse.Namespace) -> int:
@@ -282,6 +283,7 @@ def _compared_pipelines(args: argparse.Namespace, **load_options) -> dict:
 def _add_evaluator_arguments(p: argparse.ArgumentParser, *, default_output: str) -> None:
     """Seeds, detector, generation, device and output flags, the same in both image evaluators."""
     from .prominence.detectors import DETECTOR_NAMES
+    from .prominence.jobs import SamplingSettings
 
     p.add_argument("--seeds", type=seed, nargs="+", default=[0, 1, 2], help="seeds per prompt (default: 0 1 2)")
     p.add_argument("--detector", choices=(*DETECTOR_NAMES, "color"), default="owlv2", help="default: owlv2")
@@ -291,10 +293,7 @@ def _add_evaluator_arguments(p: argparse.ArgumentParser, *, default_output: str)
     p.add_argument("--text-threshold", type=bounded_float(0, 1), help="grounding-dino text threshold (default 0.25)")
     p.add_argument("--sam", nargs="?", const="facebook/sam-vit-base", metavar="MODEL",
                    help="add SAM masks for mask areas (default model facebook/sam-vit-base)")  # fmt: skip
-    p.add_argument("--steps", type=POSITIVE, default=30, help="denoising steps (default: 30)")
-    p.add_argument("--guidance-scale", type=bounded_float(0), default=7.5, help="default: 7.5")
-    p.add_argument("--size", type=_size, metavar="WxH", help="image size (default: the model's)")
-    p.add_argument("-n", "--negative-prompt", help="negative prompt for every image")
+    add_settings_arguments(p, SamplingSettings, hooks=[EVALUATOR_SIZE])
     add_dtype(p)
     add_device(p)
     p.add_argument("--caveat", help="a line printed at the top of the report")
@@ -371,9 +370,7 @@ def _generation_options(args: argparse.Namespace) -> SamplingSettings:
     """The image settings both evaluators take from the command line (each adds its own policy)."""
     from .prominence.jobs import SamplingSettings
 
-    width, height = args.size or (None, None)
-    return SamplingSettings(steps=args.steps, guidance_scale=args.guidance_scale, width=width, height=height,
-                             negative_prompt=args.negative_prompt)  # fmt: skip
+    return settings_from_arguments(SamplingSettings, args, hooks=[EVALUATOR_SIZE])
 
 
 def _run_late_detail(args: argparse.Namespace) -> int:

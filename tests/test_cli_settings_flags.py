@@ -16,6 +16,7 @@ from debias_diffusion.cli_arguments import add_device, parse_arguments
 from debias_diffusion.generation import GenerationSettings
 from debias_diffusion.image_probes import probe_image
 from debias_diffusion.image_probes.results import ImageProbeSettings
+from debias_diffusion.prominence.jobs import SamplingSettings
 from debias_diffusion.settings_arguments import (
     METADATA_KEY,
     FieldHook,
@@ -46,6 +47,8 @@ def _spec(settings: type, name: str):
     return next(f for f in dataclasses.fields(settings) if f.name == name).metadata[METADATA_KEY]
 
 
+EVALUATOR_FLAGS = ("--seeds", "--detector", "--detector-model", "--threshold", "--box-threshold", "--text-threshold",
+                   "--sam", "--dtype", "--device", "--caveat", "-o", "--output-dir")  # fmt: skip
 # subcommand -> (its settings dataclass, fields one hook sets together, the visible flags that are no field of it)
 SUBCOMMANDS = {
     "generate": (GenerationSettings, {("width", "height"): "--size"}, {"-o", "--output-dir", "--overwrite"}),
@@ -54,6 +57,12 @@ SUBCOMMANDS = {
     "probe-image": (ImageProbeSettings, {}, {"--clip-model", "--images", "--references", "--scenes", "--objects",
                                              "--resolution", "--reference-size", "--hidden-act", "--num-heads",
                                              "--batch-size", "--device", "-o", "--output-dir", "--overwrite"}),
+    "evaluate-prominence": (SamplingSettings, {("width", "height"): "--size"}, {
+        "--object-sets", "-m", "--model", "-e", "--encoder", "-p", "--pipeline", "-t", "--template", "--max-orderings",
+        "--long-prompt", *EVALUATOR_FLAGS}),
+    "late-detail": (SamplingSettings, {("width", "height"): "--size"}, {
+        "--items", "-m", "--model", "-e", "--encoder", "-p", "--pipeline", "--chunk", "--long-prompt", "--offsets",
+        "--context", "--no-builtin-context", "--total-tokens", "--offset-tolerance", *EVALUATOR_FLAGS}),
 }  # fmt: skip
 # the Python entry point whose keyword defaults a record's flags take (its own field names where they differ)
 ENTRY_POINTS = {"probe-text": (probe_text, PROBE_TEXT_KEYWORDS), "probe-image": (probe_image, {})}
@@ -116,6 +125,19 @@ def test_generate_every_flag_reaches_its_field(tmp_path):
         "a cat", negative_prompt="blurry, dark", model="my/model", encoder="none", steps=3, guidance_scale=2.5,
         seed=9, width=640, height=384, num_images=4, long_prompt="chunk", dtype="bfloat16", device="cpu",
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["evaluate-prominence", "late-detail"])
+def test_evaluator_sampling_flags_round_trip(command):
+    from debias_diffusion.cli import EVALUATOR_SIZE
+
+    base = [command, "--object-sets" if command == "evaluate-prominence" else "--items", "x.yaml"]
+    default = parse_arguments(_parser(), base)
+    assert settings_from_arguments(SamplingSettings, default, hooks=[EVALUATOR_SIZE]) == SamplingSettings()
+    given = parse_arguments(_parser(), [*base, "--steps", "4", "--guidance-scale", "3", "--size", "64x32", "-n", "x"])
+    assert settings_from_arguments(SamplingSettings, given, hooks=[EVALUATOR_SIZE]) == SamplingSettings(
+        steps=4, guidance_scale=3.0, width=64, height=32, negative_prompt="x"
+    )
 
 
 def _generate_hooks() -> list[FieldHook]:
