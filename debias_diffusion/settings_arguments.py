@@ -198,7 +198,7 @@ def _hooked_fields(settings: type, hooks: Sequence[FieldHook]) -> dict[str, Fiel
 
 
 def _default(settings: type, field: dataclasses.Field, defaults: Mapping[str, Any] | None) -> Any:
-    own = field.default if field.default is not dataclasses.MISSING else dataclasses.MISSING
+    own = field.default  # dataclasses.MISSING when the field has none
     if defaults is None or field.name not in defaults:
         return own
     if own is not dataclasses.MISSING and own != defaults[field.name]:
