@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(OFFLINE) $(BIN)/python examples/shapes_world/demo.py --output outputs/shapes_world
+	$(OFFLINE) $(BIN)/python examples/shapes_world/demo.py -o outputs/shapes_world
 
 test: lint test-pinned wheel-smoke test-newest test-oldest
 

@@ -22,6 +22,13 @@ from .cli_arguments import (
 )
 from .error_boundary import run_guarded
 from .named_arguments import parse_named_values
+from .settings_arguments import (
+    FieldHook,
+    add_settings_arguments,
+    keyword_defaults,
+    settings_from_arguments,
+    settings_values,
+)
 
 if TYPE_CHECKING:
     from .prominence.jobs import SamplingSettings
@@ -67,7 +74,6 @@ class _DebugSubparsers:
 
 
 POSITIVE = bounded_int(1)
-FRACTION = bounded_float(above=0, below=1)
 
 
 def _add_convert(commands) -> None:
@@ -174,9 +180,17 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(err)) from err
 
 
+def _size_hook(what: str = "image size") -> FieldHook:
+    """``--size WxH``: a settings dataclass's ``width`` and ``height`` (``None``: the model's)."""
+    return FieldHook(
+        ("width", "height"),
+        add=lambda p: p.add_argument("--size", type=_size, metavar="WxH", help=f"{what} (default: the model's)"),
+        read=lambda args: dict(zip(("width", "height"), args.size or (None, None), strict=True)),
+    )
+
+
 def _add_generate(commands) -> None:
-    from .conditioning import LONG_PROMPT_POLICIES
-    from .generation import DEFAULT_ENCODER, DEFAULT_MODEL
+    from .generation import GenerationSettings
 
     p = commands.add_parser(
         "generate",
@@ -186,49 +200,20 @@ def _add_generate(commands) -> None:
             "sidecar (every setting, the token count, what a long-prompt policy dropped) per image."
         ),
     )
-    p.add_argument("prompt", help="prompt text, or @FILE to read it from a file")
-    p.add_argument("-n", "--negative-prompt", help="negative prompt text, or @FILE")
-    p.add_argument(
-        "-m", "--model", default=DEFAULT_MODEL, help=f"diffusers pipeline folder or Hub id (default: {DEFAULT_MODEL})"
-    )
-    p.add_argument("-e", "--encoder", default=DEFAULT_ENCODER,
-                   help="long text encoder: folder, .pt/.safetensors, Hub id, 'longclip-l' (Long-CLIP-L, default) "
-                        "or 'none' to keep the model's own encoder")  # fmt: skip
+    add_settings_arguments(p, GenerationSettings, hooks=[GENERATE_SIZE])
     add_output_dir(p, default="outputs/generate", old=["--output"])
-    p.add_argument("--steps", type=POSITIVE, default=30, help="denoising steps (default: 30)")
-    p.add_argument("--guidance-scale", type=bounded_float(0), default=7.5,
-                   help="classifier-free guidance scale; 1 or less turns it off (default: 7.5)")  # fmt: skip
-    p.add_argument("--seed", type=seed, default=0, help="seed of the first image; image i uses seed + i (default: 0)")
-    p.add_argument("--size", type=_size, metavar="WxH", help="image size, e.g. 512x512 (default: the model's)")
-    p.add_argument("--num-images", type=bounded_int(1, 100_000), default=1, help="number of images (default: 1)")
-    p.add_argument("--long-prompt", choices=LONG_PROMPT_POLICIES, default="truncate",
-                   help="prompts longer than the encoder: truncate at a sentence, chunk, or error (default: truncate)")  # fmt: skip
-    add_dtype(p)
-    add_device(p)
     p.add_argument("--overwrite", action="store_true", help="replace images with the same seeds if they exist")
     p.set_defaults(run=_run_generate)
 
 
+GENERATE_SIZE = _size_hook("image size, e.g. 512x512")
+EVALUATOR_SIZE = _size_hook()
+
+
 def _run_generate(args: argparse.Namespace) -> int:
     from .generation import GenerationSettings, generate
-    from .prompt_files import read_prompt_argument
 
-    width, height = args.size or (None, None)
-    settings = GenerationSettings(
-        prompt=read_prompt_argument(args.prompt),
-        negative_prompt=read_prompt_argument(args.negative_prompt) if args.negative_prompt else None,
-        model=args.model,
-        encoder=args.encoder,
-        steps=args.steps,
-        guidance_scale=args.guidance_scale,
-        seed=args.seed,
-        width=width,
-        height=height,
-        num_images=args.num_images,
-        long_prompt=args.long_prompt,
-        dtype=args.dtype,
-        device=args.device,
-    )
+    settings = settings_from_arguments(GenerationSettings, args, hooks=[GENERATE_SIZE])
     for path in generate(settings, args.output_dir, overwrite=args.overwrite):
         print(f"wrote {path} (+ {path.with_suffix('.json').name})")
     return 0
@@ -298,6 +283,7 @@ def _compared_pipelines(args: argparse.Namespace, **load_options) -> dict:
 def _add_evaluator_arguments(p: argparse.ArgumentParser, *, default_output: str) -> None:
     """Seeds, detector, generation, device and output flags, the same in both image evaluators."""
     from .prominence.detectors import DETECTOR_NAMES
+    from .prominence.jobs import SamplingSettings
 
     p.add_argument("--seeds", type=seed, nargs="+", default=[0, 1, 2], help="seeds per prompt (default: 0 1 2)")
     p.add_argument("--detector", choices=(*DETECTOR_NAMES, "color"), default="owlv2", help="default: owlv2")
@@ -307,10 +293,7 @@ def _add_evaluator_arguments(p: argparse.ArgumentParser, *, default_output: str)
     p.add_argument("--text-threshold", type=bounded_float(0, 1), help="grounding-dino text threshold (default 0.25)")
     p.add_argument("--sam", nargs="?", const="facebook/sam-vit-base", metavar="MODEL",
                    help="add SAM masks for mask areas (default model facebook/sam-vit-base)")  # fmt: skip
-    p.add_argument("--steps", type=POSITIVE, default=30, help="denoising steps (default: 30)")
-    p.add_argument("--guidance-scale", type=bounded_float(0), default=7.5, help="default: 7.5")
-    p.add_argument("--size", type=_size, metavar="WxH", help="image size (default: the model's)")
-    p.add_argument("-n", "--negative-prompt", help="negative prompt for every image")
+    add_settings_arguments(p, SamplingSettings, hooks=[EVALUATOR_SIZE])
     add_dtype(p)
     add_device(p)
     p.add_argument("--caveat", help="a line printed at the top of the report")
@@ -387,9 +370,7 @@ def _generation_options(args: argparse.Namespace) -> SamplingSettings:
     """The image settings both evaluators take from the command line (each adds its own policy)."""
     from .prominence.jobs import SamplingSettings
 
-    width, height = args.size or (None, None)
-    return SamplingSettings(steps=args.steps, guidance_scale=args.guidance_scale, width=width, height=height,
-                             negative_prompt=args.negative_prompt)  # fmt: skip
+    return settings_from_arguments(SamplingSettings, args, hooks=[EVALUATOR_SIZE])
 
 
 def _run_late_detail(args: argparse.Namespace) -> int:
@@ -459,29 +440,10 @@ def _add_probe_text(commands) -> None:
     add_named_sources(p, "-e", "--encoder", required=True,
                       what="a text encoder to probe: NAME=folder, .pt/.safetensors, Hub id, open_clip:ARCH/PRETRAINED "
                            "or longclip-l")  # fmt: skip
-    p.add_argument("--protocol", choices=("ours", "paper"), default="ours",
-                   help="ours: seeded ordered captions, exact top-n, TOR + TOC; paper: clip-oscope's TOR (every "
-                        "combination in vocabulary order, substring qualification, no TOC) (default: ours)")  # fmt: skip
-    p.add_argument("--vocabulary",
-                   help="coco (80 COCO names), comco (the paper's 90), simco (18 shapes), shapes (64 colour-shape "
-                        "phrases) or a .txt/.json/.yaml file (default: coco; comco with --protocol paper)")  # fmt: skip
-    p.add_argument(
-        "--objects", type=POSITIVE, default=4, metavar="N", help="objects per caption, 2..5 in the paper (default: 4)"
-    )
-    p.add_argument("--captions", type=POSITIVE, metavar="M", help="number of captions, --protocol ours (default: 1000)")
-    p.add_argument("--style", choices=("short", "long"), default="short",
-                   help="short: 'cat and dog and ...'; long: one sentence per object (default: short)")  # fmt: skip
-    p.add_argument("--articles", action="store_true", help="'a cat and a dog' instead of 'cat and dog' (objects too)")
-    p.add_argument("--summary", action="store_true", help="long style: start with a summary sentence naming no object")
-    p.add_argument(
-        "--seed", type=seed, default=0, help="seed of the captions and of the TOC train/test split (default: 0)"
-    )
-    p.add_argument("--test-fraction", type=FRACTION, default=0.2, help="captions held out for TOC (default: 0.2)")
-    p.add_argument("--l2", type=bounded_float(0), default=1e-3, help="TOC probes' L2 penalty (default: 0.001)")
-    long_captions = p.add_argument("--long-captions", choices=("truncate", "error"), default="truncate",
-                                   help="captions longer than an encoder: cut to its first tokens as CLIP does "
-                                        "(counted in the report) or error (default: truncate)")  # fmt: skip
-    add_deprecated_alias(p, long_captions, "--long-prompt")
+    from .text_probes import probe_text
+    from .text_probes.results import ProbeSettings
+
+    add_settings_arguments(p, ProbeSettings, defaults=keyword_defaults(probe_text, PROBE_TEXT_KEYWORDS))
     p.add_argument("--batch-size", type=POSITIVE, default=64, help="texts per forward pass (default: 64)")
     add_device(p)
     add_output_dir(p, default="outputs/probe-text")
@@ -489,27 +451,22 @@ def _add_probe_text(commands) -> None:
     p.set_defaults(run=_run_probe_text)
 
 
+PROBE_TEXT_KEYWORDS = {"num_captions": "captions"}  # ProbeSettings fields probe_text names otherwise
+
+
 def _run_probe_text(args: argparse.Namespace) -> int:
     from .devices import resolve_device
     from .text_probes import probe_text
     from .text_probes.report import REPORT_FILES, markdown_table
+    from .text_probes.results import ProbeSettings
 
     args.device = resolve_device(args.device)  # before any model is loaded
+    values = settings_values(ProbeSettings, args)
     results = probe_text(
         parse_named_values(args.encoder, "--encoder", example="openai=openai/clip-vit-large-patch14"),
-        args.vocabulary,
-        protocol=args.protocol,
-        num_objects=args.objects,
-        captions=args.captions,
-        style=args.style,
-        seed=args.seed,
-        articles=args.articles,
-        summary=args.summary,
-        test_fraction=args.test_fraction,
-        l2=args.l2,
+        **{PROBE_TEXT_KEYWORDS.get(name, name): value for name, value in values.items()},
         batch_size=args.batch_size,
         device=args.device,
-        on_long=args.long_captions,
         output_dir=args.output_dir,
         overwrite=args.overwrite,
     )
@@ -552,16 +509,10 @@ def _add_probe_image(commands) -> None:
     p.add_argument("--reference-size", type=bounded_float(high=1, above=0), metavar="F",
                    help="shapes world: reference objects' size as a fraction of the image side (default: 0.34, the "
                         "middle of the large range)")  # fmt: skip
-    p.add_argument("--seed", type=seed, default=0,
-                   help="seed of the scenes, the absent objects and the IOC train/test split (default: 0)")  # fmt: skip
-    p.add_argument("--test-fraction", type=FRACTION, default=0.2, help="images held out for IOC (default: 0.2)")
-    p.add_argument("--l2", type=bounded_float(0), default=1e-3, help="IOC probes' L2 penalty (default: 0.001)")
-    p.add_argument(
-        "--articles", action="store_true", help="matching captions 'a cat and a dog' instead of 'cat and dog'"
-    )
-    p.add_argument("--protocol", choices=("ours", "paper"), default="ours",
-                   help="paper: clip-oscope's RGB-first image loading and matching pairs (every absent object; its "
-                        "second-scenario captions) (default: ours)")  # fmt: skip
+    from .image_probes import probe_image
+    from .image_probes.results import ImageProbeSettings
+
+    add_settings_arguments(p, ImageProbeSettings, defaults=keyword_defaults(probe_image))
     p.add_argument("--hidden-act", choices=("quick_gelu", "gelu"), default="quick_gelu",
                    help="MLP activation for checkpoint files: quick_gelu (OpenAI, Long-CLIP) or gelu (LAION open_clip)")  # fmt: skip
     p.add_argument("--num-heads", type=POSITIVE, help="checkpoint files: text attention heads (default: width // 64)")
@@ -577,6 +528,7 @@ def _run_probe_image(args: argparse.Namespace) -> int:
     from .errors import UsageError
     from .image_probes import probe_image, read_image_folder, shapes_world_data
     from .image_probes.report import REPORT_FILES, matching_table, slot_table
+    from .image_probes.results import ImageProbeSettings
     from .probing.outputs import check_output_dir
 
     models = parse_named_values(args.clip_model, "--clip-model", example="openai=openai/clip-vit-large-patch14")
@@ -599,11 +551,8 @@ def _run_probe_image(args: argparse.Namespace) -> int:
             reference_size=args.reference_size, progress=True,
         )  # fmt: skip
     results = probe_image(
-        models, data, seed=args.seed, test_fraction=args.test_fraction, l2=args.l2, articles=args.articles,
-        protocol=args.protocol, batch_size=args.batch_size, device=args.device, hidden_act=args.hidden_act,
-        num_heads=args.num_heads,
-        output_dir=args.output_dir,
-        overwrite=args.overwrite,
+        models, data, **settings_values(ImageProbeSettings, args), batch_size=args.batch_size, device=args.device,
+        hidden_act=args.hidden_act, num_heads=args.num_heads, output_dir=args.output_dir, overwrite=args.overwrite,
     )  # fmt: skip
     print(slot_table(results), end="")
     print()

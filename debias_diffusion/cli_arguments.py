@@ -156,10 +156,12 @@ def add_device(parser: argparse.ArgumentParser) -> argparse.Action:
     )
 
 
-def add_dtype(parser: argparse.ArgumentParser, *, default: str | None = None, what: str = "weights dtype") -> None:
+def add_dtype(
+    parser: argparse.ArgumentParser, *, default: str | None = None, what: str = "weights dtype"
+) -> argparse.Action:
     """``--dtype``; no ``default``: float16 on CUDA, float32 elsewhere (``devices.resolve_dtype``)."""
     shown = default or "float16 on CUDA, float32 elsewhere"
-    parser.add_argument("--dtype", choices=DTYPE_NAMES, default=default, help=f"{what} (default: {shown})")
+    return parser.add_argument("--dtype", choices=DTYPE_NAMES, default=default, help=f"{what} (default: {shown})")
 
 
 def add_named_sources(

@@ -11,13 +11,17 @@ from typing import Any
 
 import torch
 
-from .argument_types import MAX_SEED
+from .argument_types import MAX_SEED, bounded_float, bounded_int
+from .argument_types import seed as parse_seed
 from .atomic_io import atomic_save_image, atomic_write_json
-from .conditioning import LongPromptPolicy, check_long_prompt_policy, plan_prompt
+from .cli_arguments import add_device, add_dtype
+from .conditioning import LONG_PROMPT_POLICIES, LongPromptPolicy, check_long_prompt_policy, plan_prompt
 from .devices import resolve_device
 from .errors import CheckpointError, ModelNotFoundError, OutputExistsError, PromptError, SettingError
 from .loading import missing_model_error
 from .output_lock import locked_output
+from .prompt_files import read_prompt_argument
+from .settings_arguments import flag, no_flag, shared_flag
 from .weight_checks import check_pipeline_weights
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -49,20 +53,37 @@ class GenerationSettings:
         extra: free-form facts recorded in every sidecar (not passed to the pipeline).
     """
 
-    prompt: str
-    negative_prompt: str | None = None
-    model: str = DEFAULT_MODEL
-    encoder: str = DEFAULT_ENCODER
-    steps: int = 30
-    guidance_scale: float = 7.5
-    seed: int = 0
-    width: int | None = None
-    height: int | None = None
-    num_images: int = 1
-    long_prompt: LongPromptPolicy = "truncate"
-    dtype: str | None = None
-    device: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    prompt: str = field(metadata=flag("prompt text, or @FILE to read it from a file", positional=True,
+                                      read=read_prompt_argument))  # fmt: skip
+    negative_prompt: str | None = field(
+        default=None, metadata=flag("negative prompt text, or @FILE", "-n", "--negative-prompt", read=read_prompt_argument)
+    )
+    model: str = field(default=DEFAULT_MODEL, metadata=flag("diffusers pipeline folder or Hub id", "-m", "--model"))
+    encoder: str = field(
+        default=DEFAULT_ENCODER,
+        metadata=flag("long text encoder: folder, .pt/.safetensors, Hub id, 'longclip-l' (Long-CLIP-L, default) "
+                      "or 'none' to keep the model's own encoder", "-e", "--encoder", default_in_help=False),
+    )  # fmt: skip
+    steps: int = field(default=30, metadata=flag("denoising steps", type=bounded_int(1)))
+    guidance_scale: float = field(
+        default=7.5, metadata=flag("classifier-free guidance scale; 1 or less turns it off", type=bounded_float(0))
+    )
+    seed: int = field(default=0, metadata=flag("seed of the first image; image i uses seed + i", type=parse_seed))
+    width: int | None = field(
+        default=None, metadata=flag("image width in pixels (the CLI's --size WxH)", type=bounded_int(1, MAX_SIDE))
+    )
+    height: int | None = field(
+        default=None, metadata=flag("image height in pixels (the CLI's --size WxH)", type=bounded_int(1, MAX_SIDE))
+    )
+    num_images: int = field(default=1, metadata=flag("number of images", type=bounded_int(1, MAX_IMAGES)))
+    long_prompt: LongPromptPolicy = field(
+        default="truncate",
+        metadata=flag("prompts longer than the encoder: truncate at a sentence, chunk, or error",
+                      choices=LONG_PROMPT_POLICIES),
+    )  # fmt: skip
+    dtype: str | None = field(default=None, metadata=shared_flag(add_dtype))
+    device: str | None = field(default=None, metadata=shared_flag(add_device))
+    extra: dict[str, Any] = field(default_factory=dict, metadata=no_flag("Python only: recorded in each sidecar"))
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -29,6 +29,7 @@ from open_clip.model import CLIP
 from debias_diffusion import count_tokens, load_text_encoder, truncate_prompt
 from debias_diffusion.atomic_io import atomic_write_json
 from debias_diffusion.cli import main as cli
+from debias_diffusion.cli_arguments import add_output_dir, parse_arguments
 
 HEAD = (
     "A cosy reading corner in the late afternoon. A deep green armchair stands beside a tall window "
@@ -44,9 +45,8 @@ TAILS = ("A sleeping orange cat is curled up on the seat.", "A black umbrella is
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="debias-diffusion foundation demo (offline, tiny random CLIP)")
-    parser.add_argument("--output", type=Path, default=Path("outputs/demo"))
-    args = parser.parse_args()
-    out = args.output
+    add_output_dir(parser, default="outputs/demo", old=["--output"])
+    out = Path(parse_arguments(parser, None).output_dir)
     out.mkdir(parents=True, exist_ok=True)
     print("debias-diffusion demo: a small RANDOM CLIP made here (no real weights, no network).\n")
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..argument_types import bounded_float
+from ..argument_types import seed as parse_seed
 from ..probing.linear import SlotProbeResult
 from ..probing.retrieval import SlotRetrievalResult
+from ..settings_arguments import flag, no_flag
 from ..text_probes.vocabulary import Vocabulary
 from .data import ProbeImage, slot_labels
 from .ior import RetrievalDiagnostics
@@ -19,17 +22,23 @@ __all__ = ["ImageProbeResults", "ImageProbeSettings", "ModelImageProbeResult"]
 class ImageProbeSettings:
     """Everything besides the models that changes the numbers."""
 
-    source: str
-    vocabulary: str
-    vocabulary_size: int
-    num_objects: int
-    num_images: int
-    slot_order: str
-    seed: int
-    test_fraction: float
-    l2: float
-    articles: bool
-    protocol: str = "ours"
+    source: str = field(metadata=no_flag("the data's: the shapes world or --images/--references folders"))
+    vocabulary: str = field(metadata=no_flag("the data's object names"))
+    vocabulary_size: int = field(metadata=no_flag("the data's number of object names"))
+    num_objects: int = field(metadata=no_flag("the data's objects per image (--objects chooses the data)"))
+    num_images: int = field(metadata=no_flag("the data's number of images"))
+    slot_order: str = field(metadata=no_flag("the data's slot order"))
+    seed: int = field(
+        metadata=flag("seed of the scenes, the absent objects and the IOC train/test split", type=parse_seed)
+    )
+    test_fraction: float = field(metadata=flag("images held out for IOC", type=bounded_float(above=0, below=1)))
+    l2: float = field(metadata=flag("IOC probes' L2 penalty", type=bounded_float(0)))
+    articles: bool = field(metadata=flag("matching captions 'a cat and a dog' instead of 'cat and dog'"))
+    protocol: str = field(
+        default="ours",
+        metadata=flag("paper: clip-oscope's RGB-first image loading and matching pairs (every absent object; its "
+                      "second-scenario captions)", choices=("ours", "paper")),
+    )  # fmt: skip
     """``"ours"`` or ``"paper"`` (clip-oscope's RGB-first loading and matching pairs)."""
 
 

@@ -9,8 +9,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..argument_types import bounded_float, bounded_int
 from ..errors import ProminenceDataError
 from ..renamed import renamed_attributes
+from ..settings_arguments import flag, no_flag
 from .prompts import ObjectSet, PromptTemplate, orderings
 
 __all__ = ["ImageJob", "SamplingSettings", "check_generation_options", "check_run_arguments", "plan_jobs"]
@@ -23,15 +25,21 @@ _RUNNER_ARGUMENTS = ("prompt", "generator", "num_inference_steps", "guidance_sca
 class SamplingSettings:
     """Settings every image is generated with (part of the image cache key)."""
 
-    steps: int = 30
-    guidance_scale: float = 7.5
-    width: int | None = None
-    height: int | None = None
-    negative_prompt: str | None = None
-    images_per_call: int = 4
+    steps: int = field(default=30, metadata=flag("denoising steps", type=bounded_int(1)))
+    guidance_scale: float = field(default=7.5, metadata=flag("classifier-free guidance scale", type=bounded_float(0)))
+    width: int | None = field(
+        default=None, metadata=flag("image width in pixels (the CLI's --size WxH)", type=bounded_int(1))
+    )
+    height: int | None = field(
+        default=None, metadata=flag("image height in pixels (the CLI's --size WxH)", type=bounded_int(1))
+    )
+    negative_prompt: str | None = field(
+        default=None, metadata=flag("negative prompt for every image", "-n", "--negative-prompt")
+    )
+    images_per_call: int = field(default=4, metadata=no_flag("Python only: the same on every run"))
     """Seeds of one prompt generated in one batched call (each with its own generator). Batching changes
     pixels slightly, so the batches are planned: the same seeds always share a call, on every run."""
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict, metadata=no_flag("Python only: more pipeline arguments"))
     """More keyword arguments for the pipeline call (e.g. ``{"long_prompt": "chunk"}``)."""
 
     def cache_fields(self) -> dict[str, Any]:

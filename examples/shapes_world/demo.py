@@ -17,7 +17,7 @@ prompts with the drop-in pipeline for each encoder, every object ordering, measu
 colour detector (generation quality and prominence by prompt position); (4) one report. Steps 3
 and 4 are library code: ``debias_diffusion.shapes_world`` (world_prominence, quality, report).
 
-Usage: python examples/shapes_world/demo.py [--output outputs/shapes_world] [--models DIR] [--quick]
+Usage: python examples/shapes_world/demo.py [-o outputs/shapes_world] [--models DIR] [--quick]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from debias_diffusion.atomic_io import atomic_write_json
+from debias_diffusion.cli_arguments import add_output_dir, parse_arguments
 from debias_diffusion.errors import DebiasDiffusionError
 from debias_diffusion.named_arguments import parse_named_values
 from debias_diffusion.shapes_world import export_dataset
@@ -54,7 +55,7 @@ def world_eval_set(output: Path, scenes: int) -> EvalSet:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--output", type=Path, default=Path("outputs/shapes_world"))
+    add_output_dir(parser, default="outputs/shapes_world", what="the report's folder", old=["--output"])
     parser.add_argument("--models", type=Path, default=MODELS)
     parser.add_argument("--quick", action="store_true", help="fewer scenes and seeds (a smoke run)")
     parser.add_argument("--late-detail", action="store_true",
@@ -62,7 +63,7 @@ def parse_args() -> argparse.Namespace:
                              "docs/late-detail.md); off by default until its time fits the 5-minute budget")  # fmt: skip
     parser.add_argument("--encoder", action="append", default=[], metavar="LABEL=CLIP_FOLDER",
                         help="also measure this CLIPModel folder, e.g. 'FIX-CLIP recipe=models_work/fix-clip-recipe/clip'")  # fmt: skip
-    args = parser.parse_args()
+    args = parse_arguments(parser, None)
     try:
         args.encoders = world_encoders(args.models, parse_named_values(args.encoder, "--encoder"))
     except DebiasDiffusionError as error:
@@ -74,7 +75,7 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     started = time.perf_counter()
-    output, encoders = args.output, args.encoders
+    output, encoders = Path(args.output_dir), args.encoders
 
     print(f"{CAVEAT}\nThe same on SD 1.5 with real weights (GPU, network):\n{REAL_MODELS}\n")
     print("[1/4] retrieval in the world, with the DeBias paper's probes")

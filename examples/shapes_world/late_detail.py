@@ -6,7 +6,7 @@ fine-tunes swapped in, with the colour detector. Items are unseen scenes' object
 (mentioned first) and a target of another colour, mentioned at token offsets 12 ... 215 inside the
 built-in neutral context; controls replace the target's sentence with context.
 
-Usage: python examples/shapes_world/late_detail.py [--output outputs/shapes_world/late_detail]
+Usage: python examples/shapes_world/late_detail.py [-o outputs/shapes_world/late_detail]
        [--models DIR] [--items 6] [--seeds 0 1] [--encoder 'LABEL=CLIP_FOLDER' ...]
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from debias_diffusion.cli_arguments import add_output_dir, parse_arguments
 from debias_diffusion.errors import DebiasDiffusionError
 from debias_diffusion.named_arguments import parse_named_values
 from debias_diffusion.shapes_world.world_late_detail import OFFSETS, WorldLateDetailSettings, run_world_late_detail
@@ -27,7 +28,7 @@ MODELS = Path(__file__).parent / "models"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--output", type=Path, default=Path("outputs/shapes_world/late_detail"))
+    add_output_dir(parser, default="outputs/shapes_world/late_detail", old=["--output"])
     parser.add_argument("--models", type=Path, default=MODELS)
     parser.add_argument("--items", type=int, default=6)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -35,13 +36,13 @@ def main() -> None:
     parser.add_argument("--conditions", nargs="+", metavar="LABEL",
                         help="run only these conditions, in this order (default: all; e.g. 'CLIP-77' 'DeBias recipe')")  # fmt: skip
     parser.add_argument("--encoder", action="append", default=[], metavar="LABEL=CLIP_FOLDER")
-    args = parser.parse_args()
+    args = parse_arguments(parser, None)
     settings = WorldLateDetailSettings(args.items, tuple(args.seeds), tuple(args.offsets),
                                        None if args.conditions is None else tuple(args.conditions))  # fmt: skip
     torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
         encoders = world_encoders(args.models, parse_named_values(args.encoder, "--encoder"))
-        run = run_world_late_detail(args.output, args.models, encoders, settings)
+        run = run_world_late_detail(Path(args.output_dir), args.models, encoders, settings)
     except DebiasDiffusionError as error:
         parser.exit(2, f"error: {error}\n")
     for curve in run.curves:

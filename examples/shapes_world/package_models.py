@@ -29,19 +29,19 @@ CLIP_EXTRAS = ("preprocessor_config.json", "train_encoder_export.json")
 PIPELINE_RUNS = {"pipeline-stage1-train": "training_summary_stage1.json", "pipeline-train": "training_summary.json"}
 LIMIT_BYTES = 25 * 2**20
 COMMANDS = [
-    "python -m debias_diffusion.shapes_world data/shapes_world --scenes 4000 --size 64 --seed 0",
-    "OMP_NUM_THREADS=1 python examples/shapes_world/train_encoders.py --data data/shapes_world --output models_work "
+    "debias-diffusion shapes-world -o data/shapes_world --scenes 4000 --resolution 64 --seed 0",
+    "OMP_NUM_THREADS=1 python examples/shapes_world/train_encoders.py --data data/shapes_world -o models_work "
     "--pretrain-steps 500 --finetune-steps 300",
     "OMP_NUM_THREADS=1 python examples/shapes_world/train_encoders.py --data data/shapes_world "
-    "--output models_work/regime-lr2e-4-distill3.0 --clip-77 models_work/clip-77/clip --finetune-steps 300 "
+    "-o models_work/regime-lr2e-4-distill3.0 --clip-77 models_work/clip-77/clip --finetune-steps 300 "
     "--finetune-lr 2e-4 --distill-weight 3.0  # the shipped Long-CLIP / DeBias fine-tunes (SD-compatible regime)",
-    "python -m debias_diffusion.shapes_world data/shapes_world_t2i --scenes 8000 --size 64 --seed 3 "
+    "debias-diffusion shapes-world -o data/shapes_world_t2i --scenes 8000 --resolution 64 --seed 3 "
     "--min-objects 2 --max-objects 3",
     "python examples/shapes_world/train_text_to_image.py --data data/shapes_world "
-    "--encoder models_work/clip-77/text_encoder --output models_work/pipeline-stage1 "
+    "--encoder models_work/clip-77/text_encoder -o models_work/pipeline-stage1 "
     "--caption-forms summary --object-weight 0 --vae-steps 600 --unet-steps 1463 --batch-size 64",
     "OMP_NUM_THREADS=1 python examples/shapes_world/train_text_to_image.py --data data/shapes_world_t2i "
-    "--encoder models_work/clip-77/text_encoder --output models_work/pipeline "
+    "--encoder models_work/clip-77/text_encoder -o models_work/pipeline "
     "--init-from models_work/pipeline-stage1-train --unet-steps 3500 --batch-size 32 --unet-lr 5e-4 --threads 1 "
     "--max-minutes 75",
     "python examples/shapes_world/package_models.py --source models_work",

@@ -9,10 +9,10 @@
 
 Each model is exported as ``OUT/<name>/clip`` (CLIPModel) and ``OUT/<name>/text_encoder``.
 
-Usage: python examples/shapes_world/train_encoders.py --data DATA --output OUT
+Usage: python examples/shapes_world/train_encoders.py --data DATA -o OUT
        [--pretrain-steps 1500] [--finetune-steps 600] [--batch-size 64]
        [--finetune-lr 2e-4] [--distill-weight 3] [--clip-77 FOLDER]
-``DATA`` is a shapes-world export (``python -m debias_diffusion.shapes_world DATA --scenes 4000``).
+``DATA`` is a shapes-world export (``debias-diffusion shapes-world -o DATA --scenes 4000``).
 ``--finetune-lr`` and ``--distill-weight`` set the fine-tuning regime, the same for every recipe (the
 SD-compatibility sweep in docs/shapes-world.md; the defaults are the regime it chose, in which the
 shipped fine-tunes were trained; before it, lr 5e-4 without distillation); ``--clip-77`` starts the fine-tunes from an existing
@@ -31,6 +31,7 @@ import torch
 from transformers import CLIPConfig, CLIPModel
 
 from debias_diffusion.atomic_io import atomic_write_text
+from debias_diffusion.cli_arguments import add_output_dir, parse_arguments
 from train_encoder.config import load_config
 from train_encoder.trainer import train
 
@@ -117,7 +118,7 @@ def train_world_encoders(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="a shapes-world export (captions.jsonl, images/)")
-    parser.add_argument("--output", type=Path, required=True)
+    add_output_dir(parser, what="the runs' folder", old=["--output"])
     parser.add_argument("--pretrain-steps", type=int, default=1500)
     parser.add_argument("--finetune-steps", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -136,8 +137,8 @@ def main() -> None:
     parser.add_argument(
         "--clip-77", type=Path, help="fine-tune this existing clip-77 CLIPModel folder (no pre-training)"
     )
-    args = parser.parse_args()
-    train_world_encoders(args.data, args.output, pretrain_steps=args.pretrain_steps,
+    args = parse_arguments(parser, None)
+    train_world_encoders(args.data, Path(args.output_dir), pretrain_steps=args.pretrain_steps,
                          finetune_steps=args.finetune_steps, batch_size=args.batch_size,
                          image_size=args.image_size, seed=args.seed, recipes=args.recipes,
                          finetune_lr=args.finetune_lr, distill_weight=args.distill_weight,

@@ -35,10 +35,10 @@ again with the same ``--work-dir``; a finished run only re-exports the pipeline 
 ``--unet-steps``, continues from its EMA weights). ``--init-from OTHER_WORK_DIR`` starts a new run
 from another run's VAE (kept as it is) and EMA UNet: a second stage on other data.
 
-Usage: python examples/shapes_world/train_text_to_image.py --data DATA --encoder ENCODER --output OUT
+Usage: python examples/shapes_world/train_text_to_image.py --data DATA --encoder ENCODER -o OUT
        [--vae-steps 1500] [--unet-steps 6000] [--batch-size 64] [--caption-forms summary,list]
        [--object-weight 4] [--init-from WORK_OR_PIPELINE] [--seed 0] [--quick] [--evaluate]
-``DATA`` is a shapes-world export (``python -m debias_diffusion.shapes_world DATA --scenes 4000``),
+``DATA`` is a shapes-world export (``debias-diffusion shapes-world -o DATA --scenes 4000``),
 ``ENCODER`` a text-encoder folder (e.g. ``clip-77/text_encoder``). ``--quick`` is a smoke run
 (a few hundred scenes, a few dozen steps) that finishes in about two minutes on two CPU cores.
 """
@@ -61,6 +61,8 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from PIL import Image
 from tqdm.auto import tqdm
+
+from debias_diffusion.cli_arguments import add_output_dir, parse_arguments
 
 # SD 1.x noise schedule
 SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
@@ -92,8 +94,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="shapes-world export (captions.jsonl, images/)")
     parser.add_argument("--encoder", type=Path, required=True, help="text-encoder folder (CLIPTextModel + tokenizer)")
-    parser.add_argument("--output", type=Path, required=True, help="pipeline folder to write")
-    parser.add_argument("--work-dir", type=Path, help="checkpoints and caches (default: OUTPUT-train)")
+    add_output_dir(parser, what="pipeline folder to write", old=["--output"])
+    parser.add_argument("--work-dir", type=Path, help="checkpoints and caches (default: the output folder + -train)")
     parser.add_argument("--vae-steps", type=int, default=1500)
     parser.add_argument("--unet-steps", type=int, default=6000)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -122,13 +124,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-only", action="store_true", help="train (and checkpoint) but do not export")
     parser.add_argument("--evaluate", action="store_true", help="run evaluate_generation.py on the result")
     parser.add_argument("--quick", action="store_true", help="smoke run: 256 scenes, 40 VAE + 100 UNet steps, batch 16")
-    args = parser.parse_args(argv)
+    args = parse_arguments(parser, argv)
+    args.output_dir = Path(args.output_dir)
     if args.quick:  # defaults for a smoke run; explicit options still win
         defaults = dict(scenes=256, vae_steps=40, unet_steps=100, batch_size=16, checkpoint_every=50)
         for name, value in defaults.items():
             if getattr(args, name) == parser.get_default(name):
                 setattr(args, name, value)
-    args.work_dir = args.work_dir or args.output.with_name(args.output.name + "-train")
+    args.work_dir = args.work_dir or args.output_dir.with_name(args.output_dir.name + "-train")
     args.caption_forms = tuple(form.strip() for form in args.caption_forms.split(",") if form.strip())
     unknown = sorted(set(args.caption_forms) - set(CAPTION_FORMS)) or (not args.caption_forms and ["(none)"])
     if unknown:
@@ -491,14 +494,14 @@ def export(args, vae: AutoencoderKL, unet: UNet2DConditionModel, scale: float) -
 
     vae.register_to_config(scaling_factor=scale)
     pipe = build_pipeline(args.encoder, vae=vae.cpu().half(), unet=unet.cpu().half())
-    with atomic_directory(args.output, overwrite=True) as scratch:
+    with atomic_directory(args.output_dir, overwrite=True) as scratch:
         pipe.save_pretrained(scratch, safe_serialization=True)
-    size = sum(path.stat().st_size for path in args.output.rglob("*") if path.is_file())
+    size = sum(path.stat().st_size for path in args.output_dir.rglob("*") if path.is_file())
     parts = {
-        name: sum(p.stat().st_size for p in (args.output / name).rglob("*") if p.is_file()) for name in ("unet", "vae")
+        name: sum(p.stat().st_size for p in (args.output_dir / name).rglob("*") if p.is_file()) for name in ("unet", "vae")
     }
     print(
-        f"saved {args.output} ({size / 1e6:.1f} MB; unet {parts['unet'] / 1e6:.2f} MB, vae {parts['vae'] / 1e6:.2f} MB)"
+        f"saved {args.output_dir} ({size / 1e6:.1f} MB; unet {parts['unet'] / 1e6:.2f} MB, vae {parts['vae'] / 1e6:.2f} MB)"
     )
 
 
@@ -553,7 +556,7 @@ def main(argv=None) -> None:
         sys.path.insert(0, str(Path(__file__).parent))
         from evaluate_generation import main as evaluate
 
-        evaluate(["--pipeline", str(args.output), "--threads", str(args.threads)] + (["--quick"] if args.quick else []))
+        evaluate(["--pipeline", str(args.output_dir), "--threads", str(args.threads)] + (["--quick"] if args.quick else []))
 
 
 if __name__ == "__main__":
