@@ -129,9 +129,11 @@ def _run_convert(args: argparse.Namespace) -> int:
     text = result.text
     kind = "text encoder (CLIPTextModelWithProjection)" if result.vision is None else "CLIPModel"
     print(f"wrote {kind} to {result.destination}")
-    print(f"  text tower: width {text.width}, {text.layers} layers, {text.heads} heads, {text.positions} positions")
+    print(
+        f"  text tower: width {text.width}, {text.layers} layers, {text.heads} heads, {text.context_length} positions"
+    )
     if result.stretched_from:
-        print(f"  stretched {result.stretched_from} -> {text.positions} positions (KPS, keep {args.keep})")
+        print(f"  stretched {result.stretched_from} -> {text.context_length} positions (KPS, keep {args.keep})")
     if result.equivalence:
         print(f"  max |difference| vs open_clip forward: {result.equivalence.worst:.2e} (float32)")
     return 0
@@ -154,7 +156,7 @@ def _run_count_tokens(args: argparse.Namespace) -> int:
     from .tokenization import build_clip_tokenizer, count_tokens, truncate_prompt
 
     prompt = read_prompt_argument(args.prompt)
-    tokenizer = build_clip_tokenizer(model_max_length=args.max_length)
+    tokenizer = build_clip_tokenizer(context_length=args.max_length)
     print(f"{count_tokens(tokenizer, prompt)} tokens (limit {args.max_length - 2} + SOT/EOT)")
     cut = truncate_prompt(prompt, tokenizer)
     if cut.was_truncated:

@@ -56,7 +56,8 @@ class GenerationSettings:
     prompt: str = field(metadata=flag("prompt text, or @FILE to read it from a file", positional=True,
                                       read=read_prompt_argument))  # fmt: skip
     negative_prompt: str | None = field(
-        default=None, metadata=flag("negative prompt text, or @FILE", "-n", "--negative-prompt", read=read_prompt_argument)
+        default=None,
+        metadata=flag("negative prompt text, or @FILE", "-n", "--negative-prompt", read=read_prompt_argument),
     )
     model: str = field(default=DEFAULT_MODEL, metadata=flag("diffusers pipeline folder or Hub id", "-m", "--model"))
     encoder: str = field(

@@ -147,9 +147,7 @@ def add_settings_arguments(
             _add_flag(parser, field.name, spec, _default(settings, field, defaults))
 
 
-def settings_values(
-    settings: type, args: argparse.Namespace, *, hooks: Sequence[FieldHook] = ()
-) -> dict[str, Any]:
+def settings_values(settings: type, args: argparse.Namespace, *, hooks: Sequence[FieldHook] = ()) -> dict[str, Any]:
     """Field name -> the parsed value, for every field a flag or hook sets (``read`` applied to given values)."""
     hooked = _hooked_fields(settings, hooks)
     values: dict[str, Any] = {}
@@ -167,9 +165,7 @@ def settings_values(
     return values
 
 
-def settings_from_arguments(
-    settings: type, args: argparse.Namespace, *, hooks: Sequence[FieldHook] = (), **given: Any
-):
+def settings_from_arguments(settings: type, args: argparse.Namespace, *, hooks: Sequence[FieldHook] = (), **given: Any):
     """The dataclass ``settings`` built from the parsed flags; ``given`` sets fields no flag sets."""
     return settings(**settings_values(settings, args, hooks=hooks), **given)
 

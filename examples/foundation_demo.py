@@ -66,8 +66,8 @@ def main() -> int:
     if cli(["convert", str(checkpoint), "-o", str(encoder_dir), "--stretch-to", "248", "--text-only", "--overwrite"]):
         return 1
 
-    loaded = load_text_encoder(encoder_dir, with_projection=False, expected_positions=248)
-    print(f"[3/5] loaded {type(loaded.text_encoder).__name__}: {loaded.max_length} positions, width {loaded.width}")
+    loaded = load_text_encoder(encoder_dir, with_projection=False, expected_context_length=248)
+    print(f"[3/5] loaded {type(loaded.text_encoder).__name__}: {loaded.context_length} positions, width {loaded.width}")
 
     tokenizer = loaded.tokenizer
     prompts = [HEAD + tail for tail in TAILS]

@@ -23,7 +23,9 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-def tiny_openai_clip(context_length: int = 77, *, quick_gelu: bool = True, heads: int = TEXT_HEADS, seed: int = 0) -> CLIP:
+def tiny_openai_clip(
+    context_length: int = 77, *, quick_gelu: bool = True, heads: int = TEXT_HEADS, seed: int = 0
+) -> CLIP:
     """open_clip ``CLIP`` in OpenAI layout (text tower at the top level, ViT image tower)."""
     torch.manual_seed(seed)
     model = CLIP(EMBED_DIM, vision_cfg=VISION_CFG, text_cfg=_text_cfg(context_length, heads), quick_gelu=quick_gelu)

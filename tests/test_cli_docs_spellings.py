@@ -14,8 +14,11 @@ from train_encoder.cli import build_parser as train_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = {"debias-diffusion": debias_parser, "train-encoder": train_parser}
-NAMES = {"train_encoder": "train-encoder", "debias_diffusion.cli": "debias-diffusion",
-         "debias_diffusion.shapes_world": "debias-diffusion shapes-world"}  # python -m spellings of the programs
+NAMES = {
+    "train_encoder": "train-encoder",
+    "debias_diffusion.cli": "debias-diffusion",
+    "debias_diffusion.shapes_world": "debias-diffusion shapes-world",
+}  # python -m spellings of the programs
 ALIAS_CALLS = {"add_output_dir", "add_named_sources", "add_clip_models", "add_stretch"}
 
 
@@ -77,7 +80,9 @@ def _offences(commands: list[list[str]], cli: dict, scripts: dict) -> list[str]:
 
 def test_the_alias_tables_are_read_from_the_code():
     cli, scripts = _cli_aliases(), _script_aliases()
-    assert "--output" in cli["debias-diffusion", "generate"] and "--long-prompt" in cli["debias-diffusion", "probe-text"]
+    assert (
+        "--output" in cli["debias-diffusion", "generate"] and "--long-prompt" in cli["debias-diffusion", "probe-text"]
+    )
     assert "--output" in scripts["demo.py"]
     assert _offences([["debias-diffusion", "generate", "a", "--output", "x"]], cli, scripts)
     assert _offences([["python", "examples/shapes_world/demo.py", "--output", "x"]], cli, scripts)

@@ -251,4 +251,3 @@ def test_hooks_name_real_fields_once():
         _knobs_parser(hooks=[FieldHook(("depth",), add=print, read=dict)])
     with pytest.raises(TypeError, match="parsed by two hooks"):
         _knobs_parser(hooks=[SQUARE, FieldHook(("width",), add=print, read=dict)])
-

@@ -92,9 +92,14 @@ def test_stretch_to_context_length_positions_keyword():
 
 def test_load_text_encoder_expected_positions_keyword_and_max_length_attribute():
     clip = tiny_openai_clip(77)
-    with pytest.warns(DeprecationWarning, match=r"load_text_encoder\(expected_positions=...\).*expected_context_length="):
+    with pytest.warns(
+        DeprecationWarning, match=r"load_text_encoder\(expected_positions=...\).*expected_context_length="
+    ):
         loaded = load_text_encoder(clip, expected_positions=77, num_heads=2)
-    with pytest.raises(ValueError, match="77-row position table where 248 was expected"), pytest.warns(DeprecationWarning):
+    with (
+        pytest.raises(ValueError, match="77-row position table where 248 was expected"),
+        pytest.warns(DeprecationWarning),
+    ):
         load_text_encoder(clip, expected_positions=248, num_heads=2)  # still checked
     with pytest.warns(DeprecationWarning, match=r"LoadedTextEncoder\.max_length is deprecated.*use context_length"):
         assert loaded.max_length == 77 == loaded.context_length

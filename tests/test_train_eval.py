@@ -541,7 +541,10 @@ def test_results_of_format_1_still_read_with_probe_as_the_caption_variant(tmp_pa
     results = read_results(tmp_path / "results.json")
     assert results.rows == [_row("base", "coco", "first_only", 1.0, 2.0)]
     assert results.to_dict()["format"] == "train_encoder.evaluation/2"
-    assert results.to_dict()["results"][0]["caption_variant"] == "first_only" and "probe" not in results.to_dict()["results"][0]
+    assert (
+        results.to_dict()["results"][0]["caption_variant"] == "first_only"
+        and "probe" not in results.to_dict()["results"][0]
+    )
     with pytest.warns(DeprecationWarning, match=r"ResultRow\.probe is deprecated.*use caption_variant"):
         assert results.rows[0].probe == "first_only"
     with pytest.raises(ValueError, match="not an evaluation results file.*train_encoder.evaluation/9"):

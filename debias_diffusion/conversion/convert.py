@@ -162,7 +162,9 @@ def _provenance(result: ConversionResult) -> dict:
     return {
         "source": result.source,
         # the file keeps its key "positions" for the context length (readers of earlier files rely on it)
-        "text": {("positions" if key == "context_length" else key): value for key, value in asdict(result.text).items()},
+        "text": {
+            ("positions" if key == "context_length" else key): value for key, value in asdict(result.text).items()
+        },
         "vision": asdict(result.vision) if result.vision else None,
         "stretched_from": result.stretched_from,
         "equivalence_max_abs_diff": asdict(result.equivalence) if result.equivalence else None,

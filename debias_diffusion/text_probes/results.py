@@ -41,9 +41,7 @@ class ProbeSettings:
     articles: bool = field(metadata=flag("'a cat and a dog' instead of 'cat and dog' (objects too)"))
     summary: bool = field(metadata=flag("long style: start with a summary sentence naming no object"))
     seed: int = field(metadata=flag("seed of the captions and of the TOC train/test split", type=parse_seed))
-    test_fraction: float = field(
-        metadata=flag("captions held out for TOC", type=bounded_float(above=0, below=1))
-    )
+    test_fraction: float = field(metadata=flag("captions held out for TOC", type=bounded_float(above=0, below=1)))
     l2: float = field(metadata=flag("TOC probes' L2 penalty", type=bounded_float(0)))
     on_long: str = field(
         metadata=flag("captions longer than an encoder: cut to its first tokens as CLIP does (counted in the report) "

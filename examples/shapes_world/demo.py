@@ -58,9 +58,9 @@ def parse_args() -> argparse.Namespace:
     add_output_dir(parser, default="outputs/shapes_world", what="the report's folder", old=["--output"])
     parser.add_argument("--models", type=Path, default=MODELS)
     parser.add_argument("--quick", action="store_true", help="fewer scenes and seeds (a smoke run)")
-    parser.add_argument("--late-detail", action="store_true",
-                        help="also run the late-detail curves (CLIP-77 truncate / chunk, Long-CLIP and DeBias recipes; "
-                             "docs/late-detail.md); off by default until its time fits the 5-minute budget")  # fmt: skip
+    parser.add_argument("--late-detail", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the late-detail curves (CLIP-77 truncate / chunk, Long-CLIP and DeBias recipes; "
+                             "docs/late-detail.md; default: on, --no-late-detail skips them)")  # fmt: skip
     parser.add_argument("--encoder", action="append", default=[], metavar="LABEL=CLIP_FOLDER",
                         help="also measure this CLIPModel folder, e.g. 'FIX-CLIP recipe=models_work/fix-clip-recipe/clip'")  # fmt: skip
     args = parse_arguments(parser, None)

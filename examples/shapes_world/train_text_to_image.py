@@ -498,7 +498,8 @@ def export(args, vae: AutoencoderKL, unet: UNet2DConditionModel, scale: float) -
         pipe.save_pretrained(scratch, safe_serialization=True)
     size = sum(path.stat().st_size for path in args.output_dir.rglob("*") if path.is_file())
     parts = {
-        name: sum(p.stat().st_size for p in (args.output_dir / name).rglob("*") if p.is_file()) for name in ("unet", "vae")
+        name: sum(p.stat().st_size for p in (args.output_dir / name).rglob("*") if p.is_file())
+        for name in ("unet", "vae")
     }
     print(
         f"saved {args.output_dir} ({size / 1e6:.1f} MB; unet {parts['unet'] / 1e6:.2f} MB, vae {parts['vae'] / 1e6:.2f} MB)"
@@ -556,7 +557,9 @@ def main(argv=None) -> None:
         sys.path.insert(0, str(Path(__file__).parent))
         from evaluate_generation import main as evaluate
 
-        evaluate(["--pipeline", str(args.output_dir), "--threads", str(args.threads)] + (["--quick"] if args.quick else []))
+        evaluate(
+            ["--pipeline", str(args.output_dir), "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+        )
 
 
 if __name__ == "__main__":
