@@ -142,12 +142,13 @@ def _run_convert(args: argparse.Namespace) -> int:
 def _add_count_tokens(commands) -> None:
     p = commands.add_parser("count-tokens", help="count a prompt's CLIP tokens and show what a limit would drop")
     p.add_argument("prompt", help="prompt text, or @FILE to read it from a file")
-    p.add_argument(
-        "--max-length",
+    context_length = p.add_argument(
+        "--context-length",
         type=bounded_int(3, 1_000_000),
         default=248,
-        help="encoder positions incl. SOT/EOT (default: 248)",
+        help="the encoder's context length: token positions incl. SOT/EOT (default: 248)",
     )
+    add_deprecated_alias(p, context_length, "--max-length")
     p.set_defaults(run=_run_count_tokens)
 
 
@@ -156,8 +157,8 @@ def _run_count_tokens(args: argparse.Namespace) -> int:
     from .tokenization import build_clip_tokenizer, count_tokens, truncate_prompt
 
     prompt = read_prompt_argument(args.prompt)
-    tokenizer = build_clip_tokenizer(context_length=args.max_length)
-    print(f"{count_tokens(tokenizer, prompt)} tokens (limit {args.max_length - 2} + SOT/EOT)")
+    tokenizer = build_clip_tokenizer(context_length=args.context_length)
+    print(f"{count_tokens(tokenizer, prompt)} tokens (limit {args.context_length - 2} + SOT/EOT)")
     cut = truncate_prompt(prompt, tokenizer)
     if cut.was_truncated:
         print(cut.warning_message())

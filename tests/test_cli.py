@@ -36,7 +36,7 @@ def test_convert_prints_what_it_wrote(tmp_path, capsys):
 
 def test_count_tokens_reads_files_and_reports_truncation(tmp_path, capsys):
     (tmp_path / "p.txt").write_text("A cat sleeps. " * 30)
-    assert main(["count-tokens", f"@{tmp_path / 'p.txt'}", "--max-length", "77"]) == 0
+    assert main(["count-tokens", f"@{tmp_path / 'p.txt'}", "--context-length", "77"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("120 tokens (limit 75 + SOT/EOT)")
     assert "dropped" in out

@@ -22,6 +22,7 @@ ALIASES = [
     ("debias-diffusion", ["generate", "a cat"], ["--output", "OUT"], ["-o", "OUT"], ("output_dir", "OUT")),
     ("debias-diffusion", ["evaluate-prominence", "-e", "a=b"], ["--objects", "s.yaml"], ["--object-sets", "s.yaml"], ("object_sets", "s.yaml")),
     ("debias-diffusion", ["late-detail", "--items", "i.yaml"], ["--tolerance", "3"], ["--offset-tolerance", "3"], ("offset_tolerance", 3)),
+    ("debias-diffusion", ["count-tokens", "a cat"], ["--max-length", "77"], ["--context-length", "77"], ("context_length", 77)),
     ("debias-diffusion", ["probe-text", "-e", "a=b"], ["--long-prompt", "error"], ["--long-captions", "error"], ("long_captions", "error")),
     ("debias-diffusion", ["probe-image"], ["-m", "a=b"], ["--clip-model", "a=b"], ("clip_model", ["a=b"])),
     ("debias-diffusion", ["probe-image"], ["--model", "a=b"], ["--clip-model", "a=b"], ("clip_model", ["a=b"])),
