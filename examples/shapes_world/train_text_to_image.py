@@ -46,6 +46,7 @@ Usage: python examples/shapes_world/train_text_to_image.py --data DATA --encoder
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -196,22 +197,23 @@ def named_sentences_caption(row: dict, scene, index: int, variant: int) -> str:
     """The ``named-sentences`` form: a ``sentences`` caption whose first 77 tokens (what CLIP-77 reads)
     name every object of the scene, redrawn until they do. Captions of every length with objects
     first mentioned anywhere in the window, but never an object drawn and not named."""
-    from debias_diffusion.tokenization import build_clip_tokenizer
-
-    global _WINDOW_TOKENIZER
-    if _WINDOW_TOKENIZER is None:
-        _WINDOW_TOKENIZER = build_clip_tokenizer(77)
+    tokenizer = _window_tokenizer()
     phrases = [obj.phrase for obj in scene.objects]
     for attempt in range(NAMED_SENTENCES_ATTEMPTS):
         caption = sentences_caption(row, index, variant, stream=f"named-{attempt}")
-        ids = _WINDOW_TOKENIZER(caption, truncation=True, max_length=77).input_ids
-        window = " ".join(_WINDOW_TOKENIZER.decode(ids, skip_special_tokens=True).lower().split())
+        ids = tokenizer(caption, truncation=True, max_length=77).input_ids
+        window = " ".join(tokenizer.decode(ids, skip_special_tokens=True).lower().split())
         if all(phrase in window for phrase in phrases):
             return caption
     return row["short_caption"]  # the summary names every object
 
 
-_WINDOW_TOKENIZER = None
+@functools.cache
+def _window_tokenizer():
+    """CLIP-77's tokenizer (built once): what decides which words fall inside its window."""
+    from debias_diffusion.tokenization import build_clip_tokenizer
+
+    return build_clip_tokenizer(77)
 
 
 def object_cells(images: torch.Tensor, factor: int) -> torch.Tensor:
