@@ -129,3 +129,49 @@ def test_bad_options_are_refused_with_the_reason(argv, message, capsys, tmp_path
             ["--data", "d", "--encoder", "e", "--output", str(tmp_path / "o"), *argv]
         )
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("single_torch_thread")
+def test_the_long_form_and_several_encoders(world, tmp_path, example_script):
+    script = example_script("train_text_to_image")
+    data, encoder_77 = world
+    encoders = []
+    for seed in (1, 2):  # two 248-token encoders of one width: one drawn per sample
+        folder = tmp_path / f"encoder-248-{seed}"
+        tiny_text_encoder(248, seed=seed).save_pretrained(folder)
+        build_clip_tokenizer(context_length=248).save_pretrained(folder)
+        encoders.append(folder)
+    # long-named-sentences: captions up to the 248-token window that name every object within it,
+    # objects first named past token 77 too
+    from debias_diffusion.shapes_world import read_scenes
+
+    tokenizer = build_clip_tokenizer(248)
+    _, long = script.load_dataset(data, 12, ("long-named-sentences",), 248)
+    first_mentions = []
+    for scene, (caption,) in zip(read_scenes(data / "scenes.jsonl")[:12], long, strict=True):
+        ids = tokenizer(caption, truncation=True, max_length=248).input_ids
+        window = " ".join(tokenizer.decode(ids, skip_special_tokens=True).lower().split())
+        assert all(obj.phrase in window for obj in scene.objects), caption
+        text = caption.lower()
+        first_mentions += [len(tokenizer(text[: text.index(obj.phrase)]).input_ids) - 1 for obj in scene.objects]
+    assert max(first_mentions) > 77 and min(first_mentions) < 77
+    assert script.encoders_window(encoders) == 248
+    with pytest.raises(SystemExit, match="must share context length and width"):
+        script.encoders_window([encoder_77, encoders[0]])
+
+    summary = _run(script, data, encoders[0], tmp_path / "long", "--encoder", str(encoders[1]), "--caption-forms",
+                   "list,long-named-sentences", "--vae-steps", "5", "--unet-steps", "5")  # fmt: skip
+    assert summary["unet_steps"] == 5
+    work = tmp_path / "long-train"
+    first, second = (torch.load(work / name, weights_only=True) for name in ("embeddings.pt", "embeddings-1.pt"))
+    assert first["states"].shape[1:] == (248, 32) and not torch.equal(first["states"], second["states"])
+    pipe = DeBiasStableDiffusionPipeline.from_pretrained(tmp_path / "long")
+    assert pipe.tokenizer.model_max_length == 248  # saved with the first encoder
+    # the second encoder conditions samples too: another second encoder, another UNet
+    other = tmp_path / "encoder-248-3"
+    tiny_text_encoder(248, seed=3).save_pretrained(other)
+    build_clip_tokenizer(context_length=248).save_pretrained(other)
+    _run(script, data, encoders[0], tmp_path / "long-other", "--encoder", str(other), "--caption-forms",
+         "list,long-named-sentences", "--vae-steps", "5", "--unet-steps", "5")  # fmt: skip
+    unet = DeBiasStableDiffusionPipeline.from_pretrained(tmp_path / "long-other").unet
+    assert any(not torch.equal(a, b) for a, b in zip(pipe.unet.state_dict().values(), unet.state_dict().values()))

@@ -19,7 +19,11 @@ Two stages, then a standard diffusers pipeline folder:
    is the same sampler redrawn until the 77 tokens CLIP-77 reads name every object of the scene:
    captions of every length, objects first mentioned anywhere in the window, but no object drawn
    that its caption does not name (with ``sentences`` the UNet learns to draw unnamed objects).
-   Neither form's samples are flipped: their sentences name positions.
+   The **long-named-sentences** form is the long-context regime (LongAlign's for SD 1.5): the same
+   sampler with up to ``LONG_CONTEXT_SENTENCES`` neutral sentences, so captions run to the
+   encoder's whole window (248 tokens for the world's fine-tunes), redrawn until that window names
+   every object: objects first mentioned anywhere in it, also past token 77.
+   None of the sentence forms' samples are flipped: their sentences name positions.
    The condition is replaced by the empty prompt's states 10% of the time, for classifier-free
    guidance. The loss of latent cells covered by objects is weighted up (``--object-weight``): on a
    white background most cells are trivially predictable, and the small objects cover a few cells.
@@ -30,12 +34,16 @@ exactly what inference feeds the UNet) and cached. The result is saved with
 ``DDIMScheduler`` for inference). Any encoder of the same width (32) can be swapped in afterwards,
 such as the 248-position Long-CLIP and DeBias fine-tunes of the same ``clip-77``.
 
+Given several ``--encoder`` folders (of one width and context length, e.g. the Long-CLIP and
+DeBias fine-tunes), each sample's condition comes from one of them, drawn uniformly: a UNet adapted
+to a family of encoders rather than to one recipe's. The pipeline is saved with the first.
+
 Training checkpoints (``WORK/state.pt``, written atomically) are resumed when the script is run
 again with the same ``--work-dir``; a finished run only re-exports the pipeline (or, given more
 ``--unet-steps``, continues from its EMA weights). ``--init-from OTHER_WORK_DIR`` starts a new run
 from another run's VAE (kept as it is) and EMA UNet: a second stage on other data.
 
-Usage: python examples/shapes_world/train_text_to_image.py --data DATA --encoder ENCODER -o OUT
+Usage: python examples/shapes_world/train_text_to_image.py --data DATA --encoder ENCODER [--encoder ...] -o OUT
        [--vae-steps 1500] [--unet-steps 6000] [--batch-size 64] [--caption-forms summary,list]
        [--object-weight 4] [--init-from WORK_OR_PIPELINE] [--seed 0] [--quick] [--evaluate]
 ``DATA`` is a shapes-world export (``debias-diffusion shapes-world -o DATA --scenes 4000``),
@@ -81,10 +89,13 @@ UNET_CONFIG = dict(
 KL_WEIGHT = 1e-6
 DROP_CONDITION = 0.1
 EMA_DECAY = 0.999
-CAPTION_FORMS = ("summary", "list", "sentences", "named-sentences")
+CAPTION_FORMS = ("summary", "list", "sentences", "named-sentences", "long-named-sentences")
 #: Forms whose captions hold for the mirrored image too (no left / right in them).
 FLIPPABLE_FORMS = ("summary", "list")
 MAX_CONTEXT_SENTENCES = 4
+LONG_CONTEXT_SENTENCES = 24
+"""The long form's most neutral sentences: about 7 tokens each, on captions of about 75, fill 248."""
+CLIP_77_WINDOW = 77
 OBJECT_THRESHOLD = 48
 """A pixel belongs to an object when a channel differs from the background (the corner pixel) by more."""
 FIRST_STEPS = 5
@@ -94,7 +105,8 @@ FIRST_STEPS = 5
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="shapes-world export (captions.jsonl, images/)")
-    parser.add_argument("--encoder", type=Path, required=True, help="text-encoder folder (CLIPTextModel + tokenizer)")
+    parser.add_argument("--encoder", type=Path, action="append", required=True,
+                        help="text-encoder folder (CLIPTextModel + tokenizer); repeat it to draw one per sample")  # fmt: skip
     add_output_dir(parser, what="pipeline folder to write", old=["--output"])
     parser.add_argument("--work-dir", type=Path, help="checkpoints and caches (default: the output folder + -train)")
     parser.add_argument("--vae-steps", type=int, default=1500)
@@ -151,8 +163,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ---------------------------------------------------------------- data
 
 
-def load_dataset(data: Path, scenes: int | None, forms: tuple[str, ...]) -> tuple[torch.Tensor, list[list[str]]]:
-    """Images as uint8 ``(N, 3, 64, 64)`` and, per image, one caption per form (see the module docstring)."""
+def load_dataset(
+    data: Path, scenes: int | None, forms: tuple[str, ...], window: int = CLIP_77_WINDOW
+) -> tuple[torch.Tensor, list[list[str]]]:
+    """Images as uint8 ``(N, 3, 64, 64)`` and, per image, one caption per form (see the module docstring);
+    ``window`` is the encoders' context length (the long form names every object within it)."""
     from debias_diffusion.shapes_world import list_prompt, read_scenes
 
     rows = [json.loads(line) for line in (data / "captions.jsonl").read_text(encoding="utf-8").splitlines() if line]
@@ -164,7 +179,9 @@ def load_dataset(data: Path, scenes: int | None, forms: tuple[str, ...]) -> tupl
     make = {"summary": lambda row, scene, index, variant: row["short_caption"],
             "list": lambda row, scene, index, variant: list_prompt(scene, "size"),
             "sentences": lambda row, scene, index, variant: sentences_caption(row, index, variant),
-            "named-sentences": lambda row, scene, index, variant: named_sentences_caption(row, scene, index, variant)}  # fmt: skip
+            "named-sentences": lambda row, scene, index, variant: named_sentences_caption(row, scene, index, variant),
+            "long-named-sentences": lambda row, scene, index, variant: named_sentences_caption(
+                row, scene, index, variant, window=window, context=LONG_CONTEXT_SENTENCES, stream="long-named")}  # fmt: skip
     captions = [
         [make[form](row, scene, index, forms[:column].count(form)) for column, form in enumerate(forms)]
         for index, (row, scene) in enumerate(zip(rows[:count], world[:count], strict=True))
@@ -172,9 +189,11 @@ def load_dataset(data: Path, scenes: int | None, forms: tuple[str, ...]) -> tupl
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), captions
 
 
-def sentences_caption(row: dict, index: int, variant: int, *, stream: str = "sentences") -> str:
+def sentences_caption(
+    row: dict, index: int, variant: int, *, stream: str = "sentences", context: int = MAX_CONTEXT_SENTENCES
+) -> str:
     """The ``sentences`` form: a seeded random subset of the long caption's sentences in random order
-    (the summary kept half the time), with 0 to ``MAX_CONTEXT_SENTENCES`` neutral sentences mixed in."""
+    (the summary kept half the time), with 0 to ``context`` neutral sentences mixed in."""
     import random
 
     from debias_diffusion.late_detail.context import NEUTRAL_CONTEXT
@@ -185,7 +204,7 @@ def sentences_caption(row: dict, index: int, variant: int, *, stream: str = "sen
     chosen = rng.sample(details, rng.randint(1, len(details))) if details else []
     if not chosen or rng.random() < 0.5:
         chosen.insert(rng.randint(0, len(chosen)), summary)
-    for sentence in rng.sample(NEUTRAL_CONTEXT, rng.randint(0, MAX_CONTEXT_SENTENCES)):
+    for sentence in rng.sample(NEUTRAL_CONTEXT, rng.randint(0, context)):
         chosen.insert(rng.randint(0, len(chosen)), sentence)
     return join_sentences(chosen)
 
@@ -193,27 +212,32 @@ def sentences_caption(row: dict, index: int, variant: int, *, stream: str = "sen
 NAMED_SENTENCES_ATTEMPTS = 50
 
 
-def named_sentences_caption(row: dict, scene, index: int, variant: int) -> str:
-    """The ``named-sentences`` form: a ``sentences`` caption whose first 77 tokens (what CLIP-77 reads)
-    name every object of the scene, redrawn until they do. Captions of every length with objects
-    first mentioned anywhere in the window, but never an object drawn and not named."""
+def named_sentences_caption(
+    row: dict, scene, index: int, variant: int, *, window: int = CLIP_77_WINDOW,
+    context: int = MAX_CONTEXT_SENTENCES, stream: str = "named",
+) -> str:  # fmt: skip
+    """The ``named-sentences`` form: a ``sentences`` caption (with up to ``context`` neutral sentences)
+    whose first ``window`` tokens (77: what CLIP-77 reads) name every object of the scene, redrawn
+    until they do. Captions of every length with objects first mentioned anywhere in the window, but
+    never an object drawn and not named."""
     tokenizer = _window_tokenizer()
     phrases = [obj.phrase for obj in scene.objects]
     for attempt in range(NAMED_SENTENCES_ATTEMPTS):
-        caption = sentences_caption(row, index, variant, stream=f"named-{attempt}")
-        ids = tokenizer(caption, truncation=True, max_length=77).input_ids
-        window = " ".join(tokenizer.decode(ids, skip_special_tokens=True).lower().split())
-        if all(phrase in window for phrase in phrases):
+        caption = sentences_caption(row, index, variant, stream=f"{stream}-{attempt}", context=context)
+        ids = tokenizer(caption, truncation=True, max_length=window).input_ids
+        read = " ".join(tokenizer.decode(ids, skip_special_tokens=True).lower().split())
+        if all(phrase in read for phrase in phrases):
             return caption
     return row["short_caption"]  # the summary names every object
 
 
 @functools.cache
 def _window_tokenizer():
-    """CLIP-77's tokenizer (built once): what decides which words fall inside its window."""
+    """The CLIP tokenizer (built once, 248 positions; callers truncate at their window): what decides
+    which words fall inside a window."""
     from debias_diffusion.tokenization import build_clip_tokenizer
 
-    return build_clip_tokenizer(77)
+    return build_clip_tokenizer(248)
 
 
 def object_cells(images: torch.Tensor, factor: int) -> torch.Tensor:
@@ -254,6 +278,36 @@ def caption_embeddings(
     states = torch.cat(states)
     atomic_torch_save({"key": key, "states": states.half(), "empty": empty.half()}, cache)
     return states.half().float(), empty.half().float(), caption_indices(unique, captions)
+
+
+def encoders_window(encoders: list[Path]) -> int:
+    """The context length the ``--encoder`` folders share (the long form's window); refuses a mix of
+    context lengths or widths, which one UNet cannot be trained on."""
+    shapes = {}
+    for encoder in encoders:
+        config_file = encoder / "config.json"
+        if not config_file.is_file():
+            raise SystemExit(f"error: --encoder {encoder}: no config.json; give a text-encoder folder")
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        config = config.get("text_config", config)
+        # transformers' names for the context length and the width
+        shapes[encoder] = (config["max_position_embeddings"], config["hidden_size"])
+    if len(set(shapes.values())) > 1:
+        listed = ", ".join(f"{encoder} (context length {n}, width {d})" for encoder, (n, d) in shapes.items())
+        raise SystemExit(f"error: the --encoder folders must share context length and width: {listed}")
+    return next(iter(shapes.values()))[0]
+
+
+def all_caption_embeddings(
+    encoders: list[Path], captions: list[list[str]], work_dir: Path
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`caption_embeddings` of every encoder, stacked: ``(encoders, unique, L, D)`` states,
+    ``(encoders, L, D)`` empty-prompt states and the ``(N, forms)`` caption index."""
+    computed = [
+        caption_embeddings(encoder, captions, work_dir / ("embeddings.pt" if i == 0 else f"embeddings-{i}.pt"))
+        for i, encoder in enumerate(encoders)
+    ]
+    return torch.stack([c[0] for c in computed]), torch.stack([c[1] for c in computed]), computed[0][2]
 
 
 def caption_indices(unique: list[str], captions: list[list[str]]) -> torch.Tensor:
@@ -424,9 +478,12 @@ def train_unet(args, state, latents, embeddings, device) -> UNet2DConditionModel
         t = t.to(device)
         a = alphas[t][:, None, None, None]
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        cond = states[caption_index[index, form].to(device)]
+        # one encoder per sample; drawn only with several, so single-encoder runs keep their draws
+        which = torch.randint(0, len(states), (args.batch_size,), generator=generator) if len(states) > 1 else 0
+        which = torch.as_tensor(which).expand(args.batch_size).to(device)
+        cond = states[which, caption_index[index, form].to(device)]
         drop = (torch.rand(args.batch_size, generator=generator) < DROP_CONDITION).to(device)
-        cond = torch.where(drop[:, None, None], empty.expand_as(cond), cond)
+        cond = torch.where(drop[:, None, None], empty[which], cond)
         prediction = unet(noisy, t, encoder_hidden_states=cond).sample
         loss = ((prediction - noise).square() * weight).mean() / weight.mean()
         optimizer.zero_grad(set_to_none=True)
@@ -495,7 +552,7 @@ def export(args, vae: AutoencoderKL, unet: UNet2DConditionModel, scale: float) -
     from debias_diffusion.atomic_io import atomic_directory
 
     vae.register_to_config(scaling_factor=scale)
-    pipe = build_pipeline(args.encoder, vae=vae.cpu().half(), unet=unet.cpu().half())
+    pipe = build_pipeline(args.encoder[0], vae=vae.cpu().half(), unet=unet.cpu().half())
     with atomic_directory(args.output_dir, overwrite=True) as scratch:
         pipe.save_pretrained(scratch, safe_serialization=True)
     size = sum(path.stat().st_size for path in args.output_dir.rglob("*") if path.is_file())
@@ -518,7 +575,7 @@ def main(argv=None) -> None:
         torch.backends.cudnn.allow_tf32 = True
     started = time.perf_counter()
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    images, captions = load_dataset(args.data, args.scenes, args.caption_forms)
+    images, captions = load_dataset(args.data, args.scenes, args.caption_forms, encoders_window(args.encoder))
     print(f"{len(images)} scenes from {args.data} ({', '.join(args.caption_forms)} captions); device {device}")
     state_file = args.work_dir / "state.pt"
     state = torch.load(state_file, map_location="cpu", weights_only=True) if state_file.is_file() else {}
@@ -528,7 +585,7 @@ def main(argv=None) -> None:
         state = initial_state(args.init_from)
     if "init_from" in state:  # the VAE of the run this one continues is kept as it is
         args.vae_steps = state["vae_step"]
-    embeddings = caption_embeddings(args.encoder, captions, args.work_dir / "embeddings.pt")
+    embeddings = all_caption_embeddings(args.encoder, captions, args.work_dir)
     if args.embeddings_only:
         return
 
