@@ -365,6 +365,9 @@ def _add_late_detail(commands) -> None:
         help="tokens a mention may land away from its offset (default: 2)",
     )  # fmt: skip
     add_deprecated_alias(p, offset_tolerance, "--tolerance")
+    p.add_argument("--attention", action="store_true",
+                   help="also measure where each mention is dropped: the UNet's cross-attention on it and the "
+                        "encoder's states of it (one more denoising run per mention image; report/attention.md)")  # fmt: skip
     _add_evaluator_arguments(p, default_output="outputs/late_detail")
     p.set_defaults(run=_run_late_detail)
 
@@ -399,11 +402,14 @@ def _run_late_detail(args: argparse.Namespace) -> int:
         tolerance=args.offset_tolerance,
         generation=_generation_options(args),
         caveat=args.caveat,
+        attention=args.attention,
     )
     print(f"{len(run.records)} images measured ({run.generated} images generated, {run.measured} measured this run)")
     for curve in run.curves:
         print(f"{curve.condition}: effective length {curve.effective_length or 'none'} (window {curve.window})")
     print(f"report: {run.report.summary}")
+    if run.attention:
+        print(f"attention: {run.report.summary.parent / 'attention.md'}")
     return 0
 
 

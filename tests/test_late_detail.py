@@ -289,6 +289,11 @@ def test_cli_runs_a_saved_pipeline_and_reports_bad_input(tmp_path, capsys):
     assert "16 images generated" in out and "effective length" in out
     curves = json.loads((tmp_path / "out" / "report" / "curves.json").read_text())["curves"]
     assert set(curves) == {"tiny", "tiny (chunk)"} and curves["tiny"]["offsets"] == [12, 100]
+    assert not (tmp_path / "out" / "report" / "attention.md").exists()
+    assert main([*argv, "--attention"]) == 0  # images resumed; the attention tables added
+    assert "0 images generated" in capsys.readouterr().out
+    table = (tmp_path / "out" / "report" / "attention.md").read_text()
+    assert "| tiny | 100 | 2 |" in table and "| tiny (chunk) | 100 | 2 |" in table
     bad = tmp_path / "context.txt"
     bad.write_text("# one sentence a line\nA star shines.\n")
     assert main([*argv, "--context", str(bad)]) == 2

@@ -5,7 +5,8 @@ The target object is mentioned at controlled token offsets inside neutral contex
 and their no-mention controls with the same seeds; a detector measures the target; the metrics
 (:mod:`.metrics`) give presence minus baseline per offset with cluster-bootstrap intervals and an
 effective length. :func:`~.runner.evaluate_late_detail` runs it all with prominence's image cache
-and detectors (docs/late-detail.md).
+and detectors (docs/late-detail.md); :mod:`.attention` measures where the chain drops a late mention
+(the UNet's cross-attention on it, the encoder's states of it).
 """
 
 from .context import NEUTRAL_CONTEXT, check_context, context_pool

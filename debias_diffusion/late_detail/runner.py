@@ -32,6 +32,7 @@ from ..prominence.measurement import Detector
 from ..prominence.store import folder_names
 from ..tokenization import build_clip_tokenizer
 from . import image_cache
+from .attention import MentionAttention, measure_mention_attention, write_mention_attention
 from .context import context_pool
 from .metrics import LateDetailCurve, late_detail_curves
 from .prompts import (
@@ -70,6 +71,8 @@ class LateDetailRun:
     measured: int
     report: Any = None
     """The :class:`~.report.LateDetailReport` written, or ``None`` with ``report=False``."""
+    attention: list[MentionAttention] = dataclasses.field(default_factory=list)
+    """With ``attention=True``: where each mention is dropped (:mod:`.attention`)."""
 
 
 def evaluate_late_detail(
@@ -91,6 +94,7 @@ def evaluate_late_detail(
     detection_batch_size: int = 8,
     report: bool = True,
     caveat: str | None = None,
+    attention: bool = False,
     progress: bool = True,
 ) -> LateDetailRun:
     """Generate, measure and report late-detail adherence for each condition (see the module docstring).
@@ -107,6 +111,9 @@ def evaluate_late_detail(
         total_tokens: the prompts' length (default: the target's sentence ends the last offset's prompt).
         tolerance: tokens a planned offset may miss when the pool cannot fill a gap exactly.
         generation: steps, guidance, size... (the policy is each condition's).
+        attention: also measure, per mention prompt and seed, the UNet's cross-attention on the mention
+            and the encoder's states of it (:mod:`.attention`; one more denoising run per mention image,
+            not cached); ``report/attention.{md,json,csv}``.
     """
     generation = generation or SamplingSettings()
     specs = _conditions(conditions)
@@ -122,6 +129,7 @@ def evaluate_late_detail(
         hashes = image_cache.file_hashes(output_dir)
         generated = measured = 0
         records: list[LateDetailRecord] = []
+        attention_records: list[MentionAttention] = []
         identities = {}
         for name, spec in specs.items():
             options = dataclasses.replace(generation, extra={**generation.extra, "long_prompt": spec.long_prompt})
@@ -132,11 +140,17 @@ def evaluate_late_detail(
             identities[name] = images.identity
             reading_path = output_dir / "encoders" / f"{folders[name]}.json"
             reading = _read_reading(reading_path, spec.long_prompt, images.identity, prompts)
+            pipe = None
             if not images.complete or reading is None:
                 pipe = images.checked_pipeline()
                 reading = _write_reading(reading_path, pipe, spec.long_prompt, images.identity, prompts)
                 generated += images.generate(pipe, progress)
-                del pipe
+            if attention:
+                attention_records += measure_mention_attention(
+                    pipe or images.checked_pipeline(), prompts, condition=name, policy=spec.long_prompt,
+                    seeds=seeds, generation=generation, progress=progress,
+                )  # fmt: skip
+            del pipe
             measured += images.measure(detection_batch_size, progress)
             records += _records(name, images, prompts, seeds, item_list, reading)
         detector_settings = images.store.detector_settings  # the same detector for every condition
@@ -154,7 +168,9 @@ def evaluate_late_detail(
                         "identities": identities}  # fmt: skip
             files = write_late_detail_report(records, curves, prompts, output_dir / "report", settings=settings,
                                              images_root=output_dir, caveat=caveat)  # fmt: skip
-    return LateDetailRun(records, curves, prompts, output_dir, generated, measured, files)
+            if attention_records:
+                write_mention_attention(attention_records, output_dir / "report", caveat=caveat)
+    return LateDetailRun(records, curves, prompts, output_dir, generated, measured, files, attention_records)
 
 
 def mention_reading(prompt: LateDetailPrompt, tokenizer, policy: str) -> tuple[int, bool]:

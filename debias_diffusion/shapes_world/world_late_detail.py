@@ -34,12 +34,15 @@ OFFSETS = (12, 40, 75, 110, 145, 180, 215)
 @dataclass(frozen=True)
 class WorldLateDetailSettings:
     """What is run: ``items`` unseen (anchor, target) pairs, at ``offsets``, with ``seeds``; ``conditions``
-    (labels of :func:`late_detail_conditions`, in order) or ``None`` for all."""
+    (labels of :func:`late_detail_conditions`, in order) or ``None`` for all; ``attention``: also the
+    cross-attention and state measurements (``report/attention.md``)."""
 
     items: int = 6
     seeds: tuple[int, ...] = (0, 1)
     offsets: tuple[int, ...] = OFFSETS
     conditions: tuple[str, ...] | None = None
+    attention: bool = False
+    """Also measure where each mention is dropped (``evaluate_late_detail(attention=True)``)."""
 
 
 DEMO_LATE_DETAIL = WorldLateDetailSettings(
@@ -94,4 +97,5 @@ def run_world_late_detail(
         seeds=tuple(settings.seeds),
         generation=WORLD_GENERATION,
         caveat=CAVEAT,
+        attention=settings.attention,
     )

@@ -7,7 +7,9 @@ fine-tunes swapped in, with the colour detector. Items are unseen scenes' object
 built-in neutral context; controls replace the target's sentence with context.
 
 Usage: python examples/shapes_world/late_detail.py [-o outputs/shapes_world/late_detail]
-       [--models DIR] [--items 6] [--seeds 0 1] [--encoder 'LABEL=CLIP_FOLDER' ...]
+       [--models DIR] [--items 6] [--seeds 0 1] [--encoder 'LABEL=CLIP_FOLDER' ...] [--attention]
+``--attention`` also measures where each condition drops a late mention (the UNet's cross-attention
+on it, the encoder's states of it): ``report/attention.md`` (and ``.json``, ``.csv``).
 """
 
 from __future__ import annotations
@@ -36,9 +38,12 @@ def main() -> None:
     parser.add_argument("--conditions", nargs="+", metavar="LABEL",
                         help="run only these conditions, in this order (default: all; e.g. 'CLIP-77' 'DeBias recipe')")  # fmt: skip
     parser.add_argument("--encoder", action="append", default=[], metavar="LABEL=CLIP_FOLDER")
+    parser.add_argument("--attention", action="store_true",
+                        help="also measure the UNet's cross-attention on each mention and the encoder's states of it")  # fmt: skip
     args = parse_arguments(parser, None)
     settings = WorldLateDetailSettings(args.items, tuple(args.seeds), tuple(args.offsets),
-                                       None if args.conditions is None else tuple(args.conditions))  # fmt: skip
+                                       None if args.conditions is None else tuple(args.conditions),
+                                       args.attention)  # fmt: skip
     torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
         encoders = world_encoders(args.models, parse_named_values(args.encoder, "--encoder"))
@@ -53,6 +58,8 @@ def main() -> None:
         print(f"{curve.condition} (window {curve.window}, {curve.policy}): effective length "
               f"{curve.effective_length}; offset:presence/baseline {cells}")  # fmt: skip
     print(f"report: {run.report.summary}")
+    if run.attention:
+        print(f"attention: {run.report.summary.parent / 'attention.md'}")
 
 
 if __name__ == "__main__":
