@@ -62,7 +62,7 @@ SUBCOMMANDS = {
         "--long-prompt", *EVALUATOR_FLAGS}),
     "late-detail": (SamplingSettings, {("width", "height"): "--size"}, {
         "--items", "-m", "--model", "-e", "--encoder", "-p", "--pipeline", "--chunk", "--long-prompt", "--offsets",
-        "--context", "--no-builtin-context", "--total-tokens", "--offset-tolerance", *EVALUATOR_FLAGS}),
+        "--context", "--no-builtin-context", "--total-tokens", "--offset-tolerance", "--attention", *EVALUATOR_FLAGS}),
 }  # fmt: skip
 # the Python entry point whose keyword defaults a record's flags take (its own field names where they differ)
 ENTRY_POINTS = {"probe-text": (probe_text, PROBE_TEXT_KEYWORDS), "probe-image": (probe_image, {})}

@@ -7,10 +7,11 @@ import math
 
 import pytest
 import torch
-from pipeline_builders import sd_components
+from pipeline_builders import sd_components, sdxl_components
 
-from debias_diffusion import DeBiasStableDiffusionPipeline
+from debias_diffusion import DeBiasStableDiffusionPipeline, DeBiasStableDiffusionXLPipeline
 from debias_diffusion.errors import ProminenceDataError
+from debias_diffusion.late_detail import build_prompts, context_pool, read_items
 from debias_diffusion.late_detail.attention import (
     MentionAttention,
     cross_attention_mass,
@@ -19,7 +20,6 @@ from debias_diffusion.late_detail.attention import (
     summarize_mention_attention,
     write_mention_attention,
 )
-from debias_diffusion.late_detail import build_prompts, context_pool, read_items
 from debias_diffusion.late_detail.runner import evaluate_late_detail
 from debias_diffusion.prominence.detectors import ColourDetector
 from debias_diffusion.prominence.jobs import SamplingSettings
@@ -144,3 +144,13 @@ def test_the_late_detail_run_writes_the_attention_tables_beside_its_report(tmp_p
                                  output_dir=tmp_path / "run", offsets=(12, 110), seeds=(0,), generation=TINY,
                                  progress=False)  # fmt: skip
     assert again.generated == 0 and again.attention == []  # images resumed; attention only when asked
+
+
+def test_sdxl_pipelines_are_measured_too(prompts):
+    pipe = DeBiasStableDiffusionXLPipeline(**sdxl_components(248))
+    pipe.set_progress_bar_config(disable=True)
+    records = measure_mention_attention(pipe, [p for p in prompts if p.item == 1], condition="xl", generation=TINY,
+                                        progress=False)  # fmt: skip
+    assert [r.offset for r in records] == list(OFFSETS)
+    assert all(r.conditioning_tokens == 248 and 0 < r.attention_share < 1 for r in records)
+    assert records[0].state_similarity == pytest.approx(1.0, abs=1e-5)

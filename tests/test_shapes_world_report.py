@@ -167,3 +167,37 @@ def test_late_detail_conditions_and_unknown_condition(tmp_path):
     with pytest.raises(UsageError, match=r"unknown late-detail condition\(s\) \['Long-CLIP'\]"):
         run_world_late_detail(tmp_path / "late", tmp_path, encoders, WorldLateDetailSettings(conditions=("Long-CLIP",)))
     assert not (tmp_path / "late").exists()
+
+
+def test_the_world_context_pool_names_no_object_and_uses_only_the_worlds_caption_words(tmp_path):
+    import re
+
+    from debias_diffusion.late_detail import context_pool
+    from debias_diffusion.shapes_world import COLOURS, SHAPES, export_dataset
+    from debias_diffusion.shapes_world.world_late_detail import WORLD_CONTEXT, WorldLateDetailSettings
+
+    sentences = WORLD_CONTEXT
+    objects = [f"{colour} {shape}" for colour in COLOURS for shape in SHAPES]
+    assert context_pool(objects, sentences, builtin=False) == sentences and len(set(sentences)) >= 25
+    assert WorldLateDetailSettings().context == WORLD_CONTEXT and not WorldLateDetailSettings().builtin_context
+    export_dataset(tmp_path / "data", 200, size=16, seed=0, progress=False)
+    captions = (tmp_path / "data" / "captions.jsonl").read_text().lower()
+    known = set(re.findall(r"[a-z]+", captions))
+    unknown = {word for sentence in sentences for word in re.findall(r"[a-z]+", sentence.lower())} - known
+    assert not unknown, unknown
+
+
+@pytest.mark.usefixtures("single_torch_thread")
+def test_mention_states_separates_context_from_position_on_the_shipped_encoders(tmp_path, monkeypatch, example_script):
+    script = example_script("mention_states")
+    monkeypatch.setattr("sys.argv", ["mention_states.py", "-o", str(tmp_path / "states.json"), "--items", "3"])
+    script.main()
+    data = json.loads((tmp_path / "states.json").read_text())
+    results = data["results"]
+    assert set(results) == {"CLIP-77", "Long-CLIP recipe", "DeBias recipe"} and len(data["items"]) == 3
+    assert results["CLIP-77"]["repeated anchor, offset ~110"]["similarity"] is None  # past its window: not measured
+    for row in results.values():
+        assert all(-1 <= c["similarity"] <= 1 and c["items"] == 3 for c in row.values() if c["similarity"] is not None)
+        assert row["neutral, offset ~40"]["mean_offset"] > 30 and row["neutral, same offset"]["mean_offset"] < 20
+        # the finding the docs report: neutral context words move a mention's states more than its position does
+        assert row["repeated anchor, offset ~40"]["similarity"] > row["neutral, offset ~40"]["similarity"] + 0.1

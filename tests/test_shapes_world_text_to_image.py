@@ -172,6 +172,10 @@ def test_the_long_form_and_several_encoders(world, tmp_path, example_script):
     tiny_text_encoder(248, seed=3).save_pretrained(other)
     build_clip_tokenizer(context_length=248).save_pretrained(other)
     _run(script, data, encoders[0], tmp_path / "long-other", "--encoder", str(other), "--caption-forms",
-         "list,long-named-sentences", "--vae-steps", "5", "--unet-steps", "5")  # fmt: skip
-    unet = DeBiasStableDiffusionPipeline.from_pretrained(tmp_path / "long-other").unet
-    assert any(not torch.equal(a, b) for a, b in zip(pipe.unet.state_dict().values(), unet.state_dict().values()))
+         "list,long-named-sentences", "--vae-steps", "5", "--unet-steps", "5", "--pipeline-encoder", str(encoder_77))  # fmt: skip
+    other_pipe = DeBiasStableDiffusionPipeline.from_pretrained(tmp_path / "long-other")
+    assert other_pipe.tokenizer.model_max_length == 77  # --pipeline-encoder: saved with the 77-token encoder
+    unet = other_pipe.unet
+    assert any(
+        not torch.equal(a, b) for a, b in zip(pipe.unet.state_dict().values(), unet.state_dict().values(), strict=True)
+    )

@@ -13,13 +13,16 @@ The late-detail curves say *whether* a mention at an offset reaches the image. T
   the encoder writes a late mention as it writes an early one.
 
 A mention the encoder never reads (truncated away) has neither: it is reported as not conditioned.
+Works with this package's SD 1.x/2.x and SDXL pipelines, with the ``truncate`` and ``chunk`` policies.
 The recorder never changes the computation: it measures the attention probabilities beside the
 pipeline's own attention processors, which still produce every output.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -124,8 +127,10 @@ class _AttentionRecorder:
 
 
 class _Tally:
-    def __init__(self) -> None:
-        self.rows, self.total, self.calls = 0, None, 0
+    """The summed key-position mass of the conditional rows over every cross-attention call."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows, self.total, self.calls = rows, None, 0
 
     def add(self, probabilities: torch.Tensor) -> None:
         """``probabilities``: ``(batch, heads, queries, keys)``; keeps the mean over heads and queries."""
@@ -161,8 +166,7 @@ def cross_attention_mass(unet: nn.Module, run, rows: int) -> torch.Tensor:
             unconditional half first under classifier-free guidance).
     """
     originals = unet.attn_processors
-    tally = _Tally()
-    tally.rows = rows
+    tally = _Tally(rows)
     unet.set_attn_processor({name: _AttentionRecorder(processor, tally) for name, processor in originals.items()})
     try:
         run()
@@ -199,14 +203,16 @@ def measure_mention_attention(
     if not mentions or not seeds:
         raise ProminenceDataError("no mention prompts or no seeds: nothing to measure")
     first = min(p.offset for p in mentions)
+    device = getattr(pipe, "_execution_device", None) or pipe.device
     states, spans = {}, {}
     for prompt in mentions:
         span = mention_positions(prompt, pipe.tokenizer, policy)
         spans[prompt.item, prompt.offset] = span
-        if span is not None:
+        if span is not None:  # keywords: SD's and SDXL's encode_prompt order their arguments differently
             with torch.no_grad():
-                encoded = pipe.encode_prompt(prompt.prompt, "cpu", 1, False, long_prompt=policy)[0][0]
-            states[prompt.item, prompt.offset] = (encoded[span.start : span.stop].float(), encoded.shape[0])
+                encoded = pipe.encode_prompt(prompt=prompt.prompt, device=device, num_images_per_prompt=1,
+                                             do_classifier_free_guidance=False, long_prompt=policy)[0][0]  # fmt: skip
+            states[prompt.item, prompt.offset] = (encoded[span.start : span.stop].float().cpu(), encoded.shape[0])
     kwargs = dict(num_inference_steps=generation.steps, guidance_scale=generation.guidance_scale,
                   width=generation.width, height=generation.height, output_type="latent",
                   **{**generation.extra, "long_prompt": policy})  # fmt: skip
@@ -284,12 +290,11 @@ def write_mention_attention(
     paths = {name: folder / f"attention.{name}" for name in ("json", "csv", "md")}
     data = {"summaries": [s.to_dict() for s in summaries], "records": [asdict(r) for r in records]}
     atomic_write_text(paths["json"], json.dumps(data, indent=2) + "\n")
-    columns = list(asdict(records[0]))
-    rows = [",".join(columns)] + [
-        ",".join("" if v is None else json.dumps(v) if isinstance(v, str) else str(v) for v in asdict(r).values())
-        for r in records
-    ]
-    atomic_write_text(paths["csv"], "\n".join(rows) + "\n")
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(asdict(records[0])), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(asdict(r) for r in records)  # None: an empty cell
+    atomic_write_text(paths["csv"], table.getvalue())
     lines = ["# Where a late mention is dropped", ""]
     if caveat:
         lines += [f"> {caveat}", ""]

@@ -3,7 +3,8 @@
 The pipeline with its own ``clip-77`` (policies ``truncate`` and ``chunk``) and with each 248-token
 encoder swapped in, measured by colour (see ``docs/late-detail.md``). Items are unseen scenes'
 objects: an anchor (mentioned first) and a target of another colour, mentioned at token offsets
-inside the built-in neutral context; controls replace the target's sentence with context.
+inside context sentences in the world's own words (:data:`WORLD_CONTEXT`); controls replace the
+target's sentence with context.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .world_models import CAVEAT, EVAL_SEED, OWN_ENCODER, WORLD_GENERATION, worl
 __all__ = [
     "DEMO_LATE_DETAIL",
     "OFFSETS",
+    "WORLD_CONTEXT",
     "WorldLateDetailSettings",
     "late_detail_conditions",
     "run_world_late_detail",
@@ -30,12 +32,27 @@ __all__ = [
 OFFSETS = (12, 40, 75, 110, 145, 180, 215)
 """Token offsets of the target's mention: inside 77, past 77, and up to 248's end."""
 
+_PLACES = ("top", "bottom", "left", "right", "centre", "top left", "top right", "bottom left", "bottom right")
+WORLD_CONTEXT: tuple[str, ...] = (
+    *(sentence.format(place) for place in _PLACES for sentence in (
+        "The {} of the image is white.", "The {} of the picture is white.",
+        "In the {} of the image there is a white background.")),
+    "There is a white background.", "The background is white.", "A picture on a white background.",
+    "The image is on a white background.",
+)  # fmt: skip
+"""The world's late-detail context: sentences made only of words of the world's captions (which every
+world encoder was trained on) that name no object. The evaluator's built-in neutral pool is English
+style vocabulary ("Soft illumination.") that real CLIP learned from web captions but the world's
+encoders never saw; with it a late-detail prompt is mostly untrained tokens, unlike a real prompt for
+a real encoder (docs/shapes-world.md, late details)."""
+
 
 @dataclass(frozen=True)
 class WorldLateDetailSettings:
     """What is run: ``items`` unseen (anchor, target) pairs, at ``offsets``, with ``seeds``; ``conditions``
     (labels of :func:`late_detail_conditions`, in order) or ``None`` for all; ``attention``: also the
-    cross-attention and state measurements (``report/attention.md``)."""
+    cross-attention and state measurements (``report/attention.md``); ``context`` / ``builtin_context``:
+    the context pool (by default the world's own words, see :data:`WORLD_CONTEXT`)."""
 
     items: int = 6
     seeds: tuple[int, ...] = (0, 1)
@@ -43,10 +60,14 @@ class WorldLateDetailSettings:
     conditions: tuple[str, ...] | None = None
     attention: bool = False
     """Also measure where each mention is dropped (``evaluate_late_detail(attention=True)``)."""
+    context: tuple[str, ...] = WORLD_CONTEXT
+    """Context sentences (default: :data:`WORLD_CONTEXT`, the world's own words)."""
+    builtin_context: bool = False
+    """Add the evaluator's built-in neutral pool (English style sentences the world's encoders never learned)."""
 
 
 DEMO_LATE_DETAIL = WorldLateDetailSettings(
-    items=3, seeds=(0, 1, 2, 3), offsets=(12, 110),
+    items=3, seeds=(0, 1, 2), offsets=(12, 110),
     conditions=("CLIP-77", "CLIP-77 (chunk)", "Long-CLIP recipe", "DeBias recipe"),
 )  # fmt: skip
 """The demo's ``--late-detail``: one offset inside 77 tokens and one past it."""
@@ -98,4 +119,6 @@ def run_world_late_detail(
         generation=WORLD_GENERATION,
         caveat=CAVEAT,
         attention=settings.attention,
+        context=settings.context,
+        builtin_context=settings.builtin_context,
     )

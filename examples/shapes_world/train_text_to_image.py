@@ -19,7 +19,7 @@ Two stages, then a standard diffusers pipeline folder:
    is the same sampler redrawn until the 77 tokens CLIP-77 reads name every object of the scene:
    captions of every length, objects first mentioned anywhere in the window, but no object drawn
    that its caption does not name (with ``sentences`` the UNet learns to draw unnamed objects).
-   The **long-named-sentences** form is the long-context regime (LongAlign's for SD 1.5): the same
+   The **long-named-sentences** form is a long-caption fine-tune's regime: the same
    sampler with up to ``LONG_CONTEXT_SENTENCES`` neutral sentences, so captions run to the
    encoder's whole window (248 tokens for the world's fine-tunes), redrawn until that window names
    every object: objects first mentioned anywhere in it, also past token 77.
@@ -36,7 +36,8 @@ such as the 248-position Long-CLIP and DeBias fine-tunes of the same ``clip-77``
 
 Given several ``--encoder`` folders (of one width and context length, e.g. the Long-CLIP and
 DeBias fine-tunes), each sample's condition comes from one of them, drawn uniformly: a UNet adapted
-to a family of encoders rather than to one recipe's. The pipeline is saved with the first.
+to a family of encoders rather than to one recipe's. The pipeline is saved with the first, or with
+``--pipeline-encoder`` (e.g. ``clip-77``, so that the pipeline's own encoder stays the 77-token one).
 
 Training checkpoints (``WORK/state.pt``, written atomically) are resumed when the script is run
 again with the same ``--work-dir``; a finished run only re-exports the pipeline (or, given more
@@ -107,6 +108,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, required=True, help="shapes-world export (captions.jsonl, images/)")
     parser.add_argument("--encoder", type=Path, action="append", required=True,
                         help="text-encoder folder (CLIPTextModel + tokenizer); repeat it to draw one per sample")  # fmt: skip
+    parser.add_argument("--pipeline-encoder", type=Path,
+                        help="text encoder saved in the pipeline folder (default: the first --encoder)")  # fmt: skip
     add_output_dir(parser, what="pipeline folder to write", old=["--output"])
     parser.add_argument("--work-dir", type=Path, help="checkpoints and caches (default: the output folder + -train)")
     parser.add_argument("--vae-steps", type=int, default=1500)
@@ -552,7 +555,7 @@ def export(args, vae: AutoencoderKL, unet: UNet2DConditionModel, scale: float) -
     from debias_diffusion.atomic_io import atomic_directory
 
     vae.register_to_config(scaling_factor=scale)
-    pipe = build_pipeline(args.encoder[0], vae=vae.cpu().half(), unet=unet.cpu().half())
+    pipe = build_pipeline(args.pipeline_encoder or args.encoder[0], vae=vae.cpu().half(), unet=unet.cpu().half())
     with atomic_directory(args.output_dir, overwrite=True) as scratch:
         pipe.save_pretrained(scratch, safe_serialization=True)
     size = sum(path.stat().st_size for path in args.output_dir.rglob("*") if path.is_file())
