@@ -158,6 +158,8 @@ def test_the_long_form_and_several_encoders(world, tmp_path, example_script):
     assert script.encoders_window(encoders) == 248
     with pytest.raises(SystemExit, match="must share context length and width"):
         script.encoders_window([encoder_77, encoders[0]])
+    with pytest.raises(SystemExit, match="--pipeline-encoder nowhere: no config.json"):
+        script.encoders_window(encoders, Path("nowhere"))
 
     summary = _run(script, data, encoders[0], tmp_path / "long", "--encoder", str(encoders[1]), "--caption-forms",
                    "list,long-named-sentences", "--vae-steps", "5", "--unet-steps", "5")  # fmt: skip

@@ -283,22 +283,28 @@ def caption_embeddings(
     return states.half().float(), empty.half().float(), caption_indices(unique, captions)
 
 
-def encoders_window(encoders: list[Path]) -> int:
+def encoder_shape(encoder: Path, flag: str = "--encoder") -> tuple[int, int]:
+    """``(context length, width)`` from a text-encoder (or CLIPModel) folder's ``config.json``."""
+    config_file = encoder / "config.json"
+    if not config_file.is_file():
+        raise SystemExit(f"error: {flag} {encoder}: no config.json; give a text-encoder folder")
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config = config.get("text_config", config)
+    return config["max_position_embeddings"], config["hidden_size"]  # transformers' names
+
+
+def encoders_window(encoders: list[Path], pipeline_encoder: Path | None = None) -> int:
     """The context length the ``--encoder`` folders share (the long form's window); refuses a mix of
-    context lengths or widths, which one UNet cannot be trained on."""
-    shapes = {}
-    for encoder in encoders:
-        config_file = encoder / "config.json"
-        if not config_file.is_file():
-            raise SystemExit(f"error: --encoder {encoder}: no config.json; give a text-encoder folder")
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-        config = config.get("text_config", config)
-        # transformers' names for the context length and the width
-        shapes[encoder] = (config["max_position_embeddings"], config["hidden_size"])
+    context lengths or widths, which one UNet cannot be trained on, and a ``--pipeline-encoder`` of
+    another width (checked before any training, not at export)."""
+    shapes = {encoder: encoder_shape(encoder) for encoder in encoders}
     if len(set(shapes.values())) > 1:
         listed = ", ".join(f"{encoder} (context length {n}, width {d})" for encoder, (n, d) in shapes.items())
         raise SystemExit(f"error: the --encoder folders must share context length and width: {listed}")
-    return next(iter(shapes.values()))[0]
+    window, width = next(iter(shapes.values()))
+    if pipeline_encoder is not None and encoder_shape(pipeline_encoder, "--pipeline-encoder")[1] != width:
+        raise SystemExit(f"error: --pipeline-encoder {pipeline_encoder} is not {width} wide like the --encoder folders")
+    return window
 
 
 def all_caption_embeddings(
@@ -578,7 +584,9 @@ def main(argv=None) -> None:
         torch.backends.cudnn.allow_tf32 = True
     started = time.perf_counter()
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    images, captions = load_dataset(args.data, args.scenes, args.caption_forms, encoders_window(args.encoder))
+    images, captions = load_dataset(
+        args.data, args.scenes, args.caption_forms, encoders_window(args.encoder, args.pipeline_encoder)
+    )
     print(f"{len(images)} scenes from {args.data} ({', '.join(args.caption_forms)} captions); device {device}")
     state_file = args.work_dir / "state.pt"
     state = torch.load(state_file, map_location="cpu", weights_only=True) if state_file.is_file() else {}
